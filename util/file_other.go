@@ -1,0 +1,7 @@
+//go:build !unix
+
+package util
+
+import "errors"
+
+var errUnsupported = errors.ErrUnsupported

@@ -3,6 +3,8 @@ package wechat
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -30,10 +32,37 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("wechat: %s: errcode %d: %s", e.API, e.Code, e.Msg)
-	if h := Hint(e.Code); h != "" {
+	if h := e.Hint(); h != "" {
 		s += " (" + h + ")"
 	}
 	return s
+}
+
+// Hint is Hint(e.Code), made specific where the message allows: for 40164
+// it names the IP address to add to the whitelist.
+func (e *APIError) Hint() string {
+	if e.Code == 40164 {
+		if ip := ipInMessage(e.Msg); ip != "" {
+			return "this server's IP " + ip + " is not in the API IP whitelist: add " + ip +
+				" on the official account platform (设置与开发 → 基本配置 → IP白名单)"
+		}
+	}
+	return Hint(e.Code)
+}
+
+// ipInMessage returns the address in an errmsg such as
+// "invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist rid: …", or "".
+func ipInMessage(msg string) string {
+	_, rest, ok := strings.Cut(msg, "invalid ip ")
+	if !ok {
+		return ""
+	}
+	ip, _, _ := strings.Cut(rest, " ")
+	ip = strings.TrimRight(ip, ",")
+	if net.ParseIP(ip) == nil {
+		return ""
+	}
+	return ip
 }
 
 // Hint says, for the errcodes a person has to act on, what to do.
@@ -70,4 +99,35 @@ func Hint(code int) string {
 		return "an administrator refused this IP; blocked for 1 hour"
 	}
 	return ""
+}
+
+// More errors a caller can test for with errors.Is.
+var (
+	// ErrRateLimited: a fetch was refused because the previous one was too
+	// recent (Options.MinFetchInterval, checked against the stored token's
+	// fetch time) or the hour's cap (Options.MaxFetchesPerHour) is reached.
+	// It guards the daily quota against storms of passive refreshes and
+	// against a fight with another program that also fetches tokens.
+	ErrRateLimited = errors.New("wechat: token fetch rate limited")
+
+	// ErrCooldown: a fetch was refused because WeChat recently rejected the
+	// credentials (a wrong AppSecret, an IP not in the whitelist, …).
+	// The error also wraps the *APIError that started the cooldown.
+	ErrCooldown = errors.New("wechat: fetches paused after a credential error")
+)
+
+// isCredentialError reports whether code says the AppID, the AppSecret or
+// the caller's IP is not accepted: retrying will not help, a person must act.
+func isCredentialError(code int) bool {
+	switch code {
+	case 40001, 40002, 40013, 40125, 40164, 40243, 41002, 41004:
+		return true
+	}
+	return code >= 89500 && code < 89600
+}
+
+// isTokenError reports whether code says the access token used for a call
+// was rejected (superseded, unknown or expired): a passive refresh helps.
+func isTokenError(code int) bool {
+	return code == 40001 || code == 40014 || code == 42001
 }

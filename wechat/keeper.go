@@ -1,0 +1,511 @@
+package wechat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// defaultLifetime is assumed for a stored token whose fetch time is unknown
+// (one written by the original Koa app).
+const defaultLifetime = 7200 * time.Second
+
+// A Wechat keeps one official account's access token (and tickets) fresh,
+// shared through a Store with every other process of the app. It is safe
+// for concurrent use; build it with New.
+//
+// A token is fresh until RefreshBefore its expiry (AccessToken serves it
+// from memory), then stale (still served; one background refresh starts),
+// then invalid (callers wait for a refresh). Every refresh — at start-up,
+// in the background, on a stale token, passive, forced — follows one
+// protocol: take the Store's lock, re-read the store and adopt a fresher
+// token someone else saved, and only otherwise check the quota guards,
+// fetch, and save.
+//
+// How fast other processes switch to a new token: all processes read the
+// same stored expiry, so they all see the token turn stale at the same
+// instant; the first refresh after that fetches, and every other process
+// adopts the new token on its first AccessToken call after that instant
+// (or, if idle, when Run wakes, at most RefreshBefore/10 later). WeChat
+// keeps the old token working 5 minutes after a fetch, so adoption is well
+// within the grace. A token fetched out of turn (passive or forced refresh,
+// another program) is adopted by the next passive refresh of a caller whose
+// call WeChat rejected, or by Run within SyncInterval.
+type Wechat struct {
+	opts  Options
+	store Store
+	clock Clock
+	log   *slog.Logger
+
+	tok     atomic.Pointer[held]
+	tickets [2]atomic.Pointer[held] // by ticketIndex
+
+	flight     singleflight.Group
+	bgBusy     atomic.Bool
+	bgFailedAt atomic.Int64 // clock UnixNano of the last failed background refresh
+
+	mu            sync.Mutex // guards the fields below
+	cooldownUntil time.Time
+	cooldownErr   error
+	cooldownN     int
+	lastErr       error
+	lastErrAt     time.Time
+	lastRefresh   time.Time
+	quotaDay      string
+	quotaUsed     int
+	lastForce     time.Time
+
+	stats counters
+}
+
+// held is a credential with the instant it turns stale.
+type held struct {
+	Credential
+	staleAt time.Time
+}
+
+// hold computes when c turns stale: RefreshBefore before expiry, but at
+// least half of its lifetime after it was fetched.
+func (w *Wechat) hold(c Credential) *held {
+	life := c.ExpiresAt.Sub(c.FetchedAt)
+	if c.FetchedAt.IsZero() || life <= 0 {
+		life = defaultLifetime
+	}
+	return &held{Credential: c, staleAt: c.ExpiresAt.Add(-min(w.opts.RefreshBefore, life/2))}
+}
+
+// freshAt reports whether c is valid and not yet stale at t.
+func (w *Wechat) freshAt(c Credential, t time.Time) bool {
+	return c.ValidAt(t) && t.Before(w.hold(c).staleAt)
+}
+
+// New builds a keeper. Like the original app's constructor it loads the
+// token from the Store and, when it is missing, unreadable or expired,
+// fetches a new one (through the refresh protocol, so concurrent starts of
+// several processes fetch once). A stored token that is merely stale is
+// used, and refreshed on first use. Bad options give one error naming every
+// problem.
+func New(ctx context.Context, opts Options) (*Wechat, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger}
+	c, err := w.store.Load(ctx, KindAccessToken)
+	if err != nil {
+		w.log.Warn("wechat: cannot read the token store at start-up; fetching", "err", err)
+	}
+	if err == nil && c.ValidAt(w.clock.Now()) {
+		w.tok.Store(w.hold(c))
+		w.stats.refresh(triggerStartup, outcomeAdopted)
+		return w, nil
+	}
+	if _, err := w.refresh(ctx, triggerStartup, "", false); err != nil {
+		return nil, fmt.Errorf("wechat: start-up: %w", err)
+	}
+	return w, nil
+}
+
+// AppID returns the AppID the keeper was built with.
+func (w *Wechat) AppID() string { return w.opts.AppID }
+
+// AccessToken returns a valid access token. A fresh token comes from memory
+// without I/O or allocation; a stale one is returned at once while one
+// background refresh runs; without a valid token it waits for a refresh,
+// at most until ctx is done.
+func (w *Wechat) AccessToken(ctx context.Context) (string, error) {
+	if h := w.tok.Load(); h != nil {
+		now := w.clock.Now()
+		if now.Before(h.staleAt) {
+			return h.Value, nil
+		}
+		if now.Before(h.ExpiresAt) {
+			w.refreshInBackground(now)
+			return h.Value, nil
+		}
+	}
+	c, err := w.refresh(ctx, triggerStale, "", false)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoToken, err)
+	}
+	return c.Value, nil
+}
+
+// Token is AccessToken with the token's expiry and fetch time.
+func (w *Wechat) Token(ctx context.Context) (Credential, error) {
+	if _, err := w.AccessToken(ctx); err != nil {
+		return Credential{}, err
+	}
+	return w.tok.Load().Credential, nil
+}
+
+// Refresh is the passive refresh (see TokenSource): stale is the token
+// WeChat rejected. A new token is fetched only if the Store still holds
+// exactly stale; otherwise the current valid token is returned. An empty
+// or unknown stale token never causes a fetch while a valid token exists.
+func (w *Wechat) Refresh(ctx context.Context, stale string) (string, error) {
+	c, err := w.refresh(ctx, triggerPassive, stale, false)
+	if err != nil {
+		return "", err
+	}
+	return c.Value, nil
+}
+
+// ForceRefresh fetches a new token whatever the Store holds, for an
+// administrator who knows the token leaked or was killed from outside. With
+// TokenAPIStable it uses force_refresh, which WeChat allows 20 times a day
+// at least 30 s apart (counted in the Store); with TokenAPIClassic it is an
+// ordinary fetch. The quota guards apply either way.
+func (w *Wechat) ForceRefresh(ctx context.Context) (Credential, error) {
+	return w.refresh(ctx, triggerForced, "", true)
+}
+
+// refreshInBackground starts one background refresh unless one is running
+// or the last one failed very recently (to keep a failing store or WeChat
+// from being called on every AccessToken).
+func (w *Wechat) refreshInBackground(now time.Time) {
+	if last := w.bgFailedAt.Load(); last != 0 {
+		if now.Sub(time.Unix(0, last)) < w.bgRetryDelay() {
+			return
+		}
+	}
+	if !w.bgBusy.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer w.bgBusy.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), w.opts.RefreshTimeout)
+		defer cancel()
+		if _, err := w.refresh(ctx, triggerStale, "", false); err != nil {
+			w.bgFailedAt.Store(w.clock.Now().UnixNano())
+		} else {
+			w.bgFailedAt.Store(0)
+		}
+	}()
+}
+
+// bgRetryDelay is the pause after a failed background refresh: a tenth of
+// RefreshBefore, at most 1 s, so a stale token is retried many times before
+// it expires.
+func (w *Wechat) bgRetryDelay() time.Duration {
+	return min(time.Second, w.opts.RefreshBefore/10)
+}
+
+// refresh runs the refresh protocol once per process at a time: callers
+// that arrive while one runs share its result. Each caller waits at most
+// until its own ctx is done; the refresh itself runs to completion (bounded
+// by RefreshTimeout) so that a caller giving up does not waste a fetch.
+func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
+	key := "token"
+	if force {
+		key = "force"
+	}
+	ch := w.flight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.RefreshTimeout)
+		defer cancel()
+		c, err := w.refreshLocked(fctx, trig, stale, force)
+		w.noteResult(err)
+		return c, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Credential{}, r.Err
+		}
+		return r.Val.(Credential), nil
+	case <-ctx.Done():
+		return Credential{}, fmt.Errorf("wechat: waiting for a token refresh: %w", ctx.Err())
+	}
+}
+
+// refreshLocked is one refresh under the Store's lock.
+func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
+	unlock, err := w.store.Lock(ctx)
+	if err != nil {
+		w.stats.refresh(trig, outcomeFailed)
+		return Credential{}, fmt.Errorf("wechat: refresh: %w", err)
+	}
+	defer unlock()
+
+	stored, err := w.store.Load(ctx, KindAccessToken)
+	if err != nil {
+		w.stats.refresh(trig, outcomeFailed)
+		return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
+	}
+	now := w.clock.Now()
+	switch {
+	case force:
+		// fetch below
+	case trig == triggerPassive && stale != "" && stored.Value == stale:
+		// The store holds the very token WeChat rejected: fetch.
+	case trig == triggerPassive && stored.ValidAt(now):
+		// Someone refreshed meanwhile, or the caller's token is unknown.
+		return w.adopt(trig, stored), nil
+	case w.freshAt(stored, now):
+		return w.adopt(trig, stored), nil
+	}
+
+	c, err := w.fetchToken(ctx, stored, now, force)
+	if err != nil {
+		w.stats.refresh(trig, outcomeFailed)
+		w.log.Warn("wechat: token refresh failed", "trigger", trig.String(), "err", err)
+		return Credential{}, err
+	}
+	switch err := w.store.Save(ctx, KindAccessToken, c); {
+	case errors.Is(err, ErrSuperseded):
+		if newer, lerr := w.store.Load(ctx, KindAccessToken); lerr == nil && newer.ValidAt(now) {
+			w.log.Info("wechat: a newer token was saved meanwhile; adopting it", "trigger", trig.String())
+			return w.adopt(trig, newer), nil
+		}
+	case err != nil:
+		// The token is good; other processes will not see it, though.
+		w.log.Error("wechat: cannot save the new token; other processes will fetch their own", "err", err)
+	}
+	w.tok.Store(w.hold(c))
+	w.stats.refresh(trig, outcomeFetched)
+	w.log.Info("wechat: fetched a new access token", "trigger", trig.String(),
+		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
+	return c, nil
+}
+
+// adopt makes c, read from the store, the token served from memory.
+func (w *Wechat) adopt(trig trigger, c Credential) Credential {
+	if old := w.tok.Load(); old == nil || old.Value != c.Value {
+		w.log.Debug("wechat: adopted the stored access token", "trigger", trig.String(),
+			"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	w.tok.Store(w.hold(c))
+	w.stats.refresh(trig, outcomeAdopted)
+	return c
+}
+
+// noteResult records the last refresh error for Status.
+func (w *Wechat) noteResult(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.clock.Now()
+	if err != nil {
+		w.lastErr, w.lastErrAt = err, now
+		return
+	}
+	w.lastErr = nil
+	w.lastRefresh = now
+}
+
+// fetchToken fetches a token from WeChat after checking the guards: the
+// credential cooldown, the daily budget, the per-hour cap and the minimum
+// interval. The caller holds the Store's lock.
+func (w *Wechat) fetchToken(ctx context.Context, stored Credential, now time.Time, force bool) (Credential, error) {
+	api := APIToken
+	if w.opts.TokenAPI == TokenAPIStable {
+		api = APIStableToken
+	}
+	if err := w.checkCooldown(now); err != nil {
+		w.stats.refused(refusedCooldown)
+		return Credential{}, err
+	}
+	if !stored.FetchedAt.IsZero() {
+		life := stored.ExpiresAt.Sub(stored.FetchedAt)
+		minGap := min(w.opts.MinFetchInterval, life/4)
+		if force && w.opts.TokenAPI == TokenAPIStable {
+			minGap = max(minGap, stableForceSpacing)
+		}
+		if since := now.Sub(stored.FetchedAt); since >= 0 && since < minGap {
+			w.stats.refused(refusedRate)
+			return Credential{}, fmt.Errorf("%w: the stored token was fetched %v ago, less than the minimum interval %v",
+				ErrRateLimited, since.Round(time.Millisecond), minGap)
+		}
+	}
+	day, hourKey := QuotaDay(now), hourKey(api, now)
+	if n, err := w.store.AddFetches(ctx, hourKey, day, 0); err != nil {
+		return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
+	} else if n >= w.opts.MaxFetchesPerHour {
+		w.stats.refused(refusedRate)
+		return Credential{}, fmt.Errorf("%w: %d fetches this hour reached the cap MaxFetchesPerHour", ErrRateLimited, n)
+	}
+	if force && w.opts.TokenAPI == TokenAPIStable {
+		n, err := w.store.AddFetches(ctx, APIStableForce, day, 0)
+		if err != nil {
+			return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
+		}
+		if n >= stableForceDaily {
+			w.stats.refused(refusedQuota)
+			return Credential{}, fmt.Errorf("%w: %d forced stable_token refreshes today (WeChat allows %d)", ErrQuotaExhausted, n, stableForceDaily)
+		}
+	}
+
+	for attempt := 0; ; attempt++ {
+		used, err := w.store.AddFetches(ctx, api, day, 0)
+		if err != nil {
+			return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
+		}
+		w.noteQuota(day, used)
+		if used >= w.opts.DailyBudget {
+			w.stats.refused(refusedQuota)
+			return Credential{}, fmt.Errorf("%w: %d of %d fetches used on %s (Beijing time); fetching resumes at %s",
+				ErrQuotaExhausted, used, w.opts.DailyBudget, day, NextQuotaDay(now).UTC().Format(time.RFC3339))
+		}
+		// Count before calling: a call whose reply is lost still costs quota.
+		if used, err = w.store.AddFetches(ctx, api, day, 1); err != nil {
+			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
+		}
+		w.noteQuota(day, used)
+		if _, err := w.store.AddFetches(ctx, hourKey, day, 1); err != nil {
+			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
+		}
+		if force && w.opts.TokenAPI == TokenAPIStable {
+			if _, err := w.store.AddFetches(ctx, APIStableForce, day, 1); err != nil {
+				return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
+			}
+		}
+
+		method, u, path, body := w.tokenRequest(force)
+		res, err := call(ctx, w.opts.HTTPClient, method, u, path, body)
+		if err == nil {
+			c, perr := parseCredential(res, "access_token", path, w.clock.Now())
+			if perr != nil {
+				w.stats.fetch(fetchError)
+				return Credential{}, perr
+			}
+			w.stats.fetch(fetchOK)
+			w.clearCooldown()
+			return c, nil
+		}
+		var apiErr *APIError
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Code == 45009:
+			w.stats.fetch(fetchQuota)
+			// Tell every process: the budget is spent for today.
+			if used < w.opts.DailyBudget {
+				if used, err = w.store.AddFetches(ctx, api, day, w.opts.DailyBudget-used); err == nil {
+					w.noteQuota(day, used)
+				}
+			}
+			w.log.Error("wechat: WeChat says the daily token quota is exhausted; no more fetches today", "day", day)
+			return Credential{}, fmt.Errorf("%w: %w", ErrQuotaExhausted, apiErr)
+		case errors.As(err, &apiErr) && isCredentialError(apiErr.Code):
+			w.stats.fetch(fetchRejected)
+			until := w.startCooldown(now, apiErr)
+			w.log.Error("wechat: WeChat rejected the credentials; pausing fetches", "errcode", apiErr.Code,
+				"hint", apiErr.Hint(), "until", until.UTC().Format(time.RFC3339))
+			return Credential{}, err
+		case isTransient(err) && attempt+1 < w.opts.MaxAttempts:
+			w.stats.fetch(fetchRetry)
+			d := backoff(w.opts.RetryBackoff, attempt)
+			w.log.Warn("wechat: token fetch failed; retrying", "attempt", attempt+1, "in", d, "err", err)
+			if serr := sleepCtx(ctx, d); serr != nil {
+				return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", err, serr)
+			}
+		default:
+			w.stats.fetch(fetchError)
+			if isTransient(err) {
+				return Credential{}, fmt.Errorf("wechat: token fetch failed %d times, last: %w", attempt+1, err)
+			}
+			return Credential{}, err
+		}
+	}
+}
+
+// WeChat's limits on stable_token force_refresh.
+const (
+	stableForceDaily   = 20
+	stableForceSpacing = 30 * time.Second
+)
+
+// hourKey is the AddFetches api name under which fetches of api in the
+// Beijing-time hour of t are counted, e.g. "token@13".
+func hourKey(api string, t time.Time) string {
+	return fmt.Sprintf("%s@%02d", api, t.In(shanghai).Hour())
+}
+
+func (w *Wechat) noteQuota(day string, used int) {
+	w.mu.Lock()
+	w.quotaDay, w.quotaUsed = day, used
+	w.mu.Unlock()
+}
+
+func (w *Wechat) checkCooldown(now time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cooldownErr != nil && now.Before(w.cooldownUntil) {
+		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, w.cooldownUntil.UTC().Format(time.RFC3339), w.cooldownErr)
+	}
+	return nil
+}
+
+func (w *Wechat) startCooldown(now time.Time, err error) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cooldownN++
+	d := w.opts.CredentialCooldown << min(w.cooldownN-1, 5)
+	w.cooldownUntil, w.cooldownErr = now.Add(d), err
+	return w.cooldownUntil
+}
+
+func (w *Wechat) clearCooldown() {
+	w.mu.Lock()
+	w.cooldownN, w.cooldownErr, w.cooldownUntil = 0, nil, time.Time{}
+	w.mu.Unlock()
+}
+
+// Run refreshes the token ahead of expiry until ctx is done, and returns
+// ctx's error. It wakes when the token turns stale, plus a random delay of
+// at most RefreshBefore/10 so that processes do not all wake at once (the
+// first refresh fetches, the others adopt), and every SyncInterval to adopt
+// a token fetched out of turn by another process. One Run per process is
+// enough; a process that serves AccessToken calls refreshes without it too.
+func (w *Wechat) Run(ctx context.Context) error {
+	failures := 0
+	for {
+		now := w.clock.Now()
+		h := w.tok.Load()
+		var wait time.Duration
+		if h == nil || !now.Before(h.staleAt) {
+			if _, err := w.refresh(ctx, triggerBackground, "", false); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				failures++
+				wait = max(time.Millisecond, min(w.bgRetryDelay()<<min(failures-1, 6), w.opts.SyncInterval))
+			} else {
+				failures = 0
+				continue
+			}
+		} else {
+			rb := h.ExpiresAt.Sub(h.staleAt)
+			wait = h.staleAt.Sub(now) + rand.N(rb/10+1)
+			if wait > w.opts.SyncInterval {
+				wait = w.opts.SyncInterval
+			}
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+		w.sync(ctx)
+	}
+}
+
+// sync adopts a valid stored token that differs from, and was fetched
+// after, the one in memory. It takes no lock: it only reads.
+func (w *Wechat) sync(ctx context.Context) {
+	stored, err := w.store.Load(ctx, KindAccessToken)
+	if err != nil {
+		return
+	}
+	h := w.tok.Load()
+	now := w.clock.Now()
+	if !stored.ValidAt(now) || (h != nil && h.Value == stored.Value) {
+		return
+	}
+	if h != nil && h.ValidAt(now) && !stored.FetchedAt.After(h.FetchedAt) {
+		return
+	}
+	w.adopt(triggerBackground, stored)
+}

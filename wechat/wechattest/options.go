@@ -129,7 +129,7 @@ func WithStableMinuteLimit(n int) Option {
 // WithDailyQuota sets the per-app daily limit of endpoint; calls beyond it
 // get 45009 until the quota day changes or clear_quota is called. n <= 0
 // removes the limit. Defaults: /cgi-bin/token 2000, /cgi-bin/stable_token
-// 500 000, "/cgi-bin/stable_token#force" (force_refresh calls) 20, and
+// 500 000, QuotaStableForce (force_refresh calls) 20, and
 // 100 000 for getticket and the business calls (their real limits are not
 // published).
 func WithDailyQuota(endpoint string, n int) Option {

@@ -23,12 +23,16 @@ const (
 	PathClearQuota    = "/cgi-bin/clear_quota"
 	PathClearQuotaV2  = "/cgi-bin/clear_quota/v2"
 	PathQuotaGet      = "/cgi-bin/openapi/quota/get"
-	pathStableForce   = "/cgi-bin/stable_token#force" // the 20-a-day force_refresh budget
+	pathStableForce   = QuotaStableForce
 	defaultLifetime   = 7200 * time.Second
 	defaultGrace      = 300 * time.Second
 	defaultRenewal    = 300 * time.Second
 	defaultForceSpace = 30 * time.Second
 )
+
+// QuotaStableForce names the daily budget of stable_token force_refresh
+// calls (20 by default) for WithDailyQuota, SetDailyQuota and Used.
+const QuotaStableForce = "/cgi-bin/stable_token#force"
 
 // shanghai is Beijing time (UTC+8 all year since 1991), the default zone of
 // the quota day and month.
@@ -334,8 +338,8 @@ func (p *Platform) Used(appID, endpoint string) int {
 }
 
 // SetDailyQuota sets the daily limit of endpoint for every app; n <= 0
-// removes the limit. Use "/cgi-bin/stable_token#force" for the budget of
-// force_refresh calls.
+// removes the limit. Use QuotaStableForce for the budget of force_refresh
+// calls.
 func (p *Platform) SetDailyQuota(endpoint string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

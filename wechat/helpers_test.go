@@ -1,0 +1,114 @@
+package wechat
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+const (
+	testAppID  = "wx0123456789abcdef"
+	testSecret = "S3CRET-must-never-leak-0123456789"
+)
+
+// epoch is the frozen start of the fake clock in most tests.
+var epoch = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+// newFake starts a fake WeChat with the test app and a frozen clock.
+func newFake(t testing.TB, opts ...wechattest.Option) *wechattest.Server {
+	t.Helper()
+	srv := wechattest.NewServer(append([]wechattest.Option{
+		wechattest.WithApp(testAppID, testSecret), wechattest.WithClock(epoch),
+	}, opts...)...)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// countingTransport counts the requests per path that reach the network.
+type countingTransport struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	n    map[string]int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[r.URL.Path]++
+	c.mu.Unlock()
+	return c.base.RoundTrip(r)
+}
+
+func (c *countingTransport) count(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[path]
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one keeper's test setup.
+type env struct {
+	srv   *wechattest.Server
+	opts  Options
+	store *FileStore
+	path  string
+	rt    *countingTransport
+	logs  *syncBuffer
+}
+
+// newEnv returns options for a keeper on srv with its own wechat.txt, a
+// request counter and captured debug logs.
+func newEnv(t testing.TB, srv *wechattest.Server) *env {
+	t.Helper()
+	e := &env{srv: srv, path: filepath.Join(t.TempDir(), "wechat.txt"), logs: &syncBuffer{}}
+	e.rt = &countingTransport{base: srv.Client().Transport}
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.store = NewFileStore(e.path, logger)
+	e.opts = Options{
+		AppID: testAppID, AppSecret: testSecret, Store: e.store,
+		APIBase: srv.URL, HTTPClient: &http.Client{Transport: e.rt, Timeout: 2 * time.Second},
+		Clock: srv, Logger: logger, RetryBackoff: time.Millisecond,
+	}
+	return e
+}
+
+// eventually polls cond until it holds or 5 s pass; for work that happens
+// in a background goroutine.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+var _ = atomic.Int64{}

@@ -1,0 +1,206 @@
+// Package message parses the messages and events WeChat pushes to an
+// official account's callback URL, carries them through a request's
+// context, and builds passive replies.
+//
+// A push is parsed once, by the callback middleware, into a *Message; the
+// handler behind it gets it with FromContext and switches on MsgType (and
+// Event for events):
+//
+//	m, ok := message.FromContext(r.Context())
+//	if ok && m.MsgType == message.TypeText {
+//		w.Header().Set("Content-Type", message.ContentType)
+//		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
+//	}
+//
+// Message is one flat struct, as WeChat's own documentation describes the
+// pushes: the fields of the types it does not carry stay zero. A message of
+// a type this package does not model still parses; its body is in Raw.
+package message
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Message types (MsgType).
+const (
+	TypeText       = "text"
+	TypeImage      = "image"
+	TypeVoice      = "voice"
+	TypeVideo      = "video"
+	TypeShortVideo = "shortvideo"
+	TypeLocation   = "location"
+	TypeLink       = "link"
+	TypeEvent      = "event"
+)
+
+// Events (Event, when MsgType is TypeEvent). WeChat spells them with this
+// case exactly.
+const (
+	EventSubscribe   = "subscribe"   // followed; via a QR code EventKey is "qrscene_<scene>"
+	EventUnsubscribe = "unsubscribe" // unfollowed
+	EventScan        = "SCAN"        // a follower scanned a parametric QR code; EventKey is the scene
+	EventLocation    = "LOCATION"    // location report: Latitude, Longitude, Precision
+	EventClick       = "CLICK"       // menu click; EventKey is the menu key
+	EventView        = "VIEW"        // menu link; EventKey is the URL
+)
+
+// ErrMalformed is wrapped by the errors Parse returns.
+var ErrMalformed = errors.New("message: malformed push")
+
+// A Message is one push from WeChat: a user's message or an event.
+type Message struct {
+	// Common to every push.
+	ToUserName   string `xml:"ToUserName" json:"ToUserName"`     // the account's original id, gh_…
+	FromUserName string `xml:"FromUserName" json:"FromUserName"` // the sender's OpenID
+	CreateTime   int64  `xml:"CreateTime" json:"CreateTime"`     // Unix seconds
+	MsgType      string `xml:"MsgType" json:"MsgType"`           // one of the Type constants, or another
+
+	// MsgID identifies a user's message (not an event); 0 when absent.
+	MsgID int64 `xml:"MsgId" json:"MsgId"`
+	// MsgDataID and Idx are set when the message was sent from an article.
+	MsgDataID int64 `xml:"MsgDataId" json:"MsgDataId"`
+	Idx       int   `xml:"Idx" json:"Idx"`
+
+	Content      string  `xml:"Content" json:"Content"`           // text
+	PicURL       string  `xml:"PicUrl" json:"PicUrl"`             // image
+	MediaID      string  `xml:"MediaId" json:"MediaId"`           // image, voice, video, shortvideo
+	Format       string  `xml:"Format" json:"Format"`             // voice: amr, speex…
+	Recognition  string  `xml:"Recognition" json:"Recognition"`   // voice, when speech recognition is on
+	ThumbMediaID string  `xml:"ThumbMediaId" json:"ThumbMediaId"` // video, shortvideo
+	LocationX    float64 `xml:"Location_X" json:"Location_X"`     // location: latitude
+	LocationY    float64 `xml:"Location_Y" json:"Location_Y"`     // location: longitude
+	Scale        int     `xml:"Scale" json:"Scale"`               // location: map zoom
+	Label        string  `xml:"Label" json:"Label"`               // location: place name
+	Title        string  `xml:"Title" json:"Title"`               // link
+	Description  string  `xml:"Description" json:"Description"`   // link
+	URL          string  `xml:"Url" json:"Url"`                   // link
+
+	Event     string  `xml:"Event" json:"Event"`         // events: one of the Event constants, or another
+	EventKey  string  `xml:"EventKey" json:"EventKey"`   // subscribe (QR), SCAN, CLICK, VIEW
+	Ticket    string  `xml:"Ticket" json:"Ticket"`       // subscribe (QR), SCAN: the QR code's ticket
+	Latitude  float64 `xml:"Latitude" json:"Latitude"`   // LOCATION
+	Longitude float64 `xml:"Longitude" json:"Longitude"` // LOCATION
+	Precision float64 `xml:"Precision" json:"Precision"` // LOCATION
+
+	// Raw is the body as parsed (after decryption in safe mode), for the
+	// fields and types this struct does not model. It shares memory with
+	// the slice given to Parse.
+	Raw []byte `xml:"-" json:"-"`
+}
+
+// Parse parses a push, as JSON if its first non-space byte is '{' and as
+// XML (<xml>…</xml>) otherwise. Raw is set to body. A push without
+// MsgType is an error wrapping ErrMalformed, as is one that is not
+// well-formed or has a field of the wrong kind (a non-numeric CreateTime).
+func Parse(body []byte) (*Message, error) {
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) > 0 && b[0] == '{' {
+		return ParseJSON(body)
+	}
+	return ParseXML(body)
+}
+
+// ParseXML parses the XML form of a push.
+func ParseXML(body []byte) (*Message, error) {
+	var v struct {
+		XMLName xml.Name `xml:"xml"`
+		Message
+	}
+	if err := xml.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return finish(&v.Message, body)
+}
+
+// ParseJSON parses the JSON form of a push.
+func ParseJSON(body []byte) (*Message, error) {
+	m := new(Message)
+	if err := json.Unmarshal(body, m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return finish(m, body)
+}
+
+func finish(m *Message, body []byte) (*Message, error) {
+	if m.MsgType == "" {
+		return nil, fmt.Errorf("%w: no MsgType", ErrMalformed)
+	}
+	m.Raw = body
+	return m, nil
+}
+
+// Known reports whether the message's type (and event) is one this
+// package models; for the others, read Raw.
+func (m *Message) Known() bool {
+	switch m.MsgType {
+	case TypeText, TypeImage, TypeVoice, TypeVideo, TypeShortVideo, TypeLocation, TypeLink:
+		return true
+	case TypeEvent:
+		switch m.Event {
+		case EventSubscribe, EventUnsubscribe, EventScan, EventLocation, EventClick, EventView:
+			return true
+		}
+	}
+	return false
+}
+
+// Scene returns the scene value of a parametric QR code: the EventKey of a
+// SCAN event, or of a subscribe event without its "qrscene_" prefix. It
+// returns "" for other messages and for a subscribe not made by scanning.
+func (m *Message) Scene() string {
+	if m.MsgType != TypeEvent {
+		return ""
+	}
+	switch m.Event {
+	case EventScan:
+		return m.EventKey
+	case EventSubscribe:
+		if s, ok := strings.CutPrefix(m.EventKey, "qrscene_"); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// DedupeKey identifies a push across WeChat's re-deliveries: the MsgId for
+// a user's message, otherwise (events) FromUserName and CreateTime, as
+// WeChat's documentation says. The account, the type and the event are
+// part of the key too, so two accounts, or two events a user triggers in
+// the same second, never share one.
+func (m *Message) DedupeKey() string {
+	b := make([]byte, 0, 64)
+	b = append(b, m.ToUserName...)
+	if m.MsgID != 0 {
+		b = append(b, "|msg|"...)
+		b = strconv.AppendInt(b, m.MsgID, 10)
+		return string(b)
+	}
+	b = append(b, '|')
+	b = append(b, m.MsgType...)
+	b = append(b, '|')
+	b = append(b, m.Event...)
+	b = append(b, '|')
+	b = append(b, m.FromUserName...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, m.CreateTime, 10)
+	return string(b)
+}
+
+type contextKey struct{}
+
+// NewContext returns a copy of ctx that carries m.
+func NewContext(ctx context.Context, m *Message) context.Context {
+	return context.WithValue(ctx, contextKey{}, m)
+}
+
+// FromContext returns the message ctx carries, if any.
+func FromContext(ctx context.Context) (*Message, bool) {
+	m, ok := ctx.Value(contextKey{}).(*Message)
+	return m, ok && m != nil
+}

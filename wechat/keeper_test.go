@@ -297,13 +297,15 @@ func TestFaults(t *testing.T) {
 		wantCode  int   // an *APIError with this code
 		wantCalls int   // requests to /cgi-bin/token
 		wantText  string
+		// wantTimeout: the error is a net.Error whose Timeout is true
+		wantTimeout bool
 	}{
 		{name: "-1 then success", faults: []wechattest.Fault{{Errcode: -1}}, wantCalls: 2},
 		{name: "-1000 twice then success", faults: []wechattest.Fault{{Errcode: -1000, Times: 2}}, wantCalls: 3},
 		{name: "repeated 502", faults: []wechattest.Fault{{Status: 502, Times: 10}}, wantCalls: 4, wantText: "HTTP 502"},
 		{name: "dropped connections", faults: []wechattest.Fault{{Drop: true, Times: 10}}, wantCalls: 4, wantText: "failed 4 times"},
 		{name: "timeouts", faults: []wechattest.Fault{{Delay: time.Second, Times: 10}},
-			opts: func(o *Options) { o.HTTPClient.Timeout = 50 * time.Millisecond }, wantCalls: 4, wantText: "deadline exceeded"},
+			opts: func(o *Options) { o.HTTPClient.Timeout = 50 * time.Millisecond }, wantCalls: 4, wantText: "failed 4 times", wantTimeout: true},
 		{name: "html body", faults: []wechattest.Fault{{Body: "<html><body>502 Bad Gateway</body></html>"}},
 			wantCalls: 1, wantText: "not a JSON object"},
 		{name: "wrong secret", opts: func(o *Options) { o.AppSecret = "WRONG-secret-also-secret" },
@@ -344,6 +346,10 @@ func TestFaults(t *testing.T) {
 			var apiErr *APIError
 			if tc.wantCode != 0 && (!errors.As(err, &apiErr) || apiErr.Code != tc.wantCode) {
 				t.Errorf("err = %v, want an *APIError %d", err, tc.wantCode)
+			}
+			var ne net.Error
+			if tc.wantTimeout && (!errors.As(err, &ne) || !ne.Timeout()) {
+				t.Errorf("err = %v, want a timeout", err)
 			}
 			if !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("err = %q, want it to mention %q", err, tc.wantText)

@@ -1,0 +1,74 @@
+// Package redisstore keeps an app's WeChat credentials, its refresh lock and
+// its daily fetch counts in Redis, so that the processes of many hosts share
+// one token and take turns fetching it. It implements wechat.Store.
+//
+// # Keys
+//
+// Every key of one app shares the hash tag {appID}, so on a Redis Cluster all
+// of them sit in one slot and the Lua scripts below may touch them together.
+// With the default prefix "wxcentral:" and the app wx1234:
+//
+//	wxcentral:{wx1234}:cred:access_token      hash: value, expires_at, fetched_at (Unix µs)
+//	wxcentral:{wx1234}:lock                   string: random owner, PX = lock TTL
+//	wxcentral:{wx1234}:unlocked               pub/sub channel, published on release
+//	wxcentral:{wx1234}:fetches:token:2026-11-05  integer, EXPIREAT shortly after that day
+//
+// Credentials are stored without a Redis TTL: their expiry is data the
+// keeper reads, and a keeper running on a test clock must not see them
+// vanish by the server's clock.
+//
+// # Lock
+//
+// Lock is SET NX PX with a random owner value and a TTL (WithLockTTL, 30 s by
+// default) that must outlive one refresh, fetch timeout included. It is
+// released by a Lua compare-and-delete, so a holder whose lock expired can
+// never delete the next holder's lock. A waiter subscribes to the release
+// channel and also polls with backoff, so it returns promptly when the holder
+// unlocks and at the latest shortly after an abandoned lock expires.
+//
+// # Fenced saves
+//
+// Save compares FetchedAt with the stored credential's in a Lua script and
+// refuses an older one with wechat.ErrSuperseded: a slow host that finishes
+// its fetch after a faster one cannot overwrite the newer token.
+//
+// # Outages
+//
+// Every method returns an error promptly when Redis cannot be reached
+// (clients built by Open dial for at most 2 s and read for at most 1 s, with
+// one retry); none of them waits for Redis to come back. Each failure is
+// logged, counted (Store.Errors) and passed to the hook set with
+// WithErrorHook, so the metrics layer can expose it.
+//
+// The policy the keeper should follow while the store fails:
+//
+//   - Keep serving a token it holds in memory while that token is valid;
+//     a failed Load is not a reason to drop it.
+//   - When it has no valid token and cannot take the lock, it may fetch
+//     without the lock, but at most once per token lifetime per process
+//     (bounded by its own in-memory budget), since every fetch invalidates
+//     the tokens the other hosts hold.
+//   - Retry the store on the next refresh; the same Store (and its client)
+//     works again as soon as Redis is back, it need not be rebuilt.
+//
+// # URLs
+//
+// Open and NewClient accept these forms (the rediss variants use TLS):
+//
+//	redis://[[user]:password@]host[:port][/db][?options]
+//	rediss://[[user]:password@]host[:port][/db][?options]
+//	redis+sentinel://[[user]:password@]host:port[,host:port…]/master[/db][?options]
+//	rediss+sentinel://…
+//	redis+cluster://[[user]:password@]host:port[,host:port…][?options]
+//	rediss+cluster://…
+//
+// The user and password authenticate to the Redis data nodes. The default
+// port is 6379, or 26379 for a sentinel. The options are:
+//
+//	dial_timeout=2s, read_timeout=1s, write_timeout=1s   Go durations
+//	pool_size=N, max_retries=N                           integers (max_retries=-1: none)
+//	sentinel_username=…, sentinel_password=…             credentials of the sentinels
+//	skip_verify=true                                     TLS without certificate checks (tests only)
+//
+// Errors never contain the password.
+package redisstore

@@ -1,0 +1,130 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// acquireScript takes the lock for ARGV[1] for ARGV[2] ms. It also answers
+// yes if ARGV[1] holds it already, which happens when a SET succeeded but
+// its reply was lost and the client retried.
+var acquireScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// releaseScript deletes the lock only if ARGV[1] still holds it, and tells
+// the waiters on channel ARGV[2].
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], '1')
+  return 1
+end
+return 0
+`)
+
+// Lock takes the app's lock, waiting until it is free or ctx is done. The
+// lock expires after the lock TTL if unlock is never called. unlock may be
+// called more than once; it releases the lock only if this caller still
+// holds it.
+//
+// Lock returns an error at once if Redis fails, rather than waiting for it
+// to come back.
+func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
+	owner, err := newOwner()
+	if err != nil {
+		return nil, s.fail("lock", err)
+	}
+	ok, err := s.tryLock(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := s.wait(ctx, owner); err != nil {
+			return nil, err
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.unlock(owner) }) }, nil
+}
+
+// tryLock makes one attempt.
+func (s *Store) tryLock(ctx context.Context, owner string) (bool, error) {
+	ok, err := acquireScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
+		}
+		return false, s.fail("lock", fmt.Errorf("redisstore: take the lock of app %s: %w", s.appID, err))
+	}
+	return ok == 1, nil
+}
+
+// wait retries until the lock is taken. It listens for releases on the
+// unlock channel and polls with backoff too, since an expired lock
+// publishes nothing and a pub/sub message can be lost.
+func (s *Store) wait(ctx context.Context, owner string) error {
+	var released <-chan *redis.Message
+	sub := s.client.Subscribe(ctx, s.unlockChan)
+	defer sub.Close()
+	// Subscribe before the next attempt, so that a release between the two
+	// is not missed. Without a subscription, polling alone still works.
+	if _, err := sub.Receive(ctx); err == nil {
+		released = sub.Channel()
+	} else if ctx.Err() == nil {
+		s.logger.Debug("redis store: no unlock notifications, polling", "err", err)
+	}
+
+	delay := pollMin
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		ok, err := s.tryLock(ctx, owner)
+		if err != nil || ok {
+			return err
+		}
+		timer.Reset(delay) // since Go 1.23 Reset drops a stale tick
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
+		case <-released:
+			delay = pollMin
+		case <-timer.C:
+			delay = min(2*delay, pollMax)
+		}
+	}
+}
+
+// unlock releases the lock if owner still holds it.
+func (s *Store) unlock(owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+	defer cancel()
+	n, err := releaseScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.unlockChan).Int()
+	if err != nil {
+		s.fail("unlock", fmt.Errorf("redisstore: release the lock of app %s (it expires by itself after %v): %w", s.appID, s.lockTTL, err))
+		return
+	}
+	if n == 0 {
+		s.logger.Warn("redis store: lock had expired before it was released; raise the lock TTL above the refresh time",
+			"lock_ttl", s.lockTTL)
+	}
+}
+
+func newOwner() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("redisstore: lock owner: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,437 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
+	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
+	"github.com/wxcentral/wxcentral/wechat/storetest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// backings returns a storetest backing factory on the Redis at url: each
+// backing is a fresh app ID, each handle a Store with its own client.
+func backings(url string) func(t *testing.T) storetest.Factory {
+	var n atomic.Int64
+	return func(t *testing.T) storetest.Factory {
+		appID := fmt.Sprintf("wxtest%d", n.Add(1))
+		return func(t *testing.T) wechat.Store {
+			return open(t, url, appID)
+		}
+	}
+}
+
+func open(t testing.TB, url, appID string, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.Open(url, appID, append([]redisstore.Option{redisstore.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestContract(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, backings(srv.URL()))
+}
+
+func TestContractCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	storetest.Run(t, backings(c.URL()))
+
+	// The keys of one app share one slot: check that the credential, the
+	// lock and the counts all hashed together.
+	s := open(t, c.URL(), "wxslot")
+	ctx := testCtx(t)
+	if err := s.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: "v", FetchedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddFetches(ctx, wechat.APIToken, wechat.QuotaDay(time.Now()), 1); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	cc := s.Client().(*redis.ClusterClient)
+	slot, err := cc.ClusterKeySlot(ctx, "{wxslot}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := cc.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Errorf("keys in slot %d = %q, want the credential, the lock and the count", slot, keys)
+	}
+}
+
+func TestContractSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "mymaster")
+	storetest.Run(t, backings("redis+sentinel://"+sentinel.Addr+"/mymaster"))
+}
+
+func TestKeyLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	tests := []struct {
+		name   string
+		opts   []redisstore.Option
+		prefix string
+	}{
+		{"DefaultPrefix", nil, "wxcentral:"},
+		{"CustomPrefix", []redisstore.Option{redisstore.WithPrefix("prod:")}, "prod:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t, srv.URL(), "wxkeys", tt.opts...)
+			if err := s.Save(ctx, wechat.KindJSAPITicket, wechat.Credential{Value: "ticket", FetchedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.AddFetches(ctx, wechat.APITicket, "2026-11-05", 1); err != nil {
+				t.Fatal(err)
+			}
+			for _, key := range []string{tt.prefix + "{wxkeys}:cred:jsapi_ticket", tt.prefix + "{wxkeys}:fetches:getticket:2026-11-05"} {
+				if n, err := s.Client().Exists(ctx, key).Result(); err != nil || n != 1 {
+					t.Errorf("EXISTS %s = %d, %v; want 1", key, n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestCountExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "wxexp")
+	ctx := testCtx(t)
+	now := time.Now()
+	tests := []struct {
+		name    string
+		day     string
+		atLeast time.Time // the count must live until at least here
+		atMost  time.Time
+	}{
+		{"Today", wechat.QuotaDay(now), wechat.NextQuotaDay(now), wechat.NextQuotaDay(now).Add(2 * time.Hour)},
+		{"Tomorrow", wechat.QuotaDay(now.Add(24 * time.Hour)), wechat.NextQuotaDay(now.Add(24 * time.Hour)), wechat.NextQuotaDay(now.Add(24 * time.Hour)).Add(2 * time.Hour)},
+		// A day long gone (a test clock) still keeps its count a while.
+		{"LongAgo", "2001-01-01", now.Add(30 * time.Minute), now.Add(2 * time.Hour)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.AddFetches(ctx, wechat.APIToken, tt.day, 1); err != nil {
+				t.Fatal(err)
+			}
+			key := "wxcentral:{wxexp}:fetches:token:" + tt.day
+			at, err := s.Client().ExpireTime(ctx, key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp := time.Unix(int64(at/time.Second), 0)
+			if exp.Before(tt.atLeast.Truncate(time.Second)) || exp.After(tt.atMost) {
+				t.Errorf("count of %s expires at %v, want between %v and %v", tt.day, exp, tt.atLeast, tt.atMost)
+			}
+		})
+	}
+}
+
+func TestAddFetchesRejects(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "wxrej")
+	tests := []struct {
+		api, day string
+		n        int
+	}{
+		{wechat.APIToken, "2026-11-05", -1},
+		{"", "2026-11-05", 1},
+		{wechat.APIToken, "05/11/2026", 1},
+		{wechat.APIToken, "", 0},
+	}
+	for _, tt := range tests {
+		if _, err := s.AddFetches(testCtx(t), tt.api, tt.day, tt.n); err == nil {
+			t.Errorf("AddFetches(%q, %q, %d) succeeded, want an error", tt.api, tt.day, tt.n)
+		}
+	}
+}
+
+func TestCorruptEntryLoadsAsNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), "wxbad")
+	ctx := testCtx(t)
+	key := "wxcentral:{wxbad}:cred:access_token"
+	tests := []struct {
+		name  string
+		setup func() error
+	}{
+		{"WrongType", func() error { return s.Client().Set(ctx, key, "junk", 0).Err() }},
+		{"BadTime", func() error {
+			return s.Client().HSet(ctx, key, "value", "tok", "expires_at", "soon", "fetched_at", "1").Err()
+		}},
+		{"MissingTime", func() error { return s.Client().HSet(ctx, key, "value", "tok").Err() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.Client().Del(ctx, key)
+			if err := tt.setup(); err != nil {
+				t.Fatal(err)
+			}
+			c, err := s.Load(ctx, wechat.KindAccessToken)
+			if err != nil || !c.IsZero() {
+				t.Errorf("Load of a corrupt entry = %+v, %v; want zero, nil", c, err)
+			}
+		})
+	}
+}
+
+// TestExpiredHolderCannotUnlockNext: A's lock expires, B takes it, and A's
+// late unlock must leave B's lock in place.
+func TestExpiredHolderCannotUnlockNext(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	a := open(t, srv.URL(), "wxexpire", redisstore.WithLockTTL(150*time.Millisecond))
+	b := open(t, srv.URL(), "wxexpire")
+	c := open(t, srv.URL(), "wxexpire")
+
+	unlockA, err := a.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B waits until A's lock expires; nobody unlocks it.
+	unlockB, err := b.Lock(ctx)
+	if err != nil {
+		t.Fatalf("Lock after the holder's lock expired: %v", err)
+	}
+	defer unlockB()
+	unlockA() // too late: must not release B's lock
+
+	ttl, err := b.Client().PTTL(ctx, "wxcentral:{wxexpire}:lock").Result()
+	if err != nil || ttl <= time.Second {
+		t.Fatalf("after the expired holder's unlock, the lock's TTL = %v, %v; want B's lock (30s) still there", ttl, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if u, err := c.Lock(short); err == nil {
+		u()
+		t.Fatal("a third handle took the lock while B held it: A's late unlock released it")
+	}
+}
+
+// TestSlowHostCannotOverwrite: two hosts fetch under an expired lock; the
+// one that fetched first but saves last is refused.
+func TestSlowHostCannotOverwrite(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	slow := open(t, srv.URL(), "wxslow")
+	fast := open(t, srv.URL(), "wxslow")
+	t0 := time.Now()
+	slowTok := wechat.Credential{Value: "slow", FetchedAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}
+	fastTok := wechat.Credential{Value: "fast", FetchedAt: t0.Add(time.Millisecond), ExpiresAt: t0.Add(2 * time.Hour)}
+	if err := fast.Save(ctx, wechat.KindAccessToken, fastTok); err != nil {
+		t.Fatal(err)
+	}
+	err := slow.Save(ctx, wechat.KindAccessToken, slowTok)
+	if !errors.Is(err, wechat.ErrSuperseded) {
+		t.Fatalf("slow save = %v, want ErrSuperseded", err)
+	}
+	if got, _ := slow.Load(ctx, wechat.KindAccessToken); got.Value != "fast" {
+		t.Errorf("stored token = %q, want the fast host's", got.Value)
+	}
+	if slow.Errors() != 0 {
+		t.Errorf("a refused save counted as a store failure (%d)", slow.Errors())
+	}
+}
+
+// TestWaiterWakesOnUnlock: a waiter backed off to the slowest poll still
+// gets the lock promptly, because unlock publishes.
+func TestWaiterWakesOnUnlock(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	a := open(t, srv.URL(), "wxwake")
+	b := open(t, srv.URL(), "wxwake")
+	unlock, err := a.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		u, err := b.Lock(ctx)
+		if err == nil {
+			got <- time.Now()
+			u()
+		}
+		close(got)
+	}()
+	time.Sleep(time.Second) // let the waiter's backoff reach its maximum
+	released := time.Now()
+	unlock()
+	at, ok := <-got
+	if !ok {
+		t.Fatal("waiter failed")
+	}
+	// Polling alone could take up to 250 ms; a notified waiter is faster.
+	if d := at.Sub(released); d > 150*time.Millisecond {
+		t.Errorf("waiter took the lock %v after unlock, want it woken by the release", d)
+	}
+}
+
+// TestOutage stops Redis and starts it again: every call fails promptly
+// while it is down, is counted and hooked, and the same Store works again
+// afterwards.
+func TestOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	var hooked sync.Map
+	s := open(t, srv.URL(), "wxdown", redisstore.WithErrorHook(func(op string, err error) {
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("error mentions a secret: %v", err)
+		}
+		hooked.Store(op, true)
+	}))
+	ctx := testCtx(t)
+	if err := s.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: "before", FetchedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	unlock() // fails: counted, the lock would expire by itself
+	ops := []struct {
+		name string
+		call func() error
+	}{
+		{"load", func() error { _, err := s.Load(ctx, wechat.KindAccessToken); return err }},
+		{"save", func() error {
+			return s.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: "x", FetchedAt: time.Now()})
+		}},
+		{"lock", func() error {
+			u, err := s.Lock(ctx)
+			if err == nil {
+				u()
+			}
+			return err
+		}},
+		{"add_fetches", func() error { _, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); return err }},
+		{"add_fetches", func() error { _, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 0); return err }},
+	}
+	for _, op := range ops {
+		start := time.Now()
+		err := op.call()
+		if err == nil {
+			t.Errorf("%s succeeded while Redis was down", op.name)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s took %v to fail while Redis was down, want promptly", op.name, d)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("test context ended: %v", ctx.Err())
+		}
+	}
+	for _, op := range []string{"load", "save", "lock", "unlock", "add_fetches"} {
+		if _, ok := hooked.Load(op); !ok {
+			t.Errorf("no error hooked for %s", op)
+		}
+	}
+	if n := s.Errors(); n < uint64(len(ops)+1) {
+		t.Errorf("Errors() = %d, want at least %d", n, len(ops)+1)
+	}
+
+	srv.Restart() // empty: no persistence
+	errsBefore := s.Errors()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Load(ctx, wechat.KindAccessToken)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store still failing 10s after Redis restarted: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: "after", FetchedAt: time.Now()}); err != nil {
+		t.Fatalf("Save after restart: %v", err)
+	}
+	if c, err := s.Load(ctx, wechat.KindAccessToken); err != nil || c.Value != "after" {
+		t.Fatalf("Load after restart = %q, %v", c.Value, err)
+	}
+	u, err := s.Lock(ctx)
+	if err != nil {
+		t.Fatalf("Lock after restart: %v", err)
+	}
+	u()
+	if n, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); err != nil || n != 1 {
+		t.Fatalf("AddFetches after restart = %d, %v; want 1 on the emptied server", n, err)
+	}
+	t.Logf("errors while recovering: %d", s.Errors()-errsBefore)
+}
+
+func TestNewRejects(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		name   string
+		client redis.UniversalClient
+		appID  string
+		opts   []redisstore.Option
+	}{
+		{"NilClient", nil, "wx1", nil},
+		{"EmptyAppID", client, "", nil},
+		{"BraceInAppID", client, "wx{1}", nil},
+		{"ZeroTTL", client, "wx1", []redisstore.Option{redisstore.WithLockTTL(0)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := redisstore.New(tt.client, tt.appID, tt.opts...); err == nil {
+				t.Error("New succeeded, want an error")
+			}
+		})
+	}
+}
+
+func TestCloseOwnership(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer client.Close()
+	s, err := redisstore.New(client, "wxown", redisstore.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Ping(testCtx(t)).Err(); err != nil {
+		t.Errorf("Close of a Store built by New closed the caller's client: %v", err)
+	}
+	o, err := redisstore.Open(srv.URL(), "wxown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if err := o.Client().Ping(testCtx(t)).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Errorf("Ping after Close of an opened Store = %v, want redis.ErrClosed", err)
+	}
+}

@@ -1,0 +1,388 @@
+// Package storetest is the contract suite every wechat.Store must pass: the
+// file store, the Redis store, and any store a user writes.
+//
+//	func TestContract(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Factory {
+//			path := filepath.Join(t.TempDir(), "wechat.txt")
+//			return func(t *testing.T) wechat.Store { return wechat.NewFileStore(path, nil) }
+//		})
+//	}
+//
+// The suite checks what the keeper relies on: round trips of every Kind,
+// fenced saves, a lock that excludes other handles (as other processes or
+// hosts would hold them) and honours its context, and exact fetch counts.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/wechat"
+)
+
+// A Factory opens a new handle on one backing store. Every handle it
+// returns shares data and lock with the others, as a second process on the
+// same file, or a second host on the same Redis, would. It closes the
+// handle, if needed, in t.Cleanup.
+type Factory func(t *testing.T) wechat.Store
+
+// Kinds are the credential kinds the suite round-trips.
+var kinds = []wechat.Kind{wechat.KindAccessToken, wechat.KindJSAPITicket, wechat.KindCardTicket}
+
+// Run runs the contract suite as subtests of t. newBacking is called once
+// per subtest and returns a Factory for a fresh, empty backing store.
+func Run(t *testing.T, newBacking func(t *testing.T) Factory) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, open Factory)
+	}{
+		{"LoadEmpty", testLoadEmpty},
+		{"RoundTrip", testRoundTrip},
+		{"NewerSaveWins", testNewerSaveWins},
+		{"FencedSave", testFencedSave},
+		{"ConcurrentSaves", testConcurrentSaves},
+		{"RefreshUnderLock", testRefreshUnderLock},
+		{"LockExcludes", testLockExcludes},
+		{"LockHonoursContext", testLockHonoursContext},
+		{"UnlockLetsWaiterIn", testUnlockLetsWaiterIn},
+		{"AddFetches", testAddFetches},
+		{"AddFetchesConcurrent", testAddFetchesConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(t, newBacking(t))
+		})
+	}
+}
+
+// ctx returns a context that ends with the test, bounded so that a
+// deadlocked store fails rather than hangs.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// base is a fixed instant with a sub-millisecond part the store may drop.
+var base = time.Date(2026, 11, 5, 10, 30, 15, 123_000_000, time.UTC)
+
+func sameTime(a, b time.Time) bool {
+	return a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond))
+}
+
+func checkCred(t *testing.T, what string, got, want wechat.Credential) {
+	t.Helper()
+	if got.Value != want.Value || !sameTime(got.ExpiresAt, want.ExpiresAt) || !sameTime(got.FetchedAt, want.FetchedAt) {
+		t.Errorf("%s = {%q, expires %v, fetched %v}, want {%q, expires %v, fetched %v} (to the millisecond)",
+			what, got.Value, got.ExpiresAt, got.FetchedAt, want.Value, want.ExpiresAt, want.FetchedAt)
+	}
+}
+
+func mustLoad(t *testing.T, s wechat.Store, kind wechat.Kind) wechat.Credential {
+	t.Helper()
+	c, err := s.Load(ctx(t), kind)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", kind, err)
+	}
+	return c
+}
+
+func cred(value string, fetched time.Time) wechat.Credential {
+	return wechat.Credential{Value: value, FetchedAt: fetched, ExpiresAt: fetched.Add(7200 * time.Second)}
+}
+
+func testLoadEmpty(t *testing.T, open Factory) {
+	s := open(t)
+	for _, k := range kinds {
+		if c := mustLoad(t, s, k); !c.IsZero() || !c.ExpiresAt.IsZero() || !c.FetchedAt.IsZero() {
+			t.Errorf("Load(%s) of an empty store = %+v, want the zero Credential", k, c)
+		}
+	}
+}
+
+func testRoundTrip(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	want := map[wechat.Kind]wechat.Credential{}
+	for i, k := range kinds {
+		fetched := base.Add(time.Duration(i)*time.Minute + 456*time.Microsecond)
+		c := wechat.Credential{
+			Value:     fmt.Sprintf("%s-%d_ABCdef-0123456789", k, i),
+			FetchedAt: fetched,
+			ExpiresAt: fetched.Add(7200*time.Second + 7*time.Millisecond),
+		}
+		if err := a.Save(ctx(t), k, c); err != nil {
+			t.Fatalf("Save(%s): %v", k, err)
+		}
+		want[k] = c
+	}
+	for _, k := range kinds {
+		checkCred(t, fmt.Sprintf("Load(%s) on the saving handle", k), mustLoad(t, a, k), want[k])
+		checkCred(t, fmt.Sprintf("Load(%s) on a second handle", k), mustLoad(t, b, k), want[k])
+	}
+}
+
+func testNewerSaveWins(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	first, second := cred("first", base), cred("second", base.Add(time.Second))
+	if err := a.Save(ctx(t), wechat.KindAccessToken, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Save(ctx(t), wechat.KindAccessToken, second); err != nil {
+		t.Fatalf("Save of a newer credential from another handle: %v", err)
+	}
+	checkCred(t, "Load after a newer save", mustLoad(t, a, wechat.KindAccessToken), second)
+	// Other kinds are untouched.
+	if c := mustLoad(t, a, wechat.KindJSAPITicket); !c.IsZero() {
+		t.Errorf("Load(jsapi_ticket) = %+v after saving only access_token, want zero", c)
+	}
+}
+
+func testFencedSave(t *testing.T, open Factory) {
+	tests := []struct {
+		name   string
+		sameOn bool // save the older one through the handle that saved the newer
+	}{
+		{"OtherHandle", false},
+		{"SameHandle", true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kind := kinds[i%len(kinds)]
+			fast, slow := open(t), open(t)
+			if tt.sameOn {
+				slow = fast
+			}
+			newer := cred("fast-host-token", base.Add(time.Minute))
+			older := cred("slow-host-token", base)
+			if err := fast.Save(ctx(t), kind, newer); err != nil {
+				t.Fatal(err)
+			}
+			err := slow.Save(ctx(t), kind, older)
+			if !errors.Is(err, wechat.ErrSuperseded) {
+				t.Fatalf("Save of a credential fetched before the stored one = %v, want ErrSuperseded", err)
+			}
+			checkCred(t, "Load after a refused save", mustLoad(t, fast, kind), newer)
+		})
+	}
+}
+
+func testConcurrentSaves(t *testing.T, open Factory) {
+	handles := []wechat.Store{open(t), open(t)}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			c := cred(fmt.Sprintf("token-%02d", i), base.Add(time.Duration(i)*time.Second))
+			err := handles[i%2].Save(ctx(t), wechat.KindAccessToken, c)
+			if err != nil && !errors.Is(err, wechat.ErrSuperseded) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Save: %v", err)
+	}
+	want := cred(fmt.Sprintf("token-%02d", n-1), base.Add((n-1)*time.Second))
+	checkCred(t, "Load after concurrent saves", mustLoad(t, handles[0], wechat.KindAccessToken), want)
+}
+
+// testRefreshUnderLock is the keeper's refresh: Lock, Load, Save, unlock,
+// with Load and Save on the handle that holds the lock.
+func testRefreshUnderLock(t *testing.T, open Factory) {
+	s := open(t)
+	for i := range 3 {
+		unlock, err := s.Lock(ctx(t))
+		if err != nil {
+			t.Fatalf("Lock: %v", err)
+		}
+		old := mustLoad(t, s, wechat.KindAccessToken)
+		if i > 0 && old.Value != fmt.Sprintf("token-%d", i-1) {
+			t.Errorf("Load under the lock = %q, want token-%d", old.Value, i-1)
+		}
+		if err := s.Save(ctx(t), wechat.KindAccessToken, cred(fmt.Sprintf("token-%d", i), base.Add(time.Duration(i)*time.Hour))); err != nil {
+			t.Fatalf("Save under the lock: %v", err)
+		}
+		unlock()
+	}
+}
+
+func testLockExcludes(t *testing.T, open Factory) {
+	handles := []wechat.Store{open(t), open(t)}
+	const perWorker = 10
+	var inside, counter atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			s := handles[w]
+			for range perWorker {
+				unlock, err := s.Lock(ctx(t))
+				if err != nil {
+					t.Errorf("Lock: %v", err)
+					return
+				}
+				if n := inside.Add(1); n != 1 {
+					t.Errorf("%d holders inside the critical section at once", n)
+				}
+				// A read-modify-write that loses updates without exclusion.
+				v := counter.Load()
+				time.Sleep(time.Millisecond)
+				counter.Store(v + 1)
+				inside.Add(-1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got := counter.Load(); got != 2*perWorker {
+		t.Errorf("counter = %d after %d locked increments: the lock let holders overlap", got, 2*perWorker)
+	}
+}
+
+func testLockHonoursContext(t *testing.T, open Factory) {
+	holder, waiter := open(t), open(t)
+	unlock, err := holder.Lock(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	tests := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"Deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx(t), 100*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"Cancel", func() (context.Context, context.CancelFunc) {
+			c, cancel := context.WithCancel(ctx(t))
+			time.AfterFunc(100*time.Millisecond, cancel)
+			return c, cancel
+		}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			u, err := waiter.Lock(c)
+			if err == nil {
+				u()
+				t.Fatal("Lock succeeded while another handle held the lock")
+			}
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Lock while held elsewhere, ctx ended = %v, want an error wrapping %v", err, tt.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("Lock returned %v after its context ended, want promptly", d)
+			}
+		})
+	}
+}
+
+func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	unlockA, err := a.Lock(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		unlock func()
+		err    error
+	}
+	got := make(chan result, 1)
+	waitCtx := ctx(t)
+	go func() {
+		u, err := b.Lock(waitCtx)
+		got <- result{u, err}
+	}()
+	select {
+	case r := <-got:
+		if r.err == nil {
+			r.unlock()
+		}
+		t.Fatalf("a second handle's Lock returned (err %v) while the first held the lock", r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlockA()
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("waiting Lock: %v", r.err)
+		}
+		// And back again: the released lock can be retaken by the first handle.
+		r.unlock()
+		u2, err := a.Lock(ctx(t))
+		if err != nil {
+			t.Fatalf("Lock after the waiter unlocked: %v", err)
+		}
+		u2()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not get the lock within 5s of unlock")
+	}
+}
+
+func testAddFetches(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	day := wechat.QuotaDay(base)
+	next := wechat.QuotaDay(base.Add(24 * time.Hour))
+	steps := []struct {
+		s        wechat.Store
+		api, day string
+		n, want  int
+	}{
+		{a, wechat.APIToken, day, 0, 0},
+		{a, wechat.APIToken, day, 1, 1},
+		{b, wechat.APIToken, day, 2, 3},
+		{a, wechat.APIToken, day, 0, 3},
+		{b, wechat.APIToken, day, 0, 3},
+		{a, wechat.APITicket, day, 0, 0},
+		{a, wechat.APITicket, day, 5, 5},
+		{b, wechat.APIToken, next, 0, 0},
+		{b, wechat.APIToken, next, 1, 1},
+		{a, wechat.APIToken, day, 1, 4},
+		{a, wechat.APITicket, day, 0, 5},
+		{a, wechat.APIStableForce, day, 0, 0},
+	}
+	for i, st := range steps {
+		got, err := st.s.AddFetches(ctx(t), st.api, st.day, st.n)
+		if err != nil {
+			t.Fatalf("step %d: AddFetches(%s, %s, %d): %v", i, st.api, st.day, st.n, err)
+		}
+		if got != st.want {
+			t.Errorf("step %d: AddFetches(%s, %s, %d) = %d, want %d", i, st.api, st.day, st.n, got, st.want)
+		}
+	}
+}
+
+func testAddFetchesConcurrent(t *testing.T, open Factory) {
+	handles := []wechat.Store{open(t), open(t)}
+	day := wechat.QuotaDay(base)
+	const workers, each = 8, 20
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				if _, err := handles[w%2].AddFetches(ctx(t), wechat.APIToken, day, 1); err != nil {
+					t.Errorf("AddFetches: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, err := handles[0].AddFetches(ctx(t), wechat.APIToken, day, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != workers*each {
+		t.Errorf("count after %d concurrent AddFetches(1) = %d, want exactly %d", workers*each, got, workers*each)
+	}
+}

@@ -1,0 +1,332 @@
+package middleware
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/wxcentral/wxcentral/util"
+)
+
+// Defaults of the options.
+const (
+	// DefaultTimestampWindow is how far a callback's timestamp may be from
+	// the server's clock, either way, unless WithTimestampWindow says
+	// otherwise. WeChat retries a push for about 15 s, so five minutes
+	// leaves ample room for clock skew.
+	DefaultTimestampWindow = 5 * time.Minute
+
+	// DefaultMaxBodySize is the largest POST body accepted unless
+	// WithMaxBodySize says otherwise: 1 MiB, far above any WeChat message.
+	DefaultMaxBodySize int64 = 1 << 20
+)
+
+// allowed is the Allow header of a 405 answer.
+const allowed = "GET, POST"
+
+// An Option configures the middleware built by Verify.
+type Option func(*settings)
+
+// settings is what the options set; Verify fills in the defaults first.
+type settings struct {
+	token     string
+	previous  string
+	window    time.Duration
+	maxBody   int64
+	logger    *slog.Logger
+	now       func() time.Time
+	onResult  func(*http.Request, Result)
+	badOption string
+}
+
+// WithPreviousToken also accepts signatures made with token, the callback
+// token being replaced. Rotate by deploying the new token with the old one
+// as previous, changing the token on the official account platform, and
+// dropping the previous token once Result.PreviousToken stays false. An
+// empty token accepts nothing more.
+func WithPreviousToken(token string) Option {
+	return func(s *settings) { s.previous = token }
+}
+
+// WithTimestampWindow sets how far the timestamp of a callback may be from
+// the clock, either way, to the second; older or newer callbacks are
+// rejected with 403 as replays. Zero turns the check off (a timestamp must
+// still be a decimal number); a negative d makes Verify panic. The default
+// is DefaultTimestampWindow.
+func WithTimestampWindow(d time.Duration) Option {
+	return func(s *settings) {
+		if d < 0 {
+			s.badOption = "WithTimestampWindow: the window must not be negative (0 turns the check off)"
+		}
+		s.window = d
+	}
+}
+
+// WithMaxBodySize sets the largest POST body, in bytes, the middleware
+// accepts; a larger one is answered with 413. n must be positive, or Verify
+// panics. The default is DefaultMaxBodySize.
+func WithMaxBodySize(n int64) Option {
+	return func(s *settings) {
+		if n <= 0 {
+			s.badOption = "WithMaxBodySize: the size must be positive"
+		}
+		s.maxBody = n
+	}
+}
+
+// WithLogger sets the logger rejected requests are logged to. The default,
+// or a nil l, is slog.Default() at the time of logging.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) { s.logger = l }
+}
+
+// WithClock sets the clock the timestamp window is checked against. The
+// default, or a nil now, is time.Now. A test passes a fake clock's Now.
+func WithClock(now func() time.Time) Option {
+	return func(s *settings) { s.now = now }
+}
+
+// WithResultFunc sets a function called once for every request the
+// middleware sees, with what it decided, before the next handler runs
+// (for OutcomePass) or the middleware writes its answer (for the others).
+// A metrics layer counts callback checks by Result.Outcome with it. fn runs
+// on the request's goroutine, must be safe for concurrent use, and must not
+// write to the response.
+func WithResultFunc(fn func(r *http.Request, res Result)) Option {
+	return func(s *settings) { s.onResult = fn }
+}
+
+// Verify returns a middleware that lets only genuine WeChat callbacks
+// signed with token through to the next handler. Use it with net/http,
+//
+//	http.Handle("/wechat", middleware.Verify(token)(handler))
+//
+// or with gorilla/mux, router.Use(middleware.Verify(token)).
+//
+// What it does with a request:
+//
+//   - The query's signature, timestamp and nonce must each be present once
+//     (else 400); timestamp must be decimal seconds (else 400); signature
+//     must be hex sha1 of the sorted token, timestamp and nonce, compared
+//     in constant time, upper or lower case (else 403); timestamp must be
+//     within the window of the clock (else 403). Other query parameters,
+//     such as openid, are left to the next handler.
+//   - A GET that passes is the configuration handshake: the middleware
+//     answers 200, text/plain, with echostr exactly as sent, and does not
+//     call the next handler. A GET that passes without echostr is not a
+//     handshake WeChat sends; it is answered 400, not passed on.
+//   - A POST that passes has its body read in full before the next handler
+//     runs, up to the maximum size (413 beyond it, and 400 if reading
+//     fails). The next handler gets r.Body replaced by the bytes read, with
+//     r.ContentLength set to their length, and can read it at leisure.
+//     Reading up front is what makes the 413 reliable, and lets the
+//     middleware decrypt safe-mode bodies later.
+//   - Any other method is answered 405 with Allow: GET, POST.
+//
+// Every rejection has a plain-text body of a few words saying why, and is
+// logged once at level Warn with the reason and the remote address. Neither
+// ever contains the token.
+//
+// Verify panics if token is empty (anyone could sign with it) or an option
+// is out of range; both are programming errors, found at start-up.
+func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
+	if token == "" {
+		panic("middleware: Verify needs the callback token: with an empty token anyone can sign a callback")
+	}
+	s := &settings{
+		token:   token,
+		window:  DefaultTimestampWindow,
+		maxBody: DefaultMaxBodySize,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.badOption != "" {
+		panic("middleware: " + s.badOption)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return func(next http.Handler) http.Handler {
+		if next == nil {
+			panic("middleware: the handler Verify wraps is nil")
+		}
+		return &handler{s: s, next: next}
+	}
+}
+
+type handler struct {
+	s    *settings
+	next http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	q, res, reason := s.check(r)
+	if res.Outcome == OutcomePass {
+		var body []byte
+		body, res.Outcome, reason = s.readBody(w, r)
+		if res.Outcome == OutcomePass {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.GetBody = func() (io.ReadCloser, error) {
+				return io.NopCloser(bytes.NewReader(body)), nil
+			}
+			s.report(r, res)
+			h.next.ServeHTTP(w, r)
+			return
+		}
+	}
+	// Log and report before answering, so that whoever sees the answer
+	// can rely on both having happened.
+	if res.Outcome == OutcomeEcho {
+		s.report(r, res)
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/plain; charset=utf-8")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, q.echostr)
+		return
+	}
+	status := res.Outcome.Status()
+	s.logReject(r, res.Outcome, status, reason)
+	s.report(r, res)
+	if res.Outcome == OutcomeBadMethod {
+		w.Header().Set("Allow", allowed)
+	}
+	http.Error(w, reason, status)
+}
+
+func (s *settings) report(r *http.Request, res Result) {
+	if s.onResult != nil {
+		s.onResult(r, res)
+	}
+}
+
+func (s *settings) logReject(r *http.Request, o Outcome, status int, reason string) {
+	l := s.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.LogAttrs(r.Context(), slog.LevelWarn, "wechat callback rejected",
+		slog.String("outcome", o.String()),
+		slog.String("reason", reason),
+		slog.Int("status", status),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr),
+	)
+}
+
+// check decides a request on its method and query alone. It returns
+// OutcomePass for a POST that may go on once its body is read. It does not
+// allocate for typical parameters.
+func (s *settings) check(r *http.Request) (query, Result, string) {
+	var q query
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return q, Result{Outcome: OutcomeBadMethod}, "method not allowed: use GET or POST"
+	}
+	q, reason := parseQuery(r.URL.RawQuery)
+	if reason != "" {
+		return q, Result{Outcome: OutcomeBadQuery}, reason
+	}
+	switch {
+	case q.signature == "":
+		return q, Result{Outcome: OutcomeMissingParam}, "missing signature"
+	case q.timestamp == "":
+		return q, Result{Outcome: OutcomeMissingParam}, "missing timestamp"
+	case q.nonce == "":
+		return q, Result{Outcome: OutcomeMissingParam}, "missing nonce"
+	}
+	ts, ok := parseSeconds(q.timestamp)
+	if !ok {
+		return q, Result{Outcome: OutcomeBadTimestamp}, "timestamp is not a number of seconds"
+	}
+	var res Result
+	switch {
+	case util.VerifySignature(q.signature, s.token, q.timestamp, q.nonce):
+	case s.previous != "" && util.VerifySignature(q.signature, s.previous, q.timestamp, q.nonce):
+		res.PreviousToken = true
+	default:
+		res.Outcome = OutcomeBadSignature
+		return q, res, "signature mismatch"
+	}
+	if s.window > 0 && !within(s.now().Unix(), ts, s.window) {
+		res.Outcome = OutcomeStale
+		return q, res, "timestamp outside the allowed window: check the server clock"
+	}
+	if r.Method == http.MethodPost {
+		res.Outcome = OutcomePass
+		return q, res, ""
+	}
+	if q.echostr == "" {
+		res.Outcome = OutcomeNoEcho
+		return q, res, "missing echostr"
+	}
+	res.Outcome = OutcomeEcho
+	return q, res, ""
+}
+
+// within reports whether ts is no more than window, in whole seconds, from
+// now. Both are Unix seconds; ts is not negative.
+func within(now, ts int64, window time.Duration) bool {
+	limit := int64(window / time.Second)
+	d := now - ts // cannot overflow: now is far from the int64 limits
+	return d <= limit && d >= -limit
+}
+
+// parseSeconds parses a timestamp: decimal digits only, no sign, no
+// spaces, fitting an int64.
+func parseSeconds(s string) (int64, bool) {
+	if s == "" || len(s) > 18 { // 18 digits always fit; more is no timestamp
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// readBody reads a POST body whole, at most s.maxBody bytes of it.
+func (s *settings) readBody(w http.ResponseWriter, r *http.Request) ([]byte, Outcome, string) {
+	const tooLarge = "request body too large"
+	if r.ContentLength > s.maxBody {
+		return nil, OutcomeTooLarge, tooLarge
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, OutcomePass, ""
+	}
+	// One byte more than the declared length lets the final Read see
+	// io.EOF without growing the buffer.
+	size := int64(512)
+	if r.ContentLength >= 0 {
+		size = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, size)
+	body := http.MaxBytesReader(w, r.Body, s.maxBody)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, OutcomePass, ""
+		}
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				return nil, OutcomeTooLarge, tooLarge
+			}
+			return nil, OutcomeBodyError, "could not read the request body"
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/wxcentral/wxcentral/middleware/message"
+)
+
+// An Option configures Middleware.
+type Option func(*options)
+
+type options struct {
+	ttl    time.Duration
+	key    func(*http.Request) (string, bool)
+	logger *slog.Logger
+}
+
+// WithTTL sets how long a claim and its reply are kept (DefaultTTL).
+func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
+
+// WithKey sets how a request's dedupe key is found. The default is the
+// DedupeKey of the message the callback middleware put in the request's
+// context (message.FromContext); a request without a key is passed through.
+func WithKey(f func(*http.Request) (string, bool)) Option { return func(o *options) { o.key = f } }
+
+// WithLogger sets where store failures are logged (slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// MessageKey is the default key: the DedupeKey of the request's message.
+func MessageKey(r *http.Request) (string, bool) {
+	m, ok := message.FromContext(r.Context())
+	if !ok {
+		return "", false
+	}
+	return m.DedupeKey(), true
+}
+
+// Middleware runs the next handler once per dedupe key within the TTL and
+// answers every delivery of the key with its reply (status, Content-Type
+// and body; other headers are not replayed). It buffers the reply, which
+// for a passive reply is at most a few kilobytes.
+//
+// It belongs inside the callback middleware, after the signature check,
+// decryption and parsing, and before the application's handler, so that
+// it stores the plaintext reply and each delivery's reply is encrypted
+// afresh. A reply with a 5xx status counts as a failure: it is sent but not
+// stored, and the next delivery runs the handler again. If the store
+// fails, the handler runs anyway (a duplicate is better than a lost
+// message) and the failure is logged.
+func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
+	o := options{ttl: DefaultTTL, key: MessageKey}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			key, ok := o.key(r)
+			if !ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+			reply, shared, err := Do(r.Context(), s, key, o.ttl, func(ctx context.Context) (Reply, error) {
+				rec := &recorder{header: make(http.Header)}
+				next.ServeHTTP(rec, r)
+				reply := Reply{Status: rec.status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
+				if rec.status >= 500 {
+					return reply, &failedReply{reply}
+				}
+				return reply, nil
+			})
+			var failed *failedReply
+			switch {
+			case err == nil:
+			case errors.As(err, &failed):
+				reply = failed.r
+			case errors.Is(err, ErrNotStored):
+				o.logger.Warn("dedupe: reply not stored; a re-delivery will run the handler again", "key", key, "err", err)
+			case r.Context().Err() != nil:
+				return // the client (WeChat) gave up waiting
+			default:
+				o.logger.Error("dedupe: store failed; running the handler without dedupe", "key", key, "err", err)
+				next.ServeHTTP(w, r)
+				return
+			}
+			if shared {
+				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
+			}
+			writeReply(w, reply)
+		})
+	}
+}
+
+// failedReply carries a 5xx reply through Do, which abandons the claim.
+type failedReply struct{ r Reply }
+
+func (e *failedReply) Error() string { return "dedupe: handler answered " + http.StatusText(e.r.Status) }
+
+func writeReply(w http.ResponseWriter, r Reply) {
+	if r.ContentType != "" {
+		w.Header().Set("Content-Type", r.ContentType)
+	}
+	status := r.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	w.Write(r.Body)
+}
+
+// recorder buffers what a handler writes.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}

@@ -186,10 +186,10 @@ func TestMemoryExpiry(t *testing.T) {
 		wantFirst bool
 	}{
 		{0, "begin", true},
-		{10 * time.Second, "begin", false},     // WeChat's retry: held
-		{0, "finish", false},                   //
-		{19 * time.Second, "begin", false},     // 29 s: the reply is still served
-		{1 * time.Second, "begin", true},       // 30 s: expired, claimable again
+		{10 * time.Second, "begin", false}, // WeChat's retry: held
+		{0, "finish", false},               //
+		{19 * time.Second, "begin", false}, // 29 s: the reply is still served
+		{1 * time.Second, "begin", true},   // 30 s: expired, claimable again
 		{29999 * time.Millisecond, "begin", false},
 		{time.Millisecond, "begin", true},
 	}

@@ -101,7 +101,9 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 // failedReply carries a 5xx reply through Do, which abandons the claim.
 type failedReply struct{ r Reply }
 
-func (e *failedReply) Error() string { return "dedupe: handler answered " + http.StatusText(e.r.Status) }
+func (e *failedReply) Error() string {
+	return "dedupe: handler answered " + http.StatusText(e.r.Status)
+}
 
 func writeReply(w http.ResponseWriter, r Reply) {
 	if r.ContentType != "" {

@@ -435,3 +435,42 @@ func TestCloseOwnership(t *testing.T) {
 		t.Errorf("Ping after Close of an opened Store = %v, want redis.ErrClosed", err)
 	}
 }
+
+// TestAtomicAcrossHosts: unlike a file, Redis counts and fences atomically
+// even without the lock, so hosts whose lock expired still count exactly
+// and keep the newest token.
+func TestAtomicAcrossHosts(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	hosts := make([]*redisstore.Store, 4)
+	for i := range hosts {
+		hosts[i] = open(t, srv.URL(), "wxatomic")
+	}
+	const each = 50
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Go(func() {
+			for j := range each {
+				if _, err := h.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); err != nil {
+					t.Errorf("AddFetches: %v", err)
+					return
+				}
+				fetched := t0.Add(time.Duration(j*len(hosts)+i) * time.Millisecond)
+				err := h.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: fetched.Format(time.RFC3339Nano), FetchedAt: fetched})
+				if err != nil && !errors.Is(err, wechat.ErrSuperseded) {
+					t.Errorf("Save: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := hosts[0].AddFetches(ctx, wechat.APIToken, "2026-11-05", 0); err != nil || n != len(hosts)*each {
+		t.Errorf("count = %d, %v; want exactly %d", n, err, len(hosts)*each)
+	}
+	last := t0.Add(time.Duration(len(hosts)*each-1) * time.Millisecond)
+	if c, err := hosts[0].Load(ctx, wechat.KindAccessToken); err != nil || !c.FetchedAt.Equal(last.Truncate(time.Microsecond)) {
+		t.Errorf("stored token fetched at %v (%v), want the newest, %v", c.FetchedAt, err, last)
+	}
+}

@@ -11,6 +11,8 @@
 // The suite checks what the keeper relies on: round trips of every Kind,
 // fenced saves, a lock that excludes other handles (as other processes or
 // hosts would hold them) and honours its context, and exact fetch counts.
+// Like the keeper, it writes from different handles concurrently only under
+// the lock; goroutines sharing one handle also write without it.
 package storetest
 
 import (
@@ -171,27 +173,53 @@ func testFencedSave(t *testing.T, open Factory) {
 	}
 }
 
+// testConcurrentSaves races saves of credentials fetched at different
+// times: goroutines on one handle without the lock, and handles (as
+// processes) under the lock. The latest fetch must end up stored.
 func testConcurrentSaves(t *testing.T, open Factory) {
-	handles := []wechat.Store{open(t), open(t)}
-	const n = 16
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			c := cred(fmt.Sprintf("token-%02d", i), base.Add(time.Duration(i)*time.Second))
-			err := handles[i%2].Save(ctx(t), wechat.KindAccessToken, c)
-			if err != nil && !errors.Is(err, wechat.ErrSuperseded) {
-				errs <- err
+	tests := []struct {
+		name   string
+		handle func(i int) wechat.Store
+		locked bool
+	}{
+		{"OneHandle", func() func(int) wechat.Store { s := open(t); return func(int) wechat.Store { return s } }(), false},
+		{"HandlesUnderLock", func() func(int) wechat.Store {
+			h := []wechat.Store{open(t), open(t)}
+			return func(i int) wechat.Store { return h[i%2] }
+		}(), true},
+	}
+	for k, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kind := kinds[k%len(kinds)]
+			const n = 16
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for i := range n {
+				wg.Go(func() {
+					s := tt.handle(i)
+					if tt.locked {
+						unlock, err := s.Lock(ctx(t))
+						if err != nil {
+							errs <- err
+							return
+						}
+						defer unlock()
+					}
+					c := cred(fmt.Sprintf("token-%02d", i), base.Add(time.Duration(i)*time.Second))
+					if err := s.Save(ctx(t), kind, c); err != nil && !errors.Is(err, wechat.ErrSuperseded) {
+						errs <- err
+					}
+				})
 			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("concurrent Save: %v", err)
+			}
+			want := cred(fmt.Sprintf("token-%02d", n-1), base.Add((n-1)*time.Second))
+			checkCred(t, "Load after concurrent saves", mustLoad(t, tt.handle(0), kind), want)
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("concurrent Save: %v", err)
-	}
-	want := cred(fmt.Sprintf("token-%02d", n-1), base.Add((n-1)*time.Second))
-	checkCred(t, "Load after concurrent saves", mustLoad(t, handles[0], wechat.KindAccessToken), want)
 }
 
 // testRefreshUnderLock is the keeper's refresh: Lock, Load, Save, unlock,
@@ -362,27 +390,54 @@ func testAddFetches(t *testing.T, open Factory) {
 	}
 }
 
+// testAddFetchesConcurrent counts from many goroutines at once: on one
+// handle without the lock, and on several handles (as processes) under the
+// lock, as the keeper counts. Every count must be exact.
 func testAddFetchesConcurrent(t *testing.T, open Factory) {
-	handles := []wechat.Store{open(t), open(t)}
-	day := wechat.QuotaDay(base)
-	const workers, each = 8, 20
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for range each {
-				if _, err := handles[w%2].AddFetches(ctx(t), wechat.APIToken, day, 1); err != nil {
-					t.Errorf("AddFetches: %v", err)
-					return
-				}
+	tests := []struct {
+		name    string
+		handles []wechat.Store
+		locked  bool
+	}{
+		{"OneHandle", []wechat.Store{open(t)}, false},
+		{"HandlesUnderLock", []wechat.Store{open(t), open(t)}, true},
+	}
+	for k, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			day := wechat.QuotaDay(base.Add(time.Duration(k) * 24 * time.Hour))
+			const workers, each = 8, 20
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					s := tt.handles[w%len(tt.handles)]
+					for range each {
+						if tt.locked {
+							unlock, err := s.Lock(ctx(t))
+							if err != nil {
+								t.Errorf("Lock: %v", err)
+								return
+							}
+							_, err = s.AddFetches(ctx(t), wechat.APIToken, day, 1)
+							unlock()
+							if err != nil {
+								t.Errorf("AddFetches: %v", err)
+								return
+							}
+						} else if _, err := s.AddFetches(ctx(t), wechat.APIToken, day, 1); err != nil {
+							t.Errorf("AddFetches: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			got, err := tt.handles[0].AddFetches(ctx(t), wechat.APIToken, day, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != workers*each {
+				t.Errorf("count after %d concurrent AddFetches(1) = %d, want exactly %d", workers*each, got, workers*each)
 			}
 		})
-	}
-	wg.Wait()
-	got, err := handles[0].AddFetches(ctx(t), wechat.APIToken, day, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != workers*each {
-		t.Errorf("count after %d concurrent AddFetches(1) = %d, want exactly %d", workers*each, got, workers*each)
 	}
 }

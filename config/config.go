@@ -1,0 +1,611 @@
+// Package config reads wxcentral's configuration from the environment and
+// from command-line flags of the same meaning, checks it, and prints it with
+// the secrets redacted.
+//
+// Every setting has an environment variable (WECHAT_TOKEN) and a flag
+// (-token). A value comes from, in rising order of precedence: the default,
+// the environment, a flag given on the command line. Load parses; Validate
+// checks what a command needs and reports every problem at once, each
+// naming its variable and flag:
+//
+//	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+//	fl := config.NewFlags(fs)
+//	fs.Parse(os.Args[2:])
+//	cfg, err := config.Load(os.LookupEnv, fl)
+//	err = errors.Join(err, cfg.Validate(config.NeedCallback|config.NeedKeeper|config.NeedAdmin))
+//
+// Secrets have the type Secret, which prints as "[redacted]".
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the settings that have one.
+const (
+	DefaultAPIBase         = "https://api.weixin.qq.com"
+	DefaultStore           = "wechat.txt"
+	DefaultListen          = ":3100"
+	DefaultCallbackPath    = "/"
+	DefaultAdminListen     = "127.0.0.1:3101"
+	DefaultTokenAPI        = "token"
+	DefaultTimestampWindow = 5 * time.Minute
+	DefaultLogFormat       = "text"
+)
+
+// MinAdminKeyLen is the shortest admin key Validate accepts: the key guards
+// the access_token, so it must not be guessable.
+const MinAdminKeyLen = 16
+
+// Config is wxcentral's whole configuration. The zero Config has no
+// defaults; start from Default or Load.
+type Config struct {
+	// AppID is the official account's AppID (WECHAT_APP_ID, -app-id).
+	AppID string
+	// AppSecret is the account's AppSecret (WECHAT_APP_SECRET, -app-secret).
+	AppSecret Secret
+
+	// Token is the callback token set on the official account platform
+	// (WECHAT_TOKEN, -token).
+	Token Secret
+	// PreviousToken is also accepted on callbacks while the token is being
+	// rotated (WECHAT_PREVIOUS_TOKEN, -previous-token).
+	PreviousToken Secret
+	// EncodingAESKey is the 43-character key of safe mode
+	// (WECHAT_ENCODING_AES_KEY, -encoding-aes-key); empty for plaintext mode.
+	EncodingAESKey Secret
+	// PreviousEncodingAESKey is also tried when decrypting, while the key
+	// is being rotated (WECHAT_PREVIOUS_ENCODING_AES_KEY,
+	// -previous-encoding-aes-key).
+	PreviousEncodingAESKey Secret
+	// TimestampWindow is how far a callback's timestamp may be from the
+	// clock; 0 turns the check off (WECHAT_TIMESTAMP_WINDOW,
+	// -timestamp-window). Default 5m.
+	TimestampWindow time.Duration
+
+	// APIBase is the WeChat API's scheme and host (WECHAT_API_BASE,
+	// -api-base). Default https://api.weixin.qq.com.
+	APIBase string
+	// Store is where the token is kept: a file path, or a Redis URL
+	// (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
+	// rediss+ forms) (WECHAT_STORE, -store). Default wechat.txt. A
+	// password in the URL is redacted when the Config is printed.
+	Store string
+	// TokenAPI is "token" (GET /cgi-bin/token) or "stable" (POST
+	// /cgi-bin/stable_token) (WECHAT_TOKEN_API, -token-api). Default token.
+	TokenAPI string
+	// RefreshBefore is how long before its expiry a token is refreshed
+	// (WECHAT_REFRESH_BEFORE, -refresh-before). Zero means the token
+	// keeper's default.
+	RefreshBefore time.Duration
+
+	// Listen is the public listener's address, where WeChat calls
+	// (WECHAT_LISTEN, -listen). Default :3100.
+	Listen string
+	// CallbackPath is the path of the callback URL (WECHAT_CALLBACK_PATH,
+	// -callback-path). Default /.
+	CallbackPath string
+	// AdminListen is the admin API's address (WECHAT_ADMIN_LISTEN,
+	// -admin-listen). Default 127.0.0.1:3101.
+	AdminListen string
+	// AdminKey is the bearer key of the admin API (WECHAT_ADMIN_KEY,
+	// -admin-key); required when AdminListen is not a loopback address.
+	AdminKey Secret
+
+	// LogFormat is "text" or "json" (WECHAT_LOG_FORMAT, -log-format).
+	// Default text.
+	LogFormat string
+	// LogLevel is the least level logged: debug, info, warn or error
+	// (WECHAT_LOG_LEVEL, -log-level). Default info.
+	LogLevel slog.Level
+}
+
+// Default returns the Config of an empty environment: every default set,
+// no secrets.
+func Default() Config {
+	return Config{
+		APIBase:         DefaultAPIBase,
+		Store:           DefaultStore,
+		Listen:          DefaultListen,
+		CallbackPath:    DefaultCallbackPath,
+		AdminListen:     DefaultAdminListen,
+		TokenAPI:        DefaultTokenAPI,
+		TimestampWindow: DefaultTimestampWindow,
+		LogFormat:       DefaultLogFormat,
+		LogLevel:        slog.LevelInfo,
+	}
+}
+
+// A LookupFunc looks up an environment variable; os.LookupEnv is one. Tests
+// pass their own so that they never touch the process environment.
+type LookupFunc func(key string) (value string, ok bool)
+
+// A VarError is a problem with one setting. Load and Validate return them
+// joined with errors.Join; errors.As finds the first.
+type VarError struct {
+	Var  string // the environment variable, e.g. "WECHAT_TOKEN"
+	Flag string // the flag of the same meaning, without the dash, e.g. "token"
+	Err  error  // what is wrong; never contains a secret
+}
+
+func (e *VarError) Error() string {
+	return e.Var + " (-" + e.Flag + "): " + e.Err.Error()
+}
+
+func (e *VarError) Unwrap() error { return e.Err }
+
+// A setting ties a Config field to its variable and flag.
+type setting struct {
+	env, flag string
+	usage     string
+	secret    bool
+	// set parses v into c. Its error never repeats a secret v.
+	set func(c *Config, v string) error
+}
+
+// settings returns the table of every setting, in the order of the Config
+// fields.
+func settings() []setting {
+	str := func(f func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *f(c) = v; return nil }
+	}
+	sec := func(f func(*Config) *Secret) func(*Config, string) error {
+		return func(c *Config, v string) error { *f(c) = Secret(v); return nil }
+	}
+	dur := func(f func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := parseDuration(v)
+			if err != nil {
+				return err
+			}
+			*f(c) = d
+			return nil
+		}
+	}
+	return []setting{
+		{"WECHAT_APP_ID", "app-id", "the official account's AppID", false,
+			str(func(c *Config) *string { return &c.AppID })},
+		{"WECHAT_APP_SECRET", "app-secret", "the account's AppSecret (prefer the environment: a command line is visible to other users)", true,
+			sec(func(c *Config) *Secret { return &c.AppSecret })},
+		{"WECHAT_TOKEN", "token", "the callback token set on the official account platform", true,
+			sec(func(c *Config) *Secret { return &c.Token })},
+		{"WECHAT_PREVIOUS_TOKEN", "previous-token", "the callback token being replaced, accepted during a rotation", true,
+			sec(func(c *Config) *Secret { return &c.PreviousToken })},
+		{"WECHAT_ENCODING_AES_KEY", "encoding-aes-key", "the safe-mode EncodingAESKey, 43 characters", true,
+			sec(func(c *Config) *Secret { return &c.EncodingAESKey })},
+		{"WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", "the EncodingAESKey being replaced, tried during a rotation", true,
+			sec(func(c *Config) *Secret { return &c.PreviousEncodingAESKey })},
+		{"WECHAT_TIMESTAMP_WINDOW", "timestamp-window", "how far a callback's timestamp may be from the clock; 0 disables the check (default 5m)", false,
+			dur(func(c *Config) *time.Duration { return &c.TimestampWindow })},
+		{"WECHAT_API_BASE", "api-base", "the WeChat API's base URL (default " + DefaultAPIBase + ")", false,
+			str(func(c *Config) *string { return &c.APIBase })},
+		{"WECHAT_STORE", "store", "the token store: a file path or a redis:// URL (default " + DefaultStore + ")", false,
+			str(func(c *Config) *string { return &c.Store })},
+		{"WECHAT_TOKEN_API", "token-api", "the token endpoint: token or stable (default " + DefaultTokenAPI + ")", false,
+			str(func(c *Config) *string { return &c.TokenAPI })},
+		{"WECHAT_REFRESH_BEFORE", "refresh-before", "how long before expiry a token is refreshed (default: the keeper's)", false,
+			dur(func(c *Config) *time.Duration { return &c.RefreshBefore })},
+		{"WECHAT_LISTEN", "listen", "the public listener's address, where WeChat calls (default " + DefaultListen + ")", false,
+			str(func(c *Config) *string { return &c.Listen })},
+		{"WECHAT_CALLBACK_PATH", "callback-path", "the callback URL's path (default " + DefaultCallbackPath + ")", false,
+			str(func(c *Config) *string { return &c.CallbackPath })},
+		{"WECHAT_ADMIN_LISTEN", "admin-listen", "the admin API's address (default " + DefaultAdminListen + ")", false,
+			str(func(c *Config) *string { return &c.AdminListen })},
+		{"WECHAT_ADMIN_KEY", "admin-key", "the admin API's bearer key; required off loopback (prefer the environment)", true,
+			sec(func(c *Config) *Secret { return &c.AdminKey })},
+		{"WECHAT_LOG_FORMAT", "log-format", "text or json (default " + DefaultLogFormat + ")", false,
+			str(func(c *Config) *string { return &c.LogFormat })},
+		{"WECHAT_LOG_LEVEL", "log-level", "debug, info, warn or error (default info)", false,
+			func(c *Config, v string) error {
+				var l slog.Level
+				if err := l.UnmarshalText([]byte(v)); err != nil {
+					return fmt.Errorf("%q is not a level: use debug, info, warn or error", v)
+				}
+				c.LogLevel = l
+				return nil
+			}},
+	}
+}
+
+// parseDuration parses a Go duration ("90s", "5m", "0"), and says how to
+// write one when it fails.
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(strings.TrimSpace(v), 64); nerr == nil {
+			return 0, fmt.Errorf("%q has no unit: write e.g. %ss or %sm", v, v, v)
+		}
+		return 0, fmt.Errorf("%q is not a duration: write e.g. 90s, 5m or 1h30m", v)
+	}
+	return d, nil
+}
+
+// Flags are command-line flags bound to every setting. Build them with
+// NewFlags before parsing the FlagSet, then pass them to Load.
+type Flags struct {
+	fs  *flag.FlagSet
+	got map[string]string // flag name → value, for the flags given
+}
+
+// NewFlags defines on fs one string flag per setting (-app-id, -token,
+// -listen, …; see the Config fields) and returns them for Load. Each
+// sub-command calls it on its own FlagSet. Only flags given on the command
+// line override the environment; the usage text names the variable each
+// one overrides and never shows a secret.
+func NewFlags(fs *flag.FlagSet) *Flags {
+	fl := &Flags{fs: fs, got: map[string]string{}}
+	for _, s := range settings() {
+		name := s.flag
+		fs.Func(name, s.usage+" [$"+s.env+"]", func(v string) error {
+			fl.got[name] = v
+			return nil
+		})
+	}
+	return fl
+}
+
+// Load returns Default overridden by the environment, as lookup reports it,
+// and then by the flags given on the command line. lookup may be nil (no
+// environment) and so may fl (no flags). It reports every value that cannot
+// be parsed, as *VarError values joined by errors.Join, and returns the
+// Config with those settings left as they were; check the result with
+// Validate.
+func Load(lookup LookupFunc, fl *Flags) (Config, error) {
+	c := Default()
+	var errs []error
+	for _, s := range settings() {
+		if lookup != nil {
+			if v, ok := lookup(s.env); ok {
+				if err := s.set(&c, v); err != nil {
+					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: err})
+				}
+			}
+		}
+		if fl != nil {
+			if v, ok := fl.got[s.flag]; ok {
+				if err := s.set(&c, v); err != nil {
+					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: fmt.Errorf("flag -%s: %w", s.flag, err)})
+				}
+			}
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// Need says what a command does, and so which settings it requires.
+type Need uint8
+
+// The roles a command can combine; Validate checks what each needs.
+const (
+	// NeedCallback: serving WeChat callbacks needs WECHAT_TOKEN (and, in
+	// safe mode, WECHAT_APP_ID).
+	NeedCallback Need = 1 << iota
+	// NeedKeeper: keeping the access token needs WECHAT_APP_ID and
+	// WECHAT_APP_SECRET.
+	NeedKeeper
+	// NeedAdmin: the admin listener needs WECHAT_ADMIN_KEY unless it
+	// listens on a loopback address only.
+	NeedAdmin
+)
+
+// Validate checks c for a command that needs the given roles and returns
+// every problem at once, as *VarError values joined by errors.Join, or nil.
+// Malformed values are reported whatever the roles; missing ones only when
+// a role needs them. No message contains a secret.
+func (c Config) Validate(needs Need) error {
+	var errs []error
+	bad := func(env, flag, format string, args ...any) {
+		errs = append(errs, &VarError{Var: env, Flag: flag, Err: fmt.Errorf(format, args...)})
+	}
+
+	// Malformed values.
+	if c.AppID != "" && strings.ContainsFunc(c.AppID, badIDRune) {
+		bad("WECHAT_APP_ID", "app-id", "%q contains white space or punctuation no AppID has", c.AppID)
+	}
+	for _, s := range []struct {
+		env, flag string
+		v         Secret
+	}{
+		{"WECHAT_APP_SECRET", "app-secret", c.AppSecret},
+		{"WECHAT_TOKEN", "token", c.Token},
+		{"WECHAT_PREVIOUS_TOKEN", "previous-token", c.PreviousToken},
+		{"WECHAT_ADMIN_KEY", "admin-key", c.AdminKey},
+	} {
+		if s.v != "" && strings.TrimSpace(string(s.v)) != string(s.v) {
+			bad(s.env, s.flag, "has leading or trailing white space (a newline from a secret file?)")
+		}
+	}
+	if c.PreviousToken != "" && c.Token == "" {
+		bad("WECHAT_PREVIOUS_TOKEN", "previous-token", "is set but WECHAT_TOKEN is not: set the new token too")
+	}
+	for _, k := range []struct {
+		env, flag string
+		v         Secret
+	}{
+		{"WECHAT_ENCODING_AES_KEY", "encoding-aes-key", c.EncodingAESKey},
+		{"WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", c.PreviousEncodingAESKey},
+	} {
+		if err := checkAESKey(string(k.v)); k.v != "" && err != nil {
+			bad(k.env, k.flag, "%v", err)
+		}
+	}
+	if c.PreviousEncodingAESKey != "" && c.EncodingAESKey == "" {
+		bad("WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", "is set but WECHAT_ENCODING_AES_KEY is not: set the new key too")
+	}
+	if c.TimestampWindow < 0 {
+		bad("WECHAT_TIMESTAMP_WINDOW", "timestamp-window", "%v is negative: use 0 to turn the check off", c.TimestampWindow)
+	}
+	if err := checkAPIBase(c.APIBase); err != nil {
+		bad("WECHAT_API_BASE", "api-base", "%v", err)
+	}
+	if err := checkStore(c.Store); err != nil {
+		bad("WECHAT_STORE", "store", "%v", err)
+	}
+	if c.TokenAPI != "token" && c.TokenAPI != "stable" {
+		bad("WECHAT_TOKEN_API", "token-api", "%q is neither token nor stable", c.TokenAPI)
+	}
+	if c.RefreshBefore < 0 || c.RefreshBefore >= 2*time.Hour {
+		bad("WECHAT_REFRESH_BEFORE", "refresh-before", "%v is out of range: a token lives 2h, use e.g. 5m (0 for the default)", c.RefreshBefore)
+	}
+	if err := checkListen(c.Listen); err != nil {
+		bad("WECHAT_LISTEN", "listen", "%v", err)
+	}
+	if !strings.HasPrefix(c.CallbackPath, "/") || strings.ContainsAny(c.CallbackPath, "?# \t\r\n") {
+		bad("WECHAT_CALLBACK_PATH", "callback-path", "%q is not a URL path: start it with / and leave out any query", c.CallbackPath)
+	}
+	if err := checkListen(c.AdminListen); err != nil {
+		bad("WECHAT_ADMIN_LISTEN", "admin-listen", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("WECHAT_LOG_FORMAT", "log-format", "%q is neither text nor json", c.LogFormat)
+	}
+
+	// What the roles need.
+	if needs&NeedCallback != 0 {
+		if c.Token == "" {
+			bad("WECHAT_TOKEN", "token", "missing: the callback server needs the token set on the official account platform")
+		}
+		if c.EncodingAESKey != "" && c.AppID == "" {
+			bad("WECHAT_APP_ID", "app-id", "missing: safe mode (WECHAT_ENCODING_AES_KEY is set) checks the AppID in every message")
+		}
+	}
+	if needs&NeedKeeper != 0 {
+		if c.AppID == "" {
+			bad("WECHAT_APP_ID", "app-id", "missing: the token keeper needs the official account's AppID")
+		}
+		if c.AppSecret == "" {
+			bad("WECHAT_APP_SECRET", "app-secret", "missing: the token keeper needs the account's AppSecret")
+		}
+	}
+	if needs&NeedAdmin != 0 {
+		if c.AdminKey == "" && !loopbackOnly(c.AdminListen) {
+			bad("WECHAT_ADMIN_KEY", "admin-key", "missing: the admin listener %q is reachable beyond this host, so it needs a key (or listen on 127.0.0.1)", c.AdminListen)
+		}
+		if c.AdminKey != "" && len(c.AdminKey) < MinAdminKeyLen {
+			bad("WECHAT_ADMIN_KEY", "admin-key", "too short (%d characters): use at least %d random characters, e.g. from openssl rand -hex 16", len(c.AdminKey), MinAdminKeyLen)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// badIDRune reports the runes an AppID never has.
+func badIDRune(r rune) bool {
+	return r <= ' ' || r >= 0x7f || strings.ContainsRune("&?#/=%\"'", r)
+}
+
+// checkAESKey checks an EncodingAESKey's shape without ever printing it.
+func checkAESKey(k string) error {
+	if len(k) != 43 {
+		return fmt.Errorf("has %d characters, an EncodingAESKey has 43", len(k))
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return fmt.Errorf("character %d is not a letter or digit: an EncodingAESKey is 43 of [a-zA-Z0-9]", i+1)
+		}
+	}
+	return nil
+}
+
+func checkAPIBase(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL with a host, like %s", v, DefaultAPIBase)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q has a query, fragment or user: give the scheme, host and at most a path prefix", u.Redacted())
+	}
+	return nil
+}
+
+// checkStore checks a file path or a Redis URL. A URL may carry a password,
+// so its messages never repeat it.
+func checkStore(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return errors.New("empty: give a file path such as wechat.txt, or a redis:// URL")
+	}
+	scheme, rest, isURL := strings.Cut(v, "://")
+	if !isURL {
+		if l := strings.ToLower(v); strings.HasPrefix(l, "redis:") || strings.HasPrefix(l, "rediss:") || strings.HasPrefix(l, "redis+") || strings.HasPrefix(l, "rediss+") {
+			return errors.New("looks like a Redis URL but lacks ://: write e.g. redis://localhost:6379/0")
+		}
+		if strings.ContainsAny(v, "\x00\r\n") {
+			return errors.New("the file path contains a NUL or line break")
+		}
+		return nil
+	}
+	switch strings.ToLower(scheme) {
+	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
+	default:
+		if strings.ContainsAny(scheme, ":@/") { // might hold a password
+			scheme = "?"
+		}
+		return fmt.Errorf("unknown URL scheme %q: use a file path or redis://, rediss://, redis+sentinel://, redis+cluster://", scheme)
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	authority, _, _ = strings.Cut(authority, "?")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = authority[i+1:]
+	}
+	if authority == "" {
+		return fmt.Errorf("the %s URL has no host: write e.g. %s://localhost:6379/0", scheme, scheme)
+	}
+	if _, err := url.Parse(v); err != nil {
+		return fmt.Errorf("the %s URL does not parse (escape special characters of the password with %%XX)", scheme)
+	}
+	return nil
+}
+
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: write e.g. :3100 or 127.0.0.1:3101", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q has no valid port (0-65535)", addr)
+	}
+	return nil
+}
+
+// loopbackOnly reports whether addr listens on a loopback address only.
+// An empty host means every interface.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// RedactedStore returns Store fit for a log line: a file path as it is, a
+// Redis URL with its passwords replaced by xxxxx. Log this, never Store.
+func (c Config) RedactedStore() string { return redactStore(c.Store) }
+
+// redactStore returns the store with any password in its URL replaced.
+func redactStore(v string) string {
+	scheme, rest, isURL := strings.Cut(v, "://")
+	if !isURL {
+		return v
+	}
+	authEnd := strings.IndexAny(rest, "/?#")
+	if authEnd < 0 {
+		authEnd = len(rest)
+	}
+	auth, tail := rest[:authEnd], rest[authEnd:]
+	if i := strings.LastIndexByte(auth, '@'); i >= 0 {
+		user, _, hasPass := strings.Cut(auth[:i], ":")
+		if hasPass {
+			auth = user + ":xxxxx" + auth[i:]
+		} else {
+			auth = "xxxxx" + auth[i:]
+		}
+	}
+	path, query, hasQuery := strings.Cut(tail, "?")
+	if hasQuery {
+		pairs := strings.Split(query, "&")
+		for i, p := range pairs {
+			k, _, _ := strings.Cut(p, "=")
+			if strings.Contains(strings.ToLower(k), "password") {
+				pairs[i] = k + "=xxxxx"
+			}
+		}
+		path += "?" + strings.Join(pairs, "&")
+	}
+	return scheme + "://" + auth + path
+}
+
+// fields lists c's settings as name/value pairs, secrets redacted.
+func (c Config) fields() []slog.Attr {
+	return []slog.Attr{
+		slog.String("AppID", c.AppID),
+		slog.String("AppSecret", c.AppSecret.String()),
+		slog.String("Token", c.Token.String()),
+		slog.String("PreviousToken", c.PreviousToken.String()),
+		slog.String("EncodingAESKey", c.EncodingAESKey.String()),
+		slog.String("PreviousEncodingAESKey", c.PreviousEncodingAESKey.String()),
+		slog.Duration("TimestampWindow", c.TimestampWindow),
+		slog.String("APIBase", c.APIBase),
+		slog.String("Store", redactStore(c.Store)),
+		slog.String("TokenAPI", c.TokenAPI),
+		slog.Duration("RefreshBefore", c.RefreshBefore),
+		slog.String("Listen", c.Listen),
+		slog.String("CallbackPath", c.CallbackPath),
+		slog.String("AdminListen", c.AdminListen),
+		slog.String("AdminKey", c.AdminKey.String()),
+		slog.String("LogFormat", c.LogFormat),
+		slog.String("LogLevel", c.LogLevel.String()),
+	}
+}
+
+// String prints c as Name=value pairs with the secrets redacted, for %v,
+// %+v and %s.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, a := range c.fields() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%s", a.Key, a.Value)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// GoString prints c as a Go composite literal with the secrets redacted,
+// for %#v.
+func (c Config) GoString() string {
+	var b strings.Builder
+	b.WriteString("config.Config{")
+	for i, a := range c.fields() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		switch a.Value.Kind() {
+		case slog.KindDuration:
+			fmt.Fprintf(&b, "%s:%d", a.Key, int64(a.Value.Duration()))
+		default:
+			fmt.Fprintf(&b, "%s:%q", a.Key, a.Value.String())
+		}
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// LogValue makes slog log c as a group with the secrets redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(c.fields()...)
+}
+
+// MarshalJSON writes c as a JSON object of its fields with the secrets
+// redacted, the store's password included.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type fieldsOnly Config // the same fields, without these methods
+	f := fieldsOnly(c)
+	f.Store = redactStore(c.Store)
+	return json.Marshal(f)
+}
+
+// NewLogger returns a logger writing to w in c's LogFormat at c's LogLevel.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -170,11 +170,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var body []byte
 		body, res.Outcome, reason = s.readBody(w, r)
 		if res.Outcome == OutcomePass {
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			rb := new(bufferedBody)
+			rb.Reset(body)
+			r.Body = rb
 			r.ContentLength = int64(len(body))
-			r.GetBody = func() (io.ReadCloser, error) {
-				return io.NopCloser(bytes.NewReader(body)), nil
-			}
 			s.report(r, res)
 			h.next.ServeHTTP(w, r)
 			return
@@ -200,6 +199,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Error(w, reason, status)
 }
+
+// bufferedBody is the body the next handler reads: the bytes read up front.
+type bufferedBody struct{ bytes.Reader }
+
+// Close does nothing; the server closes the connection's body itself.
+func (*bufferedBody) Close() error { return nil }
 
 func (s *settings) report(r *http.Request, res Result) {
 	if s.onResult != nil {

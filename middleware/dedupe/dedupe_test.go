@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -368,5 +369,19 @@ func TestMiddlewarePassThrough(t *testing.T) {
 	}
 	if runs != 2 {
 		t.Errorf("a request without a message ran the handler %d times, want 2", runs)
+	}
+}
+
+func BenchmarkMemoryDo(b *testing.B) {
+	m := &Memory{}
+	ctx := context.Background()
+	fn := func(context.Context) (Reply, error) { return Reply{Body: []byte("success")}, nil }
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, _, err := Do(ctx, m, strconv.Itoa(i), time.Minute, fn); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,0 +1,160 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startRedis starts a private redis-server on a free port for the test and
+// returns a client to it. Without the binary the test is skipped, unless
+// CI=true, where that is a failure.
+func startRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server not found (CI=true, so this is a failure): %v", err)
+		}
+		t.Skipf("redis-server not found; install it to run the Redis tests: %v", err)
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err = c.Ping(context.Background()).Err()
+			if err == nil {
+				t.Cleanup(func() {
+					c.Close()
+					cmd.Process.Kill()
+					<-exited
+				})
+				return c
+			}
+			select {
+			case <-exited: // the port was taken meanwhile: try another
+			case <-time.After(20 * time.Millisecond):
+				if time.Now().Before(deadline) {
+					continue
+				}
+				cmd.Process.Kill()
+				<-exited
+				t.Fatalf("redis-server did not answer: %v", err)
+			}
+			break
+		}
+		c.Close()
+	}
+	t.Fatal("could not start redis-server on a free port")
+	return nil
+}
+
+func TestRedisThreeDeliveries(t *testing.T) {
+	c := startRedis(t)
+	s := &Redis{Client: c, PollInterval: 5 * time.Millisecond}
+	w := &waitCounter{Store: s}
+	testThreeDeliveries(t, w, func() int { return int(w.n.Load()) })
+}
+
+// waitCounter counts the calls that have entered Wait.
+type waitCounter struct {
+	Store
+	n atomic.Int32
+}
+
+func (w *waitCounter) Wait(ctx context.Context, key string) (Reply, error) {
+	w.n.Add(1)
+	return w.Store.Wait(ctx, key)
+}
+
+func TestRedisClaimLifecycle(t *testing.T) {
+	c := startRedis(t)
+	ctx := context.Background()
+	s := &Redis{Client: c, Prefix: "test:", PollInterval: 5 * time.Millisecond}
+
+	first, err := s.Begin(ctx, "k", 30*time.Second)
+	if err != nil || !first {
+		t.Fatalf("Begin = %v, %v", first, err)
+	}
+	if first, _ := s.Begin(ctx, "k", 30*time.Second); first {
+		t.Fatal("second Begin claimed a held key")
+	}
+	pttl := c.PTTL(ctx, "test:k").Val()
+	if pttl <= 29*time.Second || pttl > 30*time.Second {
+		t.Fatalf("claim PTTL = %v, want about 30 s", pttl)
+	}
+	want := Reply{Status: 201, ContentType: "text/xml", Body: []byte("<xml>\x00bin</xml>")}
+	if err := s.Finish(ctx, "k", want); err != nil {
+		t.Fatal(err)
+	}
+	if pttl := c.PTTL(ctx, "test:k").Val(); pttl <= 0 || pttl > 30*time.Second {
+		t.Fatalf("after Finish PTTL = %v: the reply must keep the claim's expiry", pttl)
+	}
+	got, err := s.Wait(ctx, "k")
+	if err != nil || got.Status != want.Status || got.ContentType != want.ContentType || string(got.Body) != string(want.Body) {
+		t.Fatalf("Wait = %+v, %v", got, err)
+	}
+	// A finished key is neither abandoned nor overwritten.
+	s.Abandon(ctx, "k")
+	s.Finish(ctx, "k", Reply{Body: []byte("other")})
+	if got, _ := s.Wait(ctx, "k"); string(got.Body) != string(want.Body) {
+		t.Fatalf("finished reply changed to %q", got.Body)
+	}
+
+	// Abandon frees a pending claim and wakes its waiter with ErrAbandoned.
+	s.Begin(ctx, "p", 0)
+	if pttl := c.PTTL(ctx, "test:p").Val(); pttl <= 29*time.Second {
+		t.Errorf("default TTL: PTTL = %v, want DefaultTTL", pttl)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Wait(ctx, "p"); done <- err }()
+	if err := s.Abandon(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrAbandoned) {
+		t.Fatalf("Wait after Abandon = %v", err)
+	}
+	if first, _ := s.Begin(ctx, "p", 0); !first {
+		t.Error("an abandoned key could not be claimed again")
+	}
+
+	// Expiry: the claim really ends with its TTL.
+	s.Begin(ctx, "short", 50*time.Millisecond)
+	if pttl := c.PTTL(ctx, "test:short").Val(); pttl <= 0 || pttl > 50*time.Millisecond {
+		t.Fatalf("PTTL = %v, want ≤ 50ms", pttl)
+	}
+
+	// A waiter gives up with its context.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, err := s.Wait(wctx, "p"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait = %v, want DeadlineExceeded", err)
+	}
+	// A store that cannot reach Redis says so.
+	bad := &Redis{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})}
+	defer bad.Client.Close()
+	if _, err := bad.Begin(ctx, "k", 0); err == nil {
+		t.Error("Begin on an unreachable Redis succeeded")
+	}
+}

@@ -11,9 +11,11 @@
 // signature, decrypts, checks the AppID (trying the previous key during a
 // key rotation) and seals the reply in an envelope of the same form.
 //
-// Every rejection wraps one sentinel error (ErrSignature, ErrBase64,
-// ErrBlockSize, ErrPadding, ErrLength, ErrAppID, ErrKey, ErrEnvelope), so a
-// caller can count and answer failures with errors.Is. Nothing here falls
+// Every rejection of a message wraps one sentinel error (ErrSignature,
+// ErrBase64, ErrBlockSize, ErrPadding, ErrLength, ErrAppID, ErrEnvelope),
+// and a malformed or missing key wraps ErrKey, so a caller can count and
+// answer failures with errors.Is; a Crypter without AppID or token refuses
+// to work with a plain error naming the setting. Nothing here falls
 // back to the plaintext of a compatible-mode body, and no error or String
 // method contains a key or token.
 package msgcrypt

@@ -57,6 +57,12 @@ type Store interface {
 	// holds one of that kind fetched later, in which case it stores nothing
 	// and returns ErrSuperseded: a slow fetch must never overwrite a newer
 	// token.
+	//
+	// Save and AddFetches are safe for concurrent use through one Store
+	// value. Across processes (or two Store values on the same backing)
+	// they are exact only while the caller holds Lock, as the refresh
+	// protocol does: a FileStore rewrites the whole file. A Store that can
+	// do better (Redis updates atomically) documents it.
 	Save(ctx context.Context, kind Kind, c Credential) error
 
 	// Lock takes the store's cross-process lock, waiting until it is free

@@ -139,10 +139,12 @@ type VarError struct {
 	Err  error  // what is wrong; never contains a secret
 }
 
+// Error names the variable and its flag, then the problem.
 func (e *VarError) Error() string {
 	return e.Var + " (-" + e.Flag + "): " + e.Err.Error()
 }
 
+// Unwrap returns e.Err.
 func (e *VarError) Unwrap() error { return e.Err }
 
 // A setting ties a Config field to its variable and flag.

@@ -142,7 +142,9 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 		maxBody: DefaultMaxBodySize,
 	}
 	for _, o := range opts {
-		o(s)
+		if o != nil {
+			o(s)
+		}
 	}
 	if s.badOption != "" {
 		panic("middleware: " + s.badOption)

@@ -538,3 +538,34 @@ func TestOutcome(t *testing.T) {
 		t.Errorf("Outcome(200) is %q", s)
 	}
 }
+
+// TestConcurrent runs accepted and rejected requests at once; with -race it
+// checks that the middleware shares nothing mutable between requests.
+func TestConcurrent(t *testing.T) {
+	h := newHarness()
+	mw := middleware.Verify(vecToken, h.options()...)(h.next())
+	good := "/?signature=" + vecSig + "&timestamp=" + vecTS + "&nonce=" + vecNonce
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				target, want := good, http.StatusOK
+				if (g+i)%3 == 0 {
+					target, want = good[:len(good)-1], http.StatusForbidden // another nonce
+				}
+				w := httptest.NewRecorder()
+				mw.ServeHTTP(w, httptest.NewRequest("POST", target, strings.NewReader("<xml/>")))
+				if w.Code != want {
+					t.Errorf("status %d, want %d", w.Code, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	logs, results, calls := h.take()
+	rejected := strings.Count(logs, "\n")
+	if len(results) != 400 || calls+rejected != 400 || calls == 0 || rejected == 0 {
+		t.Errorf("%d results, %d passed, %d rejected; want 400 in all", len(results), calls, rejected)
+	}
+}

@@ -86,7 +86,7 @@ func (s *Store) wait(ctx context.Context, owner string) error {
 		s.logger.Debug("redis store: no unlock notifications, polling", "err", err)
 	}
 
-	delay := pollMin
+	delay := s.pollMin
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
@@ -99,9 +99,9 @@ func (s *Store) wait(ctx context.Context, owner string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
 		case <-released:
-			delay = pollMin
+			delay = s.pollMin
 		case <-timer.C:
-			delay = min(2*delay, pollMax)
+			delay = min(2*delay, s.pollMax)
 		}
 	}
 }

@@ -38,6 +38,8 @@ type Store struct {
 	appID     string
 	logger    *slog.Logger
 	lockTTL   time.Duration
+	pollMin   time.Duration // first wait between two polls of a held lock
+	pollMax   time.Duration // longest wait between two polls of a held lock
 	onError   func(op string, err error)
 
 	// keys, all sharing the hash tag {appID}
@@ -115,6 +117,8 @@ func New(client redis.UniversalClient, appID string, opts ...Option) (*Store, er
 		appID:       appID,
 		logger:      c.logger.With("store", "redis", "app", appID),
 		lockTTL:     c.lockTTL,
+		pollMin:     pollMin,
+		pollMax:     pollMax,
 		onError:     c.onError,
 		lockKey:     base + "lock",
 		unlockChan:  base + "unlocked",

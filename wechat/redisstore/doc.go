@@ -40,16 +40,22 @@
 // logged, counted (Store.Errors) and passed to the hook set with
 // WithErrorHook, so the metrics layer can expose it.
 //
-// The policy the keeper should follow while the store fails:
+// The policy the keeper (package wechat) follows while the store fails, and
+// which TestMultiHostRedisOutage checks with four keeper processes:
 //
-//   - Keep serving a token it holds in memory while that token is valid;
-//     a failed Load is not a reason to drop it.
-//   - When it has no valid token and cannot take the lock, it may fetch
-//     without the lock, but at most once per token lifetime per process
-//     (bounded by its own in-memory budget), since every fetch invalidates
-//     the tokens the other hosts hold.
+//   - Keep serving the token held in memory while it is valid; a failed
+//     Load or Lock is not a reason to drop it.
+//   - Make no fetch without the lock: a refresh whose Lock fails fails, and
+//     is retried with backoff. Fetches during an outage are therefore zero,
+//     and every fetch is still counted against the daily quota in Redis. The
+//     price is that an outage longer than the held token's remaining life
+//     leaves the keeper without a token (wechat.ErrNoToken) until Redis is
+//     back; a fallback that fetches without the lock would have to bound
+//     itself to one fetch per token lifetime per process, since every fetch
+//     kills the tokens the other hosts hold.
 //   - Retry the store on the next refresh; the same Store (and its client)
-//     works again as soon as Redis is back, it need not be rebuilt.
+//     works again as soon as Redis is back, it need not be rebuilt. A Redis
+//     restarted empty costs one fetch, made under the lock.
 //
 // # URLs
 //

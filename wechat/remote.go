@@ -1,0 +1,251 @@
+package wechat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultRemoteEarlyExpiry is how long before a token's expiry a Remote
+// stops serving it from memory and asks the central server again.
+const DefaultRemoteEarlyExpiry = time.Minute
+
+// A Remote is a TokenSource backed by the admin API of a central control
+// server (wxcentral serve, or any server that speaks its admin API): the
+// business servers of other processes and hosts use it so that the central
+// server alone fetches tokens. Build it with NewRemote.
+//
+// AccessToken serves the token from memory, without I/O or allocation,
+// until shortly before the expiry the server gave (see
+// WithRemoteEarlyExpiry), then asks GET /v1/token again; concurrent misses
+// share one request. Refresh is the passive refresh, POST
+// /v1/token/refresh. The admin key never appears in an error.
+//
+// A Remote is safe for concurrent use; wechat.Client{Source: remote} works
+// with it unchanged.
+type Remote struct {
+	base   string // no trailing slash
+	auth   string // "Bearer <key>", or ""
+	hc     *http.Client
+	clock  Clock
+	early  time.Duration
+	cached atomic.Pointer[remoteToken]
+	flight singleflight.Group
+}
+
+// remoteToken is a token a Remote holds.
+type remoteToken struct {
+	value     string
+	expiresAt time.Time // by the local clock
+	useUntil  time.Time // expiresAt less the early expiry
+}
+
+// A RemoteOption configures NewRemote.
+type RemoteOption func(*Remote)
+
+// WithRemoteHTTPClient sets the client of the admin API calls. Default: a
+// client with a 35 s timeout (a refresh on the server may take 30 s).
+func WithRemoteHTTPClient(hc *http.Client) RemoteOption {
+	return func(r *Remote) {
+		if hc != nil {
+			r.hc = hc
+		}
+	}
+}
+
+// WithRemoteClock sets the clock the cache expires by. Default: the system
+// clock.
+func WithRemoteClock(c Clock) RemoteOption {
+	return func(r *Remote) {
+		if c != nil {
+			r.clock = c
+		}
+	}
+}
+
+// WithRemoteEarlyExpiry sets how long before its expiry a token is no
+// longer served from memory (default DefaultRemoteEarlyExpiry). For a
+// token with less than four times d left, a quarter of what is left is
+// used instead, so short-lived tokens are still cached a while.
+func WithRemoteEarlyExpiry(d time.Duration) RemoteOption {
+	return func(r *Remote) {
+		if d >= 0 {
+			r.early = d
+		}
+	}
+}
+
+// NewRemote returns a TokenSource on the admin API at baseURL, such as
+// "http://127.0.0.1:3101", authenticating with key (WECHAT_ADMIN_KEY of the
+// server; "" when it has none). It makes no request; the first
+// AccessToken does.
+func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		shown := "the URL given"
+		if err == nil {
+			shown = fmt.Sprintf("%q", RedactURL(u.Redacted()))
+		}
+		return nil, fmt.Errorf("wechat: NewRemote: %s is not the http(s) base URL of a central server without user or query, like http://127.0.0.1:3101", shown)
+	}
+	if strings.ContainsAny(key, " \t\r\n") {
+		return nil, errors.New("wechat: NewRemote: the admin key contains white space (a newline from a secret file?)")
+	}
+	r := &Remote{
+		base:  strings.TrimRight(baseURL, "/"),
+		hc:    &http.Client{Timeout: 35 * time.Second},
+		clock: systemClock{},
+		early: DefaultRemoteEarlyExpiry,
+	}
+	if key != "" {
+		r.auth = "Bearer " + key
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(r)
+		}
+	}
+	return r, nil
+}
+
+// AccessToken returns the cached token while it is well within its
+// lifetime, and otherwise asks the central server (GET /v1/token).
+func (r *Remote) AccessToken(ctx context.Context) (string, error) {
+	if t := r.cached.Load(); t != nil && r.clock.Now().Before(t.useUntil) {
+		return t.value, nil
+	}
+	return r.fetch(ctx, "token", http.MethodGet, "/v1/token", nil)
+}
+
+// Refresh is the passive refresh: stale is the token WeChat rejected. If
+// this Remote already holds another valid token (a concurrent refresh got
+// it), that one is returned without a request; otherwise the central
+// server is asked (POST /v1/token/refresh), which fetches a new token only
+// if its store still holds stale. An empty stale is AccessToken.
+func (r *Remote) Refresh(ctx context.Context, stale string) (string, error) {
+	if stale == "" {
+		return r.AccessToken(ctx)
+	}
+	if t := r.cached.Load(); t != nil && t.value != stale && r.clock.Now().Before(t.expiresAt) {
+		return t.value, nil
+	}
+	body, _ := json.Marshal(struct {
+		Stale string `json:"stale"`
+	}{stale})
+	// Callers with the same stale token share one request.
+	return r.fetch(ctx, "refresh:"+stale, http.MethodPost, "/v1/token/refresh", body)
+}
+
+// fetch makes one admin API call per key at a time and caches its token.
+func (r *Remote) fetch(ctx context.Context, key, method, path string, body []byte) (string, error) {
+	ch := r.flight.DoChan(key, func() (any, error) {
+		// The request runs on even if the first caller gives up, so that
+		// the others are not failed by its context.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 35*time.Second)
+		defer cancel()
+		t, err := r.call(fctx, method, path, body)
+		if err != nil {
+			return "", err
+		}
+		r.cached.Store(t)
+		return t.value, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("wechat: waiting for the central server: %w", ctx.Err())
+	}
+}
+
+// RemoteError is an error answer of a central server's admin API.
+type RemoteError struct {
+	StatusCode int    // the HTTP status
+	Path       string // e.g. "/v1/token"
+	Msg        string // the server's "error"
+}
+
+func (e *RemoteError) Error() string {
+	s := fmt.Sprintf("wechat: central server %s: HTTP %d: %s", e.Path, e.StatusCode, e.Msg)
+	if e.StatusCode == http.StatusUnauthorized {
+		s += " (the admin key given to NewRemote is missing or wrong: it must equal the server's WECHAT_ADMIN_KEY)"
+	}
+	return s
+}
+
+// call makes one admin API request and parses its token answer.
+func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*remoteToken, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("wechat: central server %s: %w", path, RedactError(err))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("wechat: central server %s: %w (is the server running at %s?)", path, RedactError(err), r.base)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("wechat: central server %s: reading the answer: %w", path, RedactError(err))
+	}
+	res := gjson.ParseBytes(data)
+	if resp.StatusCode != http.StatusOK {
+		msg := res.Get("error").String()
+		if msg == "" || !gjson.ValidBytes(data) {
+			msg = "unexpected answer " + fmt.Sprintf("%q", snippet(data)) + ": is this a wxcentral admin URL?"
+		}
+		rerr := &RemoteError{StatusCode: resp.StatusCode, Path: path, Msg: msg}
+		var errs []error
+		errs = append(errs, rerr)
+		if code := res.Get("errcode").Int(); code != 0 {
+			errs = append(errs, &APIError{Code: int(code), Msg: msg, API: path})
+		}
+		switch {
+		case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(msg, ErrQuotaExhausted.Error()):
+			errs = append(errs, ErrQuotaExhausted)
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			errs = append(errs, ErrNoToken)
+		}
+		return nil, &remoteErrors{errs}
+	}
+	tok, in := res.Get("access_token"), res.Get("expires_in")
+	if tok.Type != gjson.String || tok.Str == "" || in.Type != gjson.Number {
+		return nil, fmt.Errorf("wechat: central server %s: the answer lacks access_token or expires_in (starts with %q): is this a wxcentral admin URL?", path, snippet(data))
+	}
+	now := r.clock.Now()
+	left := time.Duration(in.Int()) * time.Second
+	early := min(r.early, left/4)
+	return &remoteToken{value: tok.Str, expiresAt: now.Add(left), useUntil: now.Add(left - early)}, nil
+}
+
+// remoteErrors is a *RemoteError with the sentinels and *APIError it
+// implies, for errors.Is and errors.As; it prints as the *RemoteError.
+type remoteErrors struct{ errs []error }
+
+func (e *remoteErrors) Error() string   { return e.errs[0].Error() }
+func (e *remoteErrors) Unwrap() []error { return e.errs }

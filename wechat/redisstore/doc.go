@@ -19,7 +19,7 @@
 //
 // # Lock
 //
-// Lock is SET NX PX with a random owner value and a TTL (WithLockTTL, 30 s by
+// Lock is SET NX PX with a random owner value and a TTL (WithLockTTL, 45 s by
 // default) that must outlive one refresh, fetch timeout included. It is
 // released by a Lua compare-and-delete, so a holder whose lock expired can
 // never delete the next holder's lock. A waiter subscribes to the release

@@ -17,8 +17,10 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultPrefix  = "wxcentral:"
-	DefaultLockTTL = 30 * time.Second
+	DefaultPrefix = "wxcentral:"
+	// DefaultLockTTL outlives the keeper's default RefreshTimeout (30 s),
+	// which bounds one refresh, fetch retries included.
+	DefaultLockTTL = 45 * time.Second
 
 	// countGrace is how long a day's fetch count outlives the day.
 	countGrace = time.Hour
@@ -71,8 +73,9 @@ func WithPrefix(prefix string) Option {
 
 // WithLockTTL sets how long a lock lives if its holder never releases it
 // (default DefaultLockTTL). It must outlive one refresh, including the
-// timeout of the fetch from WeChat; a shorter TTL lets a second host fetch
-// while the first is still fetching.
+// timeout of the fetch from WeChat (wechat.Options.RefreshTimeout); a
+// shorter TTL lets a second host fetch while the first is still fetching.
+// A longer one makes the hosts wait longer after a holder crashed.
 func WithLockTTL(d time.Duration) Option {
 	return func(c *config) { c.lockTTL = d }
 }

@@ -13,7 +13,10 @@ func TestParseQuery(t *testing.T) {
 		reason string
 	}{
 		{"", query{}, ""},
-		{"signature=s&timestamp=1&nonce=n&echostr=e", query{"s", "1", "n", "e"}, ""},
+		{"signature=s&timestamp=1&nonce=n&echostr=e", query{signature: "s", timestamp: "1", nonce: "n", echostr: "e"}, ""},
+		{"encrypt_type=aes&msg_signature=m%20s&openid=o", query{encryptType: "aes", msgSignature: "m s"}, ""},
+		{"msg_signature=a&msg_signature=b", query{}, "duplicate msg_signature parameter"},
+		{"encrypt_type=aes&encrypt_type=raw", query{}, "duplicate encrypt_type parameter"},
 		{"openid=o&nonce=a+b%26c&x=%zz", query{nonce: "a b&c"}, ""},
 		{"sig%6Eature=s", query{signature: "s"}, ""},
 		{"signature", query{}, ""},

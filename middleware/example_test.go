@@ -1,10 +1,13 @@
 package middleware_test
 
 import (
+	"crypto/rand"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +15,8 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
 )
 
@@ -28,6 +33,13 @@ func show(method, target, body string) {
 	fmt.Printf("%d %s\n", resp.StatusCode, strings.TrimSpace(string(b)))
 }
 
+// push is a text message as WeChat pushes it; id is its MsgId.
+func push(id int, content string) string {
+	return fmt.Sprintf("<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>",
+		time.Now().Unix(), content, id)
+}
+
 // signed returns the callback query WeChat would send now for token.
 func signed(token string) string {
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
@@ -41,7 +53,7 @@ func ExampleVerify() {
 
 	messages := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body) // already read and bounded by Verify
-		fmt.Printf("message from %s: %s\n", r.URL.Query().Get("openid"), body)
+		fmt.Printf("message from %s: %d bytes\n", r.URL.Query().Get("openid"), len(body))
 		io.WriteString(w, "success")
 	})
 	mux := http.NewServeMux()
@@ -51,13 +63,15 @@ func ExampleVerify() {
 	defer srv.Close()
 
 	show("GET", srv.URL+"/wechat?"+signed(token)+"&echostr=hello", "")
+	show("POST", srv.URL+"/wechat?"+signed(token)+"&openid=o1", push(1, "hi"))
+	show("POST", srv.URL+"/wechat?"+signed("a guess")+"&openid=o1", push(2, "hi"))
 	show("POST", srv.URL+"/wechat?"+signed(token)+"&openid=o1", "<xml>…</xml>")
-	show("POST", srv.URL+"/wechat?"+signed("a guess")+"&openid=o1", "<xml>…</xml>")
 	// Output:
 	// 200 hello
-	// message from o1: <xml>…</xml>
+	// message from o1: 225 bytes
 	// 200 success
 	// 403 signature mismatch
+	// 400 the body is not a WeChat push (message: malformed push: no MsgType)
 }
 
 // Mounting with gorilla/mux: Router.Use takes the middleware as it is. A
@@ -80,8 +94,8 @@ func ExampleVerify_gorillaMux() {
 	defer srv.Close()
 
 	show("GET", srv.URL+"/wechat?"+signed(token)+"&echostr=hello", "")
-	show("POST", srv.URL+"/wechat?"+signed("the-token-before"), "<xml>…</xml>")
-	show("POST", srv.URL+"/wechat", "<xml>…</xml>")
+	show("POST", srv.URL+"/wechat?"+signed("the-token-before"), push(1, "hi"))
+	show("POST", srv.URL+"/wechat", push(2, "hi"))
 	show("GET", srv.URL+"/healthz", "")
 	// Output:
 	// outcome: echo
@@ -91,4 +105,100 @@ func ExampleVerify_gorillaMux() {
 	// outcome: missing_param
 	// 400 missing signature
 	// 200 ok
+}
+
+// The handler behind Verify reads the push, parsed once by the middleware,
+// from the request's context, and answers with a passive reply. A second
+// delivery of the same MsgId, as WeChat sends when a reply is slow, gets
+// the same reply without running the handler again.
+func ExampleVerify_reply() {
+	const token = "my-callback-token"
+
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := message.FromContext(r.Context())
+		if !ok || m.MsgType != message.TypeText {
+			io.WriteString(w, "success") // received, no reply
+			return
+		}
+		fmt.Printf("handling %s from %s\n", m.Content, m.FromUserName)
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
+	})
+	srv := httptest.NewServer(middleware.Verify(token)(echo))
+	defer srv.Close()
+
+	msg := push(42, "hello")
+	for range 2 {
+		resp, err := http.Post(srv.URL+"/?"+signed(token)+"&openid=o1", "text/xml", strings.NewReader(msg))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		reply, _ := message.Parse(body)
+		fmt.Printf("%d to %s: %s\n", resp.StatusCode, reply.ToUserName, reply.Content)
+	}
+	// Output:
+	// handling hello from o1
+	// 200 to o1: you said: hello
+	// 200 to o1: you said: hello
+}
+
+// Safe mode: WeChat encrypts every push with the account's EncodingAESKey
+// and the middleware decrypts it for the handler and encrypts the reply.
+// Here the client plays WeChat with package msgcrypt.
+func ExampleWithAES() {
+	const (
+		token  = "my-callback-token"
+		appID  = "wxba5fad812f8e6fb9"
+		aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" // 43 characters, from the platform
+	)
+	// A key from configuration: check it with an error, not a panic.
+	key, err := msgcrypt.ParseKey(aesKey)
+	if err != nil {
+		fmt.Println("WECHAT_ENCODING_AES_KEY:", err)
+		return
+	}
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := message.FromContext(r.Context()) // the decrypted push
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
+	})
+	srv := httptest.NewServer(middleware.Verify(token, middleware.WithAESKeys(appID, key, nil))(echo))
+	defer srv.Close()
+
+	// WeChat's side: encrypt the push, sign it with msg_signature.
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "42"
+	enc, _ := key.Encrypt(rand.Reader, []byte(push(7, "hello")), appID)
+	query := url.Values{
+		"signature":     {util.Signature(token, ts, nonce)},
+		"timestamp":     {ts},
+		"nonce":         {nonce},
+		"openid":        {"o1"},
+		"encrypt_type":  {"aes"},
+		"msg_signature": {msgcrypt.Sign(token, ts, nonce, enc)},
+	}.Encode()
+	body := "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><Encrypt><![CDATA[" + enc + "]]></Encrypt></xml>"
+	resp, err := http.Post(srv.URL+"/?"+query, "text/xml", strings.NewReader(body))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+
+	// And open the encrypted reply.
+	var env struct {
+		Encrypt, MsgSignature, Nonce string
+		TimeStamp                    string
+	}
+	xml.Unmarshal(raw, &env)
+	fmt.Println("signature ok:", msgcrypt.VerifySignature(env.MsgSignature, token, env.TimeStamp, env.Nonce, env.Encrypt))
+	plain, id, _ := key.Decrypt(env.Encrypt)
+	reply, _ := message.Parse(plain)
+	fmt.Println(id, reply.MsgType, reply.Content)
+	// Output:
+	// signature ok: true
+	// wxba5fad812f8e6fb9 text you said: hello
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/util"
 )
 
@@ -22,11 +23,16 @@ import (
 //
 // Invariants: no panic; no 5xx; the next handler runs only for a POST whose
 // query, parsed independently by url.ParseQuery, carries exactly one valid
-// signature, timestamp (within the window) and nonce, and then it reads the
-// body exactly as sent; a well-formed valid request is always accepted.
+// signature, timestamp (within the window) and nonce, no encrypt_type but
+// raw, and whose body is a push (message.Parse), and then it reads the body
+// exactly as sent and finds the message in the context; a well-formed valid
+// request is always accepted.
 func FuzzVerify(f *testing.F) {
 	f.Add("GET", vecTS, vecNonce, "echostr="+vecEcho, true, []byte(nil), false)
 	f.Add("POST", vecTS, vecNonce, "openid=o9AgO5Kd5ggOC", true, []byte("<xml><MsgType>text</MsgType></xml>"), false)
+	f.Add("POST", vecTS, "a b+c%", "", true, []byte(`{"MsgType":"event"}`), true)
+	f.Add("POST", vecTS, vecNonce, "encrypt_type=raw", true, []byte("<xml><MsgType>x</MsgType></xml>"), false)
+	f.Add("POST", vecTS, vecNonce, "encrypt_type=aes&msg_signature=00", true, []byte("<xml><MsgType>x</MsgType></xml>"), false)
 	f.Add("POST", vecTS, "a b+c%", "", true, []byte("x"), true)
 	f.Add("POST", vecTS, vecNonce, "signature="+vecSig, true, []byte("dup"), false)
 	f.Add("POST", vecTS, vecNonce, "", true, bytes.Repeat([]byte("y"), 300), true)
@@ -39,11 +45,13 @@ func FuzzVerify(f *testing.F) {
 
 	const token, limit = "AAAAA", 256
 	f.Fuzz(func(t *testing.T, method, ts, nonce, extra string, sign bool, body []byte, chunked bool) {
-		var called bool
+		var called, typed bool
 		var got []byte
 		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			called = true
 			got, _ = io.ReadAll(r.Body)
+			m, ok := message.FromContext(r.Context())
+			typed = ok && bytes.Equal(m.Raw, body)
 		})
 		mw := middleware.Verify(token,
 			middleware.WithClock(func() time.Time { return vecTime }),
@@ -78,13 +86,14 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("status %d", w.Code)
 		}
 		q, perr := url.ParseQuery(raw)
-		valid := oracle(token, q)
+		_, merr := message.Parse(body)
+		valid := oracle(token, q) && merr == nil
 		if called {
 			if method != http.MethodPost || !valid {
 				t.Fatalf("next ran for %s ?%s (valid by url.ParseQuery: %v)", method, raw, valid)
 			}
-			if !bytes.Equal(got, body) {
-				t.Fatalf("next read %q, sent %q", got, body)
+			if !bytes.Equal(got, body) || !typed {
+				t.Fatalf("next read %q (message in the context: %v), sent %q", got, typed, body)
 			}
 			if w.Code != 200 {
 				t.Fatalf("status %d after next", w.Code)
@@ -115,8 +124,13 @@ func oracle(token string, q url.Values) bool {
 			return false
 		}
 	}
-	if len(q["echostr"]) > 1 {
-		return false
+	for _, k := range []string{"echostr", "encrypt_type", "msg_signature"} {
+		if len(q[k]) > 1 {
+			return false
+		}
+	}
+	if et := q.Get("encrypt_type"); et != "" && et != "raw" {
+		return false // no key configured: only plain mode
 	}
 	ts := q.Get("timestamp")
 	if strings.TrimLeft(ts, "0123456789") != "" {

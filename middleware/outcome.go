@@ -21,7 +21,8 @@ const (
 	// OutcomeMissingParam: signature, timestamp or nonce absent or empty (400).
 	OutcomeMissingParam
 	// OutcomeBadQuery: one of the callback parameters was given twice or
-	// has a malformed %-escape (400).
+	// has a malformed %-escape, or encrypt_type is neither aes nor raw
+	// (400).
 	OutcomeBadQuery
 	// OutcomeBadTimestamp: timestamp is not a decimal number of seconds (400).
 	OutcomeBadTimestamp
@@ -38,6 +39,27 @@ const (
 	// OutcomeBodyError: a POST whose body could not be read, usually
 	// because the client went away (400).
 	OutcomeBodyError
+	// OutcomePlaintextRefused: a POST without encrypt_type=aes while an
+	// EncodingAESKey is configured and plaintext is not allowed
+	// (WithAllowPlaintext) (403).
+	OutcomePlaintextRefused
+	// OutcomeNoAESKey: a POST with encrypt_type=aes, but no EncodingAESKey
+	// is configured (WithAES): the official account platform is in safe
+	// or compatible mode and this server is not (400).
+	OutcomeNoAESKey
+	// OutcomeBadMsgSignature: a safe-mode POST whose msg_signature matches
+	// neither token over its Encrypt (403).
+	OutcomeBadMsgSignature
+	// OutcomeBadEncrypt: a safe-mode POST whose body has no Encrypt field,
+	// or one that does not decrypt: not base64, not whole AES blocks, bad
+	// padding or length (400). Nothing falls back to plaintext.
+	OutcomeBadEncrypt
+	// OutcomeWrongAppID: a safe-mode POST that decrypted but names another
+	// AppID than the one configured (403).
+	OutcomeWrongAppID
+	// OutcomeBadMessage: the (decrypted) body is not a WeChat push: not
+	// well-formed XML or JSON, or without MsgType (400).
+	OutcomeBadMessage
 )
 
 var outcomeNames = [...]string{
@@ -53,6 +75,13 @@ var outcomeNames = [...]string{
 	OutcomeNoEcho:       "no_echo",
 	OutcomeTooLarge:     "too_large",
 	OutcomeBodyError:    "body_error",
+
+	OutcomePlaintextRefused: "plaintext_refused",
+	OutcomeNoAESKey:         "no_aes_key",
+	OutcomeBadMsgSignature:  "bad_msg_signature",
+	OutcomeBadEncrypt:       "bad_encrypt",
+	OutcomeWrongAppID:       "wrong_appid",
+	OutcomeBadMessage:       "bad_message",
 }
 
 // String returns the outcome's label, e.g. "pass" or "bad_signature".
@@ -79,7 +108,7 @@ func (o Outcome) Status() int {
 		return 0
 	case OutcomeBadMethod:
 		return http.StatusMethodNotAllowed
-	case OutcomeBadSignature, OutcomeStale:
+	case OutcomeBadSignature, OutcomeStale, OutcomePlaintextRefused, OutcomeBadMsgSignature, OutcomeWrongAppID:
 		return http.StatusForbidden
 	case OutcomeTooLarge:
 		return http.StatusRequestEntityTooLarge
@@ -89,7 +118,7 @@ func (o Outcome) Status() int {
 
 // A Result is what the middleware decided about one request, handed to the
 // function set with WithResultFunc. It is a struct so that later options
-// (safe mode, dedupe) can add fields without breaking callers.
+// can add fields without breaking callers.
 type Result struct {
 	Outcome Outcome
 
@@ -97,4 +126,13 @@ type Result struct {
 	// (WithPreviousToken) rather than the current one: WeChat is still
 	// configured with the old token, and it cannot be retired yet.
 	PreviousToken bool
+
+	// Encrypted is true for a POST that came with encrypt_type=aes (safe
+	// or compatible mode), whether or not it then decrypted.
+	Encrypted bool
+
+	// PreviousAESKey is true when the message decrypted only with the
+	// previous EncodingAESKey (WithPreviousAESKey): WeChat still uses the
+	// old key, and it cannot be dropped yet.
+	PreviousAESKey bool
 }

@@ -12,6 +12,9 @@ type query struct {
 	timestamp string
 	nonce     string
 	echostr   string
+
+	encryptType  string // "aes" in safe and compatible mode; "" or "raw" in plain mode
+	msgSignature string // safe mode: the sorted sha1 over the token, timestamp, nonce and Encrypt
 }
 
 // parseQuery picks the callback parameters out of a raw query string without
@@ -51,6 +54,10 @@ func parseQuery(raw string) (query, string) {
 			dst, bit = &q.nonce, 4
 		case "echostr":
 			dst, bit = &q.echostr, 8
+		case "encrypt_type":
+			dst, bit = &q.encryptType, 16
+		case "msg_signature":
+			dst, bit = &q.msgSignature, 32
 		default:
 			continue
 		}

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
 )
 
@@ -40,6 +43,16 @@ type settings struct {
 	now       func() time.Time
 	onResult  func(*http.Request, Result)
 	badOption string
+
+	// Safe mode: set by WithAES and friends; crypter is built from them.
+	aesAppID    string
+	aesKey      *msgcrypt.Key
+	aesPrevious *msgcrypt.Key
+	allowPlain  bool
+	crypter     *msgcrypt.Crypter
+
+	dedupe    dedupe.Store
+	dedupeSet bool // WithDedupe was given, maybe with nil
 }
 
 // WithPreviousToken also accepts signatures made with token, the callback
@@ -117,21 +130,41 @@ func WithResultFunc(fn func(r *http.Request, res Result)) Option {
 //   - A GET that passes is the configuration handshake: the middleware
 //     answers 200, text/plain, with echostr exactly as sent, and does not
 //     call the next handler. A GET that passes without echostr is not a
-//     handshake WeChat sends; it is answered 400, not passed on.
+//     handshake WeChat sends; it is answered 400, not passed on. The
+//     handshake is the same in every mode, plain echostr.
 //   - A POST that passes has its body read in full before the next handler
 //     runs, up to the maximum size (413 beyond it, and 400 if reading
-//     fails). The next handler gets r.Body replaced by the bytes read, with
-//     r.ContentLength set to their length, and can read it at leisure.
-//     Reading up front is what makes the 413 reliable, and lets the
-//     middleware decrypt safe-mode bodies later.
+//     fails).
+//   - With encrypt_type=aes in the query (safe and compatible mode), the
+//     POST needs an EncodingAESKey (WithAES; else 400) and msg_signature
+//     (else 400); the body must be an envelope with an Encrypt field, as
+//     XML or JSON (else 400), msg_signature must be the sorted sha1 of
+//     token, timestamp, nonce and Encrypt (else 403), Encrypt must decrypt
+//     (else 400) and name the configured AppID (else 403). A plaintext body,
+//     or the plaintext fields of a compatible-mode body, are never used. A
+//     POST without encrypt_type=aes is refused with 403 when a key is
+//     configured, unless WithAllowPlaintext(true) is given.
+//   - The (decrypted) body must be a WeChat push, XML or JSON, with a
+//     MsgType (else 400). It is parsed once into a message.Message, which
+//     the next handler gets with message.FromContext(r.Context()). The next
+//     handler also gets r.Body replaced by the plaintext push, with
+//     r.ContentLength set to its length, and can read it at leisure.
+//   - WeChat's re-deliveries of a push are answered with the first
+//     delivery's reply without running the next handler again (WithDedupe).
+//   - In safe mode the next handler's reply is buffered; a 2xx reply other
+//     than "" or "success" is encrypted with the token and key that opened
+//     the message into a reply envelope (XML, or JSON when the push was
+//     JSON) with a fresh TimeStamp, the request's Nonce and its
+//     MsgSignature. "", "success" and error statuses go out as written.
 //   - Any other method is answered 405 with Allow: GET, POST.
 //
 // Every rejection has a plain-text body of a few words saying why, and is
 // logged once at level Warn with the reason and the remote address. Neither
-// ever contains the token.
+// ever contains the token or a key.
 //
 // Verify panics if token is empty (anyone could sign with it) or an option
-// is out of range; both are programming errors, found at start-up.
+// is out of range or malformed; both are programming errors, found at
+// start-up.
 func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 	if token == "" {
 		panic("middleware: Verify needs the callback token: with an empty token anyone can sign a callback")
@@ -146,39 +179,64 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 			o(s)
 		}
 	}
+	if s.badOption == "" && s.aesPrevious != nil && s.aesKey == nil {
+		s.badOption = "WithPreviousAESKey: the previous key needs a current one (WithAES)"
+	}
 	if s.badOption != "" {
 		panic("middleware: " + s.badOption)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.aesKey != nil {
+		s.crypter = &msgcrypt.Crypter{
+			Token:         s.token,
+			PreviousToken: s.previous,
+			AppID:         s.aesAppID,
+			Key:           s.aesKey,
+			PreviousKey:   s.aesPrevious,
+		}
+	}
+	if !s.dedupeSet {
+		s.dedupe = &dedupe.Memory{Clock: clockFunc(s.now)}
+	}
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("middleware: the handler Verify wraps is nil")
 		}
-		return &handler{s: s, next: next}
+		inner := next
+		if s.dedupe != nil {
+			var opts []dedupe.Option
+			if s.logger != nil {
+				opts = append(opts, dedupe.WithLogger(s.logger))
+			}
+			inner = dedupe.Middleware(s.dedupe, opts...)(next)
+		}
+		return &handler{s: s, next: inner}
 	}
 }
 
 type handler struct {
 	s    *settings
-	next http.Handler
+	next http.Handler // the wrapped handler, behind the dedupe if any
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	q, res, reason := s.check(r)
 	if res.Outcome == OutcomePass {
+		res, reason = s.mode(q, res)
+	}
+	if res.Outcome == OutcomePass {
 		var body []byte
 		body, res.Outcome, reason = s.readBody(w, r)
 		if res.Outcome == OutcomePass {
-			rb := new(bufferedBody)
-			rb.Reset(body)
-			r.Body = rb
-			r.ContentLength = int64(len(body))
-			s.report(r, res)
-			h.next.ServeHTTP(w, r)
-			return
+			var in inbound
+			in, res, reason = s.open(q, res, body)
+			if res.Outcome == OutcomePass {
+				h.serve(w, r, q, res, in)
+				return
+			}
 		}
 	}
 	// Log and report before answering, so that whoever sees the answer
@@ -202,6 +260,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, reason, status)
 }
 
+// serve hands an accepted POST to the next handler, and in safe mode
+// encrypts its reply.
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Result, in inbound) {
+	r = r.WithContext(message.NewContext(r.Context(), in.msg))
+	rb := new(bufferedBody)
+	rb.Reset(in.plain)
+	r.Body = rb
+	r.ContentLength = int64(len(in.plain))
+	h.s.report(r, res)
+	if !res.Encrypted {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	rec := &replyRecorder{header: make(http.Header)}
+	h.next.ServeHTTP(rec, r)
+	h.s.seal(w, r, rec, in, q.nonce)
+}
+
 // bufferedBody is the body the next handler reads: the bytes read up front.
 type bufferedBody struct{ bytes.Reader }
 
@@ -215,18 +291,26 @@ func (s *settings) report(r *http.Request, res Result) {
 }
 
 func (s *settings) logReject(r *http.Request, o Outcome, status int, reason string) {
+	s.log(r, slog.LevelWarn, "wechat callback rejected",
+		slog.String("outcome", o.String()),
+		slog.String("reason", reason),
+		slog.Int("status", status),
+	)
+}
+
+// log logs msg with attrs and the request's method, path and remote
+// address.
+func (s *settings) log(r *http.Request, level slog.Level, msg string, attrs ...slog.Attr) {
 	l := s.logger
 	if l == nil {
 		l = slog.Default()
 	}
-	l.LogAttrs(r.Context(), slog.LevelWarn, "wechat callback rejected",
-		slog.String("outcome", o.String()),
-		slog.String("reason", reason),
-		slog.Int("status", status),
+	attrs = append(attrs,
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.String("remote", r.RemoteAddr),
 	)
+	l.LogAttrs(r.Context(), level, msg, attrs...)
 }
 
 // check decides a request on its method and query alone. It returns

@@ -105,6 +105,20 @@ func (h *harness) take() (logs string, results []middleware.Result, calls int) {
 	return
 }
 
+// textMsg is a text message from a user with MsgId id: distinct ids are
+// distinct messages to the dedupe.
+func textMsg(id int64) string {
+	return "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o9AgO5Kd5ggOC]]></FromUserName>" +
+		"<CreateTime>1714036504</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content>" +
+		"<MsgId>" + strconv.FormatInt(id, 10) + "</MsgId></xml>"
+}
+
+// sizedMsg is a message of exactly n bytes (n >= 53).
+func sizedMsg(n int) string {
+	const pre, post = "<xml><MsgType>text</MsgType><Content>", "</Content></xml>"
+	return pre + strings.Repeat("x", n-len(pre)-len(post)) + post
+}
+
 // signedQuery is a query signed with token for timestamp ts and nonce.
 func signedQuery(token, ts, nonce string) url.Values {
 	return url.Values{
@@ -196,10 +210,17 @@ func TestRequests(t *testing.T) {
 	}{
 		{"handshake", "GET", with(good, "echostr", "hello world"), "", 200, middleware.OutcomeEcho, false, ""},
 		{"upper-case signature", "GET", with(good, "signature", strings.ToUpper(good.Get("signature")), "echostr", "e"), "", 200, middleware.OutcomeEcho, false, ""},
-		{"escaped nonce", "POST", signedQuery(token, ts, "a b&c=d").Encode(), "<xml/>", 200, middleware.OutcomePass, false, ""},
+		{"escaped nonce", "POST", signedQuery(token, ts, "a b&c=d").Encode(), textMsg(1), 200, middleware.OutcomePass, false, ""},
 		{"post", "POST", with(good, "openid", "o9AgO5Kd5ggOC"), "<xml><MsgType>text</MsgType></xml>", 200, middleware.OutcomePass, false, ""},
-		{"post empty body", "POST", good.Encode(), "", 200, middleware.OutcomePass, false, ""},
-		{"post ignores echostr", "POST", with(good, "echostr", "x"), "b", 200, middleware.OutcomePass, false, ""},
+		{"post json", "POST", good.Encode(), `{"ToUserName":"gh_1","MsgType":"event","Event":"debug_demo","debug_str":"hi"}`, 200, middleware.OutcomePass, false, ""},
+		{"post ignores echostr", "POST", with(good, "echostr", "x"), textMsg(2), 200, middleware.OutcomePass, false, ""},
+		{"encrypt_type raw", "POST", with(good, "encrypt_type", "raw"), textMsg(3), 200, middleware.OutcomePass, false, ""},
+		{"post empty body", "POST", good.Encode(), "", 400, middleware.OutcomeBadMessage, false, "not a WeChat push"},
+		{"post not a message", "POST", good.Encode(), "b", 400, middleware.OutcomeBadMessage, false, "not a WeChat push"},
+		{"post without MsgType", "POST", good.Encode(), "<xml><Content>x</Content></xml>", 400, middleware.OutcomeBadMessage, false, "no MsgType"},
+		{"unknown encrypt_type", "POST", with(good, "encrypt_type", "des"), textMsg(4), 400, middleware.OutcomeBadQuery, false, "unknown encrypt_type"},
+		{"duplicate encrypt_type", "POST", with(good, "encrypt_type", "raw") + "&encrypt_type=aes", textMsg(4), 400, middleware.OutcomeBadQuery, false, "duplicate encrypt_type"},
+		{"aes without a key", "POST", with(good, "encrypt_type", "aes", "msg_signature", vecSig), textMsg(4), 400, middleware.OutcomeNoAESKey, false, "no EncodingAESKey"},
 		{"no echostr", "GET", good.Encode(), "", 400, middleware.OutcomeNoEcho, false, "missing echostr"},
 		{"empty echostr", "GET", with(good, "echostr", ""), "", 400, middleware.OutcomeNoEcho, false, "missing echostr"},
 		{"no query", "GET", "", "", 400, middleware.OutcomeMissingParam, false, "missing signature"},
@@ -219,8 +240,8 @@ func TestRequests(t *testing.T) {
 		{"short signature", "POST", with(good, "signature", "f464b2"), "b", 403, middleware.OutcomeBadSignature, false, "signature mismatch"},
 		{"other token", "POST", signedQuery("other", ts, "n0nce").Encode(), "b", 403, middleware.OutcomeBadSignature, false, "signature mismatch"},
 		{"other nonce", "POST", with(good, "nonce", "n0ncf"), "b", 403, middleware.OutcomeBadSignature, false, "signature mismatch"},
-		{"window edge past", "POST", at(-5 * time.Minute), "b", 200, middleware.OutcomePass, false, ""},
-		{"window edge future", "POST", at(5 * time.Minute), "b", 200, middleware.OutcomePass, false, ""},
+		{"window edge past", "POST", at(-5 * time.Minute), textMsg(5), 200, middleware.OutcomePass, false, ""},
+		{"window edge future", "POST", at(5 * time.Minute), textMsg(6), 200, middleware.OutcomePass, false, ""},
 		{"too old", "POST", at(-5*time.Minute - time.Second), "b", 403, middleware.OutcomeStale, false, "timestamp outside the allowed window"},
 		{"too new", "GET", at(5*time.Minute+time.Second) + "&echostr=e", "", 403, middleware.OutcomeStale, false, "timestamp outside the allowed window"},
 		{"put", "PUT", good.Encode(), "b", 405, middleware.OutcomeBadMethod, false, "method not allowed"},
@@ -244,7 +265,7 @@ func TestRequests(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Errorf("status %d, want %d; body %q", resp.StatusCode, tt.status, got)
 			}
-			if len(results) != 1 || results[0].Outcome != tt.outcome || results[0].PreviousToken != tt.previous {
+			if len(results) != 1 || results[0].Outcome != tt.outcome || results[0].PreviousToken != tt.previous || results[0].Encrypted != (tt.outcome == middleware.OutcomeNoAESKey) {
 				t.Errorf("results %+v, want one %v", results, tt.outcome)
 			}
 			if strings.Contains(got, token) || strings.Contains(logs, token) {
@@ -312,11 +333,12 @@ func TestBodyLimit(t *testing.T) {
 		{"far over chunked", 1 << 20, true, 413, middleware.OutcomeTooLarge},
 	}
 	h := newHarness()
-	srv := httptest.NewServer(middleware.Verify(token, h.options(middleware.WithMaxBodySize(limit))...)(h.next()))
+	// Dedupe off: the bodies of one size are the same message.
+	srv := httptest.NewServer(middleware.Verify(token, h.options(middleware.WithMaxBodySize(limit), middleware.WithDedupe(nil))...)(h.next()))
 	defer srv.Close()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			payload := strings.Repeat("x", tt.size)
+			payload := sizedMsg(tt.size)
 			var body io.Reader = strings.NewReader(payload)
 			if tt.chunked {
 				body = io.NopCloser(body) // hides the length from NewRequest
@@ -437,7 +459,7 @@ func TestTokenRotation(t *testing.T) {
 			}
 			mw := middleware.Verify(newTok, opts...)(h.next())
 			w := httptest.NewRecorder()
-			r := httptest.NewRequest("POST", "/?"+signedQuery(tt.signer, ts, "nn").Encode(), strings.NewReader("<xml/>"))
+			r := httptest.NewRequest("POST", "/?"+signedQuery(tt.signer, ts, "nn").Encode(), strings.NewReader(textMsg(1)))
 			mw.ServeHTTP(w, r)
 			logs, results, _ := h.take()
 			if w.Code != tt.status {
@@ -475,8 +497,8 @@ func TestGorillaMux(t *testing.T) {
 		calls              int
 	}{
 		{"GET", "/wechat?" + vec + "&echostr=" + vecEcho, "", 200, vecEcho, 0},
-		{"POST", "/wechat?" + vec + "&openid=o1", "<xml/>", 200, "handled", 1},
-		{"POST", "/wechat?timestamp=" + vecTS + "&nonce=" + vecNonce, "<xml/>", 400, "missing signature\n", 0},
+		{"POST", "/wechat?" + vec + "&openid=o1", textMsg(1), 200, "handled", 1},
+		{"POST", "/wechat?timestamp=" + vecTS + "&nonce=" + vecNonce, textMsg(2), 400, "missing signature\n", 0},
 		{"PATCH", "/wechat?" + vec, "", 405, "method not allowed: use GET or POST\n", 0},
 		{"GET", "/healthz", "", 200, "ok", 0},
 	}
@@ -518,7 +540,7 @@ func TestVerifyPanics(t *testing.T) {
 
 func TestOutcome(t *testing.T) {
 	seen := map[string]bool{}
-	for o := middleware.OutcomeEcho; o <= middleware.OutcomeBodyError; o++ {
+	for o := middleware.OutcomeEcho; o <= middleware.OutcomeBadMessage; o++ {
 		s := o.String()
 		if s == "unknown" || seen[s] {
 			t.Errorf("Outcome(%d).String() = %q: not a unique label", o, s)
@@ -554,7 +576,7 @@ func TestConcurrent(t *testing.T) {
 					target, want = good[:len(good)-1], http.StatusForbidden // another nonce
 				}
 				w := httptest.NewRecorder()
-				mw.ServeHTTP(w, httptest.NewRequest("POST", target, strings.NewReader("<xml/>")))
+				mw.ServeHTTP(w, httptest.NewRequest("POST", target, strings.NewReader(textMsg(int64(g*1000+i)))))
 				if w.Code != want {
 					t.Errorf("status %d, want %d", w.Code, want)
 					return

@@ -1,0 +1,32 @@
+package middleware
+
+import (
+	"time"
+
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+)
+
+// WithDedupe sets the store that keeps WeChat's re-deliveries of a push
+// from running the next handler twice. WeChat re-sends a push when the
+// reply takes more than 5 s, three deliveries in all over about 15 s; the
+// middleware keys each push by its message.Message.DedupeKey, runs the next
+// handler for the first delivery only, and answers every later delivery
+// within dedupe.DefaultTTL with the first one's reply (status, Content-Type
+// and body), encrypted afresh in safe mode. A reply with a 5xx status is
+// not kept, so the next delivery runs the handler again. See package dedupe.
+//
+// The default is a dedupe.Memory of this middleware alone, which is right
+// for one process. Servers behind a load balancer share a
+// dedupe.NewRedis store instead. WithDedupe(nil) turns deduplication off:
+// then every delivery runs the next handler, and in plain mode the handler
+// writes to the connection directly.
+func WithDedupe(store dedupe.Store) Option {
+	return func(s *settings) {
+		s.dedupe, s.dedupeSet = store, true
+	}
+}
+
+// clockFunc adapts a settings clock to dedupe.Clock.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -409,4 +412,20 @@ func BenchmarkRemoteAccessTokenCached(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A business server gets its tokens from the central server (wxcentral
+// serve) and calls WeChat with a Client; a token WeChat rejects is
+// refreshed through the central server and the call retried once.
+func ExampleNewRemote() {
+	remote, err := wechat.NewRemote("http://127.0.0.1:3101", os.Getenv("WECHAT_ADMIN_KEY"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	client := &wechat.Client{Source: remote}
+	res, err := client.Get(context.Background(), "/cgi-bin/getcallbackip", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Get("ip_list"))
 }

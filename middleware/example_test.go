@@ -33,8 +33,8 @@ func show(method, target, body string) {
 	fmt.Printf("%d %s\n", resp.StatusCode, strings.TrimSpace(string(b)))
 }
 
-// push is a text message as WeChat pushes it; id is its MsgId.
-func push(id int, content string) string {
+// textPush is a text message as WeChat pushes it; id is its MsgId.
+func textPush(id int, content string) string {
 	return fmt.Sprintf("<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"+
 		"<CreateTime>%d</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[%s]]></Content><MsgId>%d</MsgId></xml>",
 		time.Now().Unix(), content, id)
@@ -63,8 +63,8 @@ func ExampleVerify() {
 	defer srv.Close()
 
 	show("GET", srv.URL+"/wechat?"+signed(token)+"&echostr=hello", "")
-	show("POST", srv.URL+"/wechat?"+signed(token)+"&openid=o1", push(1, "hi"))
-	show("POST", srv.URL+"/wechat?"+signed("a guess")+"&openid=o1", push(2, "hi"))
+	show("POST", srv.URL+"/wechat?"+signed(token)+"&openid=o1", textPush(1, "hi"))
+	show("POST", srv.URL+"/wechat?"+signed("a guess")+"&openid=o1", textPush(2, "hi"))
 	show("POST", srv.URL+"/wechat?"+signed(token)+"&openid=o1", "<xml>…</xml>")
 	// Output:
 	// 200 hello
@@ -94,8 +94,8 @@ func ExampleVerify_gorillaMux() {
 	defer srv.Close()
 
 	show("GET", srv.URL+"/wechat?"+signed(token)+"&echostr=hello", "")
-	show("POST", srv.URL+"/wechat?"+signed("the-token-before"), push(1, "hi"))
-	show("POST", srv.URL+"/wechat", push(2, "hi"))
+	show("POST", srv.URL+"/wechat?"+signed("the-token-before"), textPush(1, "hi"))
+	show("POST", srv.URL+"/wechat", textPush(2, "hi"))
 	show("GET", srv.URL+"/healthz", "")
 	// Output:
 	// outcome: echo
@@ -127,7 +127,7 @@ func ExampleVerify_reply() {
 	srv := httptest.NewServer(middleware.Verify(token)(echo))
 	defer srv.Close()
 
-	msg := push(42, "hello")
+	msg := textPush(42, "hello")
 	for range 2 {
 		resp, err := http.Post(srv.URL+"/?"+signed(token)+"&openid=o1", "text/xml", strings.NewReader(msg))
 		if err != nil {
@@ -170,7 +170,7 @@ func ExampleWithAES() {
 
 	// WeChat's side: encrypt the push, sign it with msg_signature.
 	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "42"
-	enc, _ := key.Encrypt(rand.Reader, []byte(push(7, "hello")), appID)
+	enc, _ := key.Encrypt(rand.Reader, []byte(textPush(7, "hello")), appID)
 	query := url.Values{
 		"signature":     {util.Signature(token, ts, nonce)},
 		"timestamp":     {ts},

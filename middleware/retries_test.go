@@ -1,0 +1,251 @@
+package middleware_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/message"
+)
+
+// waitSignal wraps a dedupe.Store and signals each delivery that found the
+// key taken and is about to wait for the first one's reply.
+type waitSignal struct {
+	dedupe.Store
+	waiting chan string // the key, once per Wait
+}
+
+func (s *waitSignal) Wait(ctx context.Context, key string) (dedupe.Reply, error) {
+	s.waiting <- key
+	return s.Store.Wait(ctx, key)
+}
+
+type delivery struct {
+	status int
+	body   string
+	nonce  string
+}
+
+// threeDeliveries sends one push three times, 5 s apart on the harness
+// clock, while the handler of the first is blocked: the handler runs once,
+// and every delivery gets the first reply, encrypted afresh for each.
+// It returns the handler's run counter for further deliveries.
+func threeDeliveries(t *testing.T, h *harness, store dedupe.Store, wx wechat) (send func(nonce string) delivery, runs func() int) {
+	t.Helper()
+	sig := &waitSignal{Store: store, waiting: make(chan string, 3)}
+	var mu sync.Mutex
+	n := 0
+	started, release := make(chan struct{}), make(chan struct{})
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		first := n == 1
+		mu.Unlock()
+		if first {
+			close(started)
+			<-release
+		}
+		m, _ := message.FromContext(r.Context())
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(h.clock(), fmt.Sprintf("run %d: %s", n, m.Content)))
+	})
+	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithAES(testAppID, testKey), middleware.WithDedupe(sig))...)(next))
+	t.Cleanup(srv.Close)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before srv.Close, should the test fail early
+
+	msg := textMsg(4242)
+	send = func(nonce string) delivery {
+		resp, got := post(t, srv.Client(), srv.URL, wx.seal(t, h.clock().Unix(), nonce, msg, false))
+		return delivery{resp.StatusCode, got, nonce}
+	}
+	runs = func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+
+	results := make(chan delivery, 3)
+	go func() { results <- send("first") }()
+	recv(t, "the first delivery to reach the handler", started)
+	for _, nonce := range []string{"second", "third"} {
+		h.setNow(h.clock().Add(5 * time.Second))
+		go func() { results <- send(nonce) }()
+		// The re-delivery found the push claimed and waits.
+		recv(t, "the "+nonce+" delivery to wait for the first", sig.waiting)
+	}
+	unblock()
+
+	var want string
+	seen := map[string]bool{}
+	for range 3 {
+		d := recv(t, "a reply", results)
+		if d.status != 200 {
+			t.Fatalf("delivery %s: status %d: %q", d.nonce, d.status, d.body)
+		}
+		plain, env := wx.open(t, []byte(d.body), false)
+		if env.Nonce != d.nonce {
+			t.Errorf("delivery %s answered with Nonce %q", d.nonce, env.Nonce)
+		}
+		if seen[env.Encrypt] {
+			t.Errorf("two deliveries got the same ciphertext: each must be encrypted afresh")
+		}
+		seen[env.Encrypt] = true
+		if want == "" {
+			want = plain
+		} else if plain != want {
+			t.Errorf("delivery %s got %q, another got %q", d.nonce, plain, want)
+		}
+	}
+	if !strings.Contains(want, "run 1: hello") {
+		t.Errorf("the deliveries got %q, want the first run's reply", want)
+	}
+	if got := runs(); got != 1 {
+		t.Fatalf("the handler ran %d times for three deliveries, want once", got)
+	}
+	return send, runs
+}
+
+// recv receives from ch, or fails the test after 10 s: a safety net
+// against hanging when the middleware is broken, not a timing assumption.
+func recv[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func TestRetriesMemory(t *testing.T) {
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	h := newHarness()
+	mem := &dedupe.Memory{Clock: clockOf(h)}
+	send, runs := threeDeliveries(t, h, mem, wx)
+
+	// WeChat's retries are long over 30 s later: the same MsgId is a new
+	// push then (it never comes in practice), and runs the handler.
+	h.setNow(h.clock().Add(dedupe.DefaultTTL))
+	if d := send("late"); d.status != 200 || runs() != 2 {
+		t.Errorf("a delivery after the window: status %d, handler runs %d; want 200, 2", d.status, runs())
+	}
+}
+
+// TestRetriesDefault checks that dedupe is on without WithDedupe, follows
+// the injected clock, and that WithDedupe(nil) turns it off.
+func TestRetriesDefault(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts []middleware.Option
+		runs []int // after each delivery
+	}{
+		{"default", nil, []int{1, 1, 1, 2}},
+		{"off", []middleware.Option{middleware.WithDedupe(nil)}, []int{1, 2, 3, 4}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness()
+			srv := httptest.NewServer(middleware.Verify(testToken, h.options(tt.opts...)...)(h.next()))
+			defer srv.Close()
+			runs := 0
+			for i, want := range tt.runs {
+				if i == 3 {
+					h.setNow(h.clock().Add(dedupe.DefaultTTL)) // past the window
+				} else if i > 0 {
+					h.setNow(h.clock().Add(5 * time.Second))
+				}
+				q := signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "n"+strconv.Itoa(i))
+				resp, got := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(textMsg(99)))
+				_, _, calls := h.take()
+				runs += calls
+				if resp.StatusCode != 200 || got != "handled" || runs != want {
+					t.Fatalf("delivery %d: %d %q, handler runs %d; want 200 handled, %d", i+1, resp.StatusCode, got, runs, want)
+				}
+			}
+		})
+	}
+}
+
+// TestRetriesRedis runs the three deliveries on a private redis-server, the
+// store several processes share.
+func TestRetriesRedis(t *testing.T) {
+	c := startRedis(t)
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	store := &dedupe.Redis{Client: c, Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond}
+	threeDeliveries(t, newHarness(), store, wx)
+}
+
+type harnessClock struct{ h *harness }
+
+func (c harnessClock) Now() time.Time { return c.h.clock() }
+
+func clockOf(h *harness) dedupe.Clock { return harnessClock{h} }
+
+// startRedis starts a private redis-server on a free port and returns a
+// client to it. Without the binary the test is skipped, unless CI=true.
+func startRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server not found (CI=true, so this is a failure): %v", err)
+		}
+		t.Skipf("redis-server not found; install it to run this test: %v", err)
+	}
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		cmd.Stdout = io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err = c.Ping(context.Background()).Err(); err == nil {
+				t.Cleanup(func() {
+					c.Close()
+					cmd.Process.Kill()
+					<-exited
+				})
+				return c
+			}
+			select {
+			case <-exited: // the port was taken meanwhile: try another
+			case <-time.After(20 * time.Millisecond):
+				if time.Now().Before(deadline) {
+					continue
+				}
+				cmd.Process.Kill()
+				<-exited
+			}
+			c.Close()
+			break
+		}
+	}
+	t.Fatalf("redis-server did not start: %v", err)
+	return nil
+}

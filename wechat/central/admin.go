@@ -1,0 +1,462 @@
+package central
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/wechat"
+)
+
+// A Keeper is what the admin API needs of a token keeper. *wechat.Wechat
+// is one.
+type Keeper interface {
+	Token(ctx context.Context) (wechat.Credential, error)
+	Refresh(ctx context.Context, stale string) (string, error)
+	JSAPITicket(ctx context.Context) (wechat.Credential, error)
+	JSSDKConfig(ctx context.Context, pageURL string) (wechat.JSSDKConfig, error)
+	Status(ctx context.Context) wechat.Status
+	Stats() wechat.Stats
+}
+
+// maxRefreshBody bounds the body of POST /v1/token/refresh.
+const maxRefreshBody = 16 << 10
+
+// AdminOptions configure NewAdmin. The zero value is usable: no key, no
+// logs, the system clock.
+type AdminOptions struct {
+	// Key, if set, is the bearer key every /v1/ request must carry in
+	// "Authorization: Bearer <key>"; others get 401. /healthz and
+	// /metrics stay open.
+	Key string
+
+	// Logger receives a line per failed request. Default: discard.
+	Logger *slog.Logger
+
+	// Clock computes expires_in. Default: the system clock.
+	Clock wechat.Clock
+
+	// Store, if it has an Errors() uint64 method (as redisstore.Store
+	// does), is exported as the metric wxcentral_store_errors_total.
+	Store wechat.Store
+
+	// Timeout bounds the work of one request (a refresh included).
+	// Default 30 s.
+	Timeout time.Duration
+}
+
+// An Admin is the admin API of the central control server, an
+// http.Handler:
+//
+//	GET  /v1/token                   {"access_token","expires_at","expires_in"}
+//	POST /v1/token/refresh           {"stale":"…"} → the same shape (passive refresh)
+//	GET  /v1/ticket/jsapi            {"ticket","expires_at","expires_in"}
+//	GET  /v1/jssdk/config?url=…      {"appId","timestamp","nonceStr","signature"}
+//	GET  /healthz                    200 while a valid token is held, else 503
+//	GET  /metrics                    Prometheus text format
+//
+// Errors are {"error":"…"} with "errcode" when WeChat gave one: 400 bad
+// input, 401 a missing or wrong key, 502 WeChat or the store failed, 503
+// the quota is exhausted or no token can be had now. No answer and no log
+// line holds a secret. Build it with NewAdmin; it is safe for concurrent
+// use.
+type Admin struct {
+	keeper   atomic.Pointer[keeperRef]
+	startErr atomic.Pointer[string]
+	key      [sha256.Size]byte
+	hasKey   bool
+	log      *slog.Logger
+	clock    wechat.Clock
+	timeout  time.Duration
+	router   *mux.Router
+	metrics  *metrics
+}
+
+type keeperRef struct{ k Keeper }
+
+// NewAdmin returns the admin API on k. k may be nil while the keeper is
+// still starting (every route but /metrics answers 503 until SetKeeper).
+func NewAdmin(k Keeper, o AdminOptions) *Admin {
+	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.clock == nil {
+		a.clock = systemClock{}
+	}
+	if a.timeout <= 0 {
+		a.timeout = 30 * time.Second
+	}
+	if o.Key != "" {
+		a.key, a.hasKey = sha256.Sum256([]byte(o.Key)), true
+	}
+	a.metrics = newMetrics(a, o.Store)
+	a.SetKeeper(k)
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, http.StatusNotFound, errors.New("no such admin route: see GET /v1/token, POST /v1/token/refresh, GET /v1/ticket/jsapi, GET /v1/jssdk/config, GET /healthz, GET /metrics"))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed here", r.Method))
+	})
+	a.route(r, "/v1/token", http.MethodGet, true, a.token)
+	a.route(r, "/v1/token/refresh", http.MethodPost, true, a.refresh)
+	a.route(r, "/v1/ticket/jsapi", http.MethodGet, true, a.ticket)
+	a.route(r, "/v1/jssdk/config", http.MethodGet, true, a.jssdk)
+	a.route(r, "/healthz", http.MethodGet, false, a.healthz)
+	a.route(r, "/metrics", http.MethodGet, false, a.metrics.handler.ServeHTTP)
+	a.router = r
+	return a
+}
+
+// route adds h at path, behind the key check if auth, with its latency
+// measured under path.
+func (a *Admin) route(r *mux.Router, path, method string, auth bool, fn http.HandlerFunc) {
+	var h http.Handler = fn
+	if auth {
+		h = a.authorize(h)
+	}
+	r.Handle(path, a.metrics.instrument(path, h)).Methods(method)
+}
+
+// SetKeeper makes k the keeper the admin API serves (nil: none yet).
+func (a *Admin) SetKeeper(k Keeper) {
+	if k == nil {
+		a.keeper.Store(nil)
+		return
+	}
+	a.keeper.Store(&keeperRef{k})
+}
+
+// setStartError records why the keeper is not there yet, for /healthz.
+func (a *Admin) setStartError(err error) {
+	if err == nil {
+		a.startErr.Store(nil)
+		return
+	}
+	s := err.Error()
+	a.startErr.Store(&s)
+}
+
+// ServeHTTP serves the admin API.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// CallbackResult counts one callback check by outcome in the metric
+// wxcentral_callback_checks_total. Pass it to middleware.WithResultFunc.
+func (a *Admin) CallbackResult(r *http.Request, res middleware.Result) {
+	a.metrics.callbacks.WithLabelValues(res.Outcome.String()).Inc()
+}
+
+// Registry returns the Prometheus registry /metrics serves, to which a
+// program may add collectors of its own.
+func (a *Admin) Registry() *prometheus.Registry { return a.metrics.reg }
+
+// authorize checks the bearer key in constant time.
+func (a *Admin) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.hasKey {
+			h := r.Header.Get("Authorization")
+			scheme, got, _ := strings.Cut(h, " ")
+			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+			ok := strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], a.key[:]) == 1
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="wxcentral admin"`)
+				msg := "the Authorization header is missing: send Authorization: Bearer <WECHAT_ADMIN_KEY>"
+				if h != "" {
+					msg = "the admin key is wrong: send Authorization: Bearer <WECHAT_ADMIN_KEY>"
+				}
+				a.fail(w, r, http.StatusUnauthorized, errors.New(msg))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// current returns the keeper, or answers 503 and returns nil.
+func (a *Admin) current(w http.ResponseWriter, r *http.Request) Keeper {
+	if ref := a.keeper.Load(); ref != nil {
+		return ref.k
+	}
+	a.fail(w, r, http.StatusServiceUnavailable, a.notReady())
+	return nil
+}
+
+func (a *Admin) notReady() error {
+	if p := a.startErr.Load(); p != nil {
+		return fmt.Errorf("%w: the token keeper is starting; last attempt: %s", wechat.ErrNoToken, *p)
+	}
+	return fmt.Errorf("%w: the token keeper is starting", wechat.ErrNoToken)
+}
+
+// credentialJSON is the answer of the token and ticket routes.
+type credentialJSON struct {
+	AccessToken string `json:"access_token,omitempty"`
+	Ticket      string `json:"ticket,omitempty"`
+	ExpiresAt   string `json:"expires_at"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+func (a *Admin) credential(c wechat.Credential, ticket bool) credentialJSON {
+	left := int64(c.ExpiresAt.Sub(a.clock.Now()) / time.Second)
+	out := credentialJSON{ExpiresAt: c.ExpiresAt.UTC().Format(time.RFC3339), ExpiresIn: max(left, 0)}
+	if ticket {
+		out.Ticket = c.Value
+	} else {
+		out.AccessToken = c.Value
+	}
+	return out
+}
+
+func (a *Admin) token(w http.ResponseWriter, r *http.Request) {
+	k := a.current(w, r)
+	if k == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	c, err := k.Token(ctx)
+	if err != nil {
+		a.failErr(w, r, err, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.credential(c, false))
+}
+
+func (a *Admin) refresh(w http.ResponseWriter, r *http.Request) {
+	stale, err := staleToken(w, r)
+	if err != nil {
+		a.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	k := a.current(w, r)
+	if k == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	tok, err := k.Refresh(ctx, stale)
+	if err != nil {
+		a.failErr(w, r, err, stale)
+		return
+	}
+	c, err := k.Token(ctx)
+	if err != nil {
+		a.failErr(w, r, err, stale)
+		return
+	}
+	if c.Value != tok {
+		// Another refresh replaced tok meanwhile; c is newer and valid.
+		a.log.Debug("central: the token changed during a passive refresh; answering the newer one")
+	}
+	writeJSON(w, http.StatusOK, a.credential(c, false))
+}
+
+// staleToken reads the stale token from a JSON body {"stale":"…"} or a
+// form field stale.
+func staleToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxRefreshBody)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var stale string
+	switch ct {
+	case "application/json":
+		var body struct {
+			Stale *string `json:"stale"`
+		}
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&body); err != nil {
+			return "", fmt.Errorf("the body is not a JSON object like {\"stale\":\"<token WeChat rejected>\"}: %w", err)
+		}
+		if body.Stale != nil {
+			stale = *body.Stale
+		}
+	case "", "application/x-www-form-urlencoded", "multipart/form-data":
+		if err := r.ParseForm(); err != nil {
+			return "", fmt.Errorf("the form does not parse: %w", err)
+		}
+		stale = r.PostForm.Get("stale")
+		if stale == "" && ct == "" {
+			// No form: maybe a JSON body sent without a Content-Type.
+			return "", errors.New("stale is missing: send {\"stale\":\"<token WeChat rejected>\"} with Content-Type: application/json, or a form field stale")
+		}
+	default:
+		return "", fmt.Errorf("Content-Type %q is not supported: send application/json or a form", ct)
+	}
+	if stale == "" {
+		return "", errors.New("stale is missing: give the token WeChat rejected (errcode 40001, 40014 or 42001); GET /v1/token returns the current one")
+	}
+	if strings.ContainsAny(stale, " \t\r\n") || len(stale) > 1024 {
+		return "", errors.New("stale does not look like an access token")
+	}
+	return stale, nil
+}
+
+func (a *Admin) ticket(w http.ResponseWriter, r *http.Request) {
+	k := a.current(w, r)
+	if k == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	c, err := k.JSAPITicket(ctx)
+	if err != nil {
+		a.failErr(w, r, err, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.credential(c, true))
+}
+
+func (a *Admin) jssdk(w http.ResponseWriter, r *http.Request) {
+	page := r.URL.Query().Get("url")
+	if u, err := url.Parse(page); page == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		a.fail(w, r, http.StatusBadRequest, errors.New("url must be the page's absolute http(s) URL, query-escaped: /v1/jssdk/config?url=https%3A%2F%2Fexample.com%2Fpage"))
+		return
+	}
+	k := a.current(w, r)
+	if k == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	cfg, err := k.JSSDKConfig(ctx, page)
+	if err != nil {
+		a.failErr(w, r, err, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		AppID     string `json:"appId"`
+		Timestamp int64  `json:"timestamp"`
+		NonceStr  string `json:"nonceStr"`
+		Signature string `json:"signature"`
+	}{cfg.AppID, cfg.Timestamp, cfg.NonceStr, cfg.Signature})
+}
+
+// healthJSON is the answer of /healthz.
+type healthJSON struct {
+	Status      string `json:"status"`
+	State       string `json:"state"`
+	ExpiresAt   string `json:"expires_at,omitempty"`
+	ExpiresIn   int64  `json:"expires_in"`
+	QuotaUsed   int    `json:"quota_used"`
+	QuotaBudget int    `json:"quota_budget"`
+	Store       string `json:"store"`
+	Error       string `json:"error,omitempty"`
+}
+
+func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
+	ref := a.keeper.Load()
+	if ref == nil {
+		writeJSON(w, http.StatusServiceUnavailable, healthJSON{Status: "unavailable", State: string(wechat.StateInvalid),
+			Store: "unknown", Error: a.notReady().Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	st := ref.k.Status(ctx)
+	h := healthJSON{Status: "ok", State: string(st.State), QuotaUsed: st.QuotaUsed, QuotaBudget: st.QuotaBudget, Store: "ok"}
+	if !st.StoreReachable {
+		h.Store = "unreachable"
+	}
+	if !st.ExpiresAt.IsZero() {
+		h.ExpiresAt = st.ExpiresAt.UTC().Format(time.RFC3339)
+		h.ExpiresIn = max(int64(st.ExpiresAt.Sub(a.clock.Now())/time.Second), 0)
+	}
+	code := http.StatusOK
+	if !st.Healthy {
+		code = http.StatusServiceUnavailable
+		h.Status = "unavailable"
+		h.Error = "no valid access token"
+		if st.LastError != "" {
+			h.Error += ": " + st.LastError
+		}
+	}
+	writeJSON(w, code, h)
+}
+
+// errorJSON is the body of every error answer.
+type errorJSON struct {
+	Error   string `json:"error"`
+	Errcode int    `json:"errcode,omitempty"`
+}
+
+// failErr answers err from the keeper with the status its cause calls for.
+// secret, if set, is blotted out of the message.
+func (a *Admin) failErr(w http.ResponseWriter, r *http.Request, err error, secret string) {
+	code, errcode := StatusOf(err)
+	msg := err.Error()
+	if secret != "" {
+		msg = strings.ReplaceAll(msg, secret, "[redacted]")
+	}
+	a.log.Warn("central: admin request failed", "route", r.URL.Path, "status", code, "err", msg)
+	writeJSON(w, code, errorJSON{Error: msg, Errcode: errcode})
+}
+
+// fail answers a request error.
+func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
+	if code >= 500 {
+		a.log.Warn("central: admin request failed", "route", r.URL.Path, "status", code, "err", err)
+	} else {
+		a.log.Info("central: admin request refused", "route", r.URL.Path, "status", code, "remote", r.RemoteAddr, "reason", err)
+	}
+	writeJSON(w, code, errorJSON{Error: err.Error()})
+}
+
+// StatusOf maps an error of the token keeper to the admin API's HTTP
+// status, and the WeChat errcode it carries (0 if none): 503 when the
+// daily quota is exhausted, fetches are paused or rate limited, or the
+// request timed out; 502 when WeChat answered an error (errcode set) or
+// WeChat or the store failed otherwise.
+func StatusOf(err error) (status, errcode int) {
+	var apiErr *wechat.APIError
+	hasAPI := errors.As(err, &apiErr)
+	if hasAPI {
+		errcode = apiErr.Code
+	}
+	switch {
+	case errors.Is(err, wechat.ErrQuotaExhausted),
+		errors.Is(err, wechat.ErrRateLimited),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, errcode
+	case hasAPI:
+		return http.StatusBadGateway, errcode
+	case errors.Is(err, wechat.ErrCooldown):
+		return http.StatusServiceUnavailable, errcode
+	}
+	return http.StatusBadGateway, 0
+}
+
+// writeJSON answers v as JSON with status code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(code)
+	b = append(b, '\n')
+	_, _ = w.Write(b)
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }

@@ -1,0 +1,339 @@
+package central
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
+)
+
+// ServeOptions are the parts of Serve that are not configuration. The zero
+// value is usable.
+type ServeOptions struct {
+	// Logger receives the server's log lines. Default: cfg.NewLogger on
+	// standard error.
+	Logger *slog.Logger
+
+	// PublicListener and AdminListener, if set, are used instead of
+	// listening on cfg.Listen and cfg.AdminListen. Serve closes them.
+	PublicListener, AdminListener net.Listener
+
+	// HTTPClient makes the calls to WeChat. Default: the keeper's.
+	HTTPClient *http.Client
+
+	// Ready, if set, is called once both listeners accept connections,
+	// with their addresses (admin is "" when the admin API is off).
+	Ready func(public, admin net.Addr)
+
+	// ShutdownTimeout bounds the wait for in-flight requests once ctx is
+	// done. Default 20 s.
+	ShutdownTimeout time.Duration
+}
+
+// Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
+// admin request may wait for a refresh (RefreshTimeout, 30 s).
+const (
+	readHeaderTimeout  = 5 * time.Second
+	publicWriteTimeout = 15 * time.Second
+	adminWriteTimeout  = 40 * time.Second
+	idleTimeout        = 2 * time.Minute
+	adminTimeout       = 30 * time.Second
+)
+
+// Serve runs the central control server described by cfg until ctx is
+// done, then shuts down gracefully (in-flight requests finish) and
+// returns nil.
+//
+// The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
+// through middleware.Verify, with a reference handler that answers every
+// verified message "success". When an AppID or AppSecret is configured,
+// Serve also keeps the access token (wechat.New on cfg.Store, a file path
+// or a Redis URL, and Wechat.Run for the life of the server) and serves the
+// admin API (see Admin) on cfg.AdminListen; with the callback token alone
+// it serves callbacks only. If the first token cannot be had, the
+// listeners serve anyway (/healthz says 503) while Serve keeps trying.
+//
+// A configuration problem makes Serve return at once with every problem
+// listed, as *config.VarError values (errors.As finds them).
+func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
+	closeGiven := func() {
+		for _, l := range []net.Listener{o.PublicListener, o.AdminListener} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
+	needs := Needs(cfg)
+	keeperOn := needs&config.NeedKeeper != 0
+	if err := cfg.Validate(needs); err != nil {
+		closeGiven()
+		return fmt.Errorf("central: configuration: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = cfg.NewLogger(os.Stderr)
+	}
+	shutdownTimeout := o.ShutdownTimeout
+	if shutdownTimeout <= 0 {
+		shutdownTimeout = 20 * time.Second
+	}
+
+	// The store first: a Redis URL that does not parse ends here.
+	var store wechat.Store
+	var admin *Admin
+	if keeperOn {
+		var closeStore func()
+		store, closeStore, err = OpenStore(cfg.Store, cfg.AppID, log)
+		if err != nil {
+			closeGiven()
+			return err
+		}
+		defer closeStore()
+		admin = NewAdmin(nil, AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store, Timeout: adminTimeout})
+	}
+
+	// Listeners.
+	pub := o.PublicListener
+	if pub == nil {
+		if pub, err = net.Listen("tcp", cfg.Listen); err != nil {
+			closeGiven()
+			return fmt.Errorf("central: public listener (WECHAT_LISTEN): %w", err)
+		}
+	}
+	adm := o.AdminListener
+	if !keeperOn && adm != nil {
+		adm.Close()
+		adm = nil
+	}
+	if keeperOn && adm == nil {
+		if adm, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			pub.Close()
+			return fmt.Errorf("central: admin listener (WECHAT_ADMIN_LISTEN): %w", err)
+		}
+	}
+
+	// Servers.
+	verifyOpts := []middleware.Option{
+		middleware.WithPreviousToken(string(cfg.PreviousToken)),
+		middleware.WithTimestampWindow(cfg.TimestampWindow),
+		middleware.WithLogger(log),
+	}
+	if admin != nil {
+		verifyOpts = append(verifyOpts, middleware.WithResultFunc(admin.CallbackResult))
+	}
+	if cfg.EncodingAESKey != "" {
+		aes, err := safeMode(cfg)
+		if err != nil {
+			pub.Close()
+			if adm != nil {
+				adm.Close()
+			}
+			return err
+		}
+		verifyOpts = append(verifyOpts, aes)
+	}
+	router := mux.NewRouter()
+	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), verifyOpts...)(ReferenceHandler(log)))
+	servers := []*http.Server{{
+		Handler:           router,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       publicWriteTimeout,
+		WriteTimeout:      publicWriteTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+	listeners := []net.Listener{pub}
+	if admin != nil {
+		servers = append(servers, &http.Server{
+			Handler:           admin,
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       adminWriteTimeout,
+			WriteTimeout:      adminWriteTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		})
+		listeners = append(listeners, adm)
+	}
+	serveErr := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() {
+			if err := s.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+
+	// The keeper, in the background, for the life of the server.
+	kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
+	var kwg sync.WaitGroup
+	if keeperOn {
+		kwg.Add(1)
+		go func() {
+			defer kwg.Done()
+			runKeeper(kctx, cfg, store, o.HTTPClient, admin, log)
+		}()
+	}
+
+	var adminAddr net.Addr
+	adminURL := ""
+	if adm != nil {
+		adminAddr = adm.Addr()
+		adminURL = "http://" + adm.Addr().String()
+		log.Info("central: serving", "callback", "http://"+pub.Addr().String()+cfg.CallbackPath,
+			"admin", adminURL, "app_id", cfg.AppID, "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "")
+	} else {
+		log.Info("central: serving callbacks only: WECHAT_APP_ID and WECHAT_APP_SECRET are not set, so there is no token keeper and no admin API",
+			"callback", "http://"+pub.Addr().String()+cfg.CallbackPath)
+	}
+	if o.Ready != nil {
+		o.Ready(pub.Addr(), adminAddr)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("central: shutting down; waiting for in-flight requests", "timeout", shutdownTimeout)
+	case err = <-serveErr:
+		log.Error("central: a listener failed; shutting down", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("central: %w", err))
+	}
+	var (
+		swg sync.WaitGroup
+		mu  sync.Mutex
+	)
+	for _, s := range servers {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			if err := s.Shutdown(sctx); err != nil {
+				s.Close()
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("central: shutdown: %w", err))
+				mu.Unlock()
+			}
+		}()
+	}
+	swg.Wait()
+	kcancel()
+	kwg.Wait()
+	if len(errs) == 0 {
+		log.Info("central: stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// runKeeper builds the keeper, retrying until it has a first token or ctx
+// is done, hands it to admin and runs its background refresh.
+func runKeeper(ctx context.Context, cfg config.Config, store wechat.Store, hc *http.Client, admin *Admin, log *slog.Logger) {
+	opts := wechat.Options{
+		AppID:         cfg.AppID,
+		AppSecret:     string(cfg.AppSecret),
+		Store:         store,
+		APIBase:       cfg.APIBase,
+		HTTPClient:    hc,
+		TokenAPI:      wechat.TokenAPI(cfg.TokenAPI),
+		RefreshBefore: cfg.RefreshBefore,
+		Logger:        log,
+	}
+	delay := time.Second
+	for {
+		w, err := wechat.New(ctx, opts)
+		if err == nil {
+			admin.setStartError(nil)
+			admin.SetKeeper(w)
+			log.Info("central: token keeper ready", "app_id", cfg.AppID)
+			_ = w.Run(ctx) // returns when ctx is done
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		admin.setStartError(err)
+		log.Error("central: cannot get a first access token; retrying", "in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, 2*time.Minute)
+	}
+}
+
+// OpenStore opens the token store named by WECHAT_STORE: a Redis URL
+// (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
+// rediss+ forms) through redisstore.Open, anything else as the path of a
+// wechat.FileStore. The returned function releases the store.
+func OpenStore(store, appID string, log *slog.Logger) (wechat.Store, func(), error) {
+	if scheme, _, ok := strings.Cut(store, "://"); ok && strings.HasPrefix(strings.ToLower(scheme), "redis") {
+		s, err := redisstore.Open(store, appID, redisstore.WithLogger(log))
+		if err != nil {
+			return nil, nil, fmt.Errorf("central: WECHAT_STORE: %w", err)
+		}
+		return s, func() { s.Close() }, nil
+	}
+	return wechat.NewFileStore(store, log), func() {}, nil
+}
+
+// ReferenceHandler is the handler behind the callback middleware in the
+// reference server: it logs each verified message at level Debug and
+// answers "success", which tells WeChat the message was received and
+// needs no reply. Replace it with your own.
+func ReferenceHandler(log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		log.Debug("central: message received", "bytes", n, "openid_set", r.URL.Query().Get("openid") != "")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "success")
+	})
+}
+
+// Needs returns what Serve requires of cfg: the callback token always;
+// the AppID, AppSecret and admin settings too when an AppID or AppSecret
+// is set (without either, Serve runs the callback listener alone). Pass it
+// to cfg.Validate to list every problem before calling Serve.
+func Needs(cfg config.Config) config.Need {
+	if cfg.AppID != "" || cfg.AppSecret != "" {
+		return config.NeedCallback | config.NeedKeeper | config.NeedAdmin
+	}
+	return config.NeedCallback
+}
+
+// safeMode returns the middleware option of safe mode (安全模式) for the
+// EncodingAESKey of cfg, and the previous one during a rotation.
+func safeMode(cfg config.Config) (middleware.Option, error) {
+	cur, err := msgcrypt.ParseKey(string(cfg.EncodingAESKey))
+	if err != nil {
+		return nil, fmt.Errorf("central: configuration: %w", &config.VarError{Var: "WECHAT_ENCODING_AES_KEY", Flag: "encoding-aes-key", Err: err})
+	}
+	var prev *msgcrypt.Key
+	if cfg.PreviousEncodingAESKey != "" {
+		if prev, err = msgcrypt.ParseKey(string(cfg.PreviousEncodingAESKey)); err != nil {
+			return nil, fmt.Errorf("central: configuration: %w", &config.VarError{Var: "WECHAT_PREVIOUS_ENCODING_AES_KEY", Flag: "previous-encoding-aes-key", Err: err})
+		}
+	}
+	return middleware.WithAESKeys(cfg.AppID, cur, prev), nil
+}

@@ -19,8 +19,8 @@ func WithApp(appID, secret string) Option {
 // WithIPWhitelist restricts appID's calls of /cgi-bin/token and
 // /cgi-bin/stable_token to callers whose address is one of ips (an address
 // such as "127.0.0.1" or a prefix such as "10.0.0.0/8"); the others get
-// 40164 naming their IP. Invalid entries are ignored. Without it any caller
-// is accepted. The app must be registered with WithApp, in any order.
+// 40164 naming their IP. Entries that do not parse match no caller. Without
+// it any caller is accepted. The app must be registered with WithApp, in any order.
 func WithIPWhitelist(appID string, ips ...string) Option {
 	return func(p *Platform) {
 		p.pending = append(p.pending, func(p *Platform) {

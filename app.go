@@ -1,0 +1,184 @@
+// Command wxcentral is the central control server (中控服务器) of a WeChat
+// Official Account: it alone fetches and refreshes the access token, hands
+// it to business servers over an admin API, and answers WeChat's callbacks.
+//
+//	wxcentral [serve] [flags]   run the server (the default command)
+//	wxcentral demo              run it against an in-process fake WeChat
+//	wxcentral fake-wechat       run the fake WeChat platform alone
+//	wxcentral simulate          act as WeChat towards a callback URL
+//	wxcentral help              list the commands
+//
+// Settings come from the environment (WECHAT_*) and flags of the same
+// meaning; run "wxcentral serve -h" for the list.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+const usage = `usage: wxcentral <command> [flags]
+
+commands:
+  serve        run the central control server: WeChat callbacks on WECHAT_LISTEN,
+               the admin API on WECHAT_ADMIN_LISTEN (the default command)
+  demo         run the server against a fake WeChat in-process, no account needed
+  fake-wechat  run the fake WeChat platform alone [-listen 127.0.0.1:3200] [-app ID:SECRET]…
+  simulate     act as WeChat towards a callback URL: -url URL -token TOKEN [-message TEXT]
+  help         show this text
+
+Run "wxcentral <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs the command in args and returns the exit status: 0 success,
+// 1 failure, 2 bad usage or configuration.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "demo":
+		return demo(ctx, args, stdout, stderr)
+	case "fake-wechat":
+		return fakeWechat(ctx, args, stdout, stderr)
+	case "simulate":
+		return simulate(ctx, args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "wxcentral: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// parse parses a command's flags; it returns -1 to go on, or an exit status.
+func parse(fs *flag.FlagSet, args []string) int {
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(fs.Output(), "wxcentral %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2
+	}
+	return -1
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fl := config.NewFlags(fs)
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	cfg, err := config.Load(os.LookupEnv, fl)
+	if err = errors.Join(err, cfg.Validate(central.Needs(cfg))); err != nil {
+		fmt.Fprintf(stderr, "wxcentral serve: configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	if err := central.Serve(ctx, cfg, central.ServeOptions{Logger: cfg.NewLogger(stderr)}); err != nil {
+		fmt.Fprintf(stderr, "wxcentral serve: %v\n", err)
+		var ve *config.VarError
+		if errors.As(err, &ve) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:3100", "the callback listener, or a free port if taken")
+	admin := fs.String("admin-listen", "127.0.0.1:3101", "the admin listener, or a free port if taken")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	err := central.Demo(ctx, central.DemoOptions{Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		Listen: *listen, AdminListen: *admin})
+	if err != nil {
+		fmt.Fprintf(stderr, "wxcentral demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fake-wechat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:3200", "the address to serve the fake API on")
+	var apps wechattest.Apps
+	fs.Var(&apps, "app", "register an app, ID:SECRET (repeatable; default the demo app)")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if len(apps) == 0 {
+		apps = wechattest.Apps{{ID: central.DemoAppID, Secret: central.DemoAppSecret}}
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
+		return 1
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	srv := &http.Server{Handler: wechattest.NewPlatform(append(apps.Options(), wechattest.WithLogger(logger))...),
+		ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\n", l.Addr(), apps.String())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	u := fs.String("url", "", "the callback URL, e.g. http://127.0.0.1:3100/")
+	token := fs.String("token", os.Getenv("WECHAT_TOKEN"), "the callback token [$WECHAT_TOKEN]")
+	msg := fs.String("message", "", "the text the simulated user sends")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *u == "" || *token == "" {
+		fmt.Fprintln(stderr, "wxcentral simulate: -url and -token are required")
+		fs.Usage()
+		return 2
+	}
+	if wechattest.Simulate(ctx, stdout, wechattest.SimulateConfig{URL: *u, Token: *token, Message: *msg}) {
+		return 0
+	}
+	return 1
+}

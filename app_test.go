@@ -1,0 +1,657 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/util"
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+const (
+	appID    = "wx0123456789abcdef"
+	secret   = "S3CRET-must-never-leak-0123456789"
+	cbToken  = "callback-token-for-tests"
+	adminKey = "admin-key-0123456789abcdef"
+)
+
+// bin is the wxcentral binary TestMain builds.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wxcentral-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "wxcentral")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects a process's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running wxcentral.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{}
+	err            error
+	public, admin  string // base URLs
+}
+
+// environ is the test's environment without any WECHAT_ variable, plus env.
+func environ(env map[string]string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WECHAT_") {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// start runs wxcentral with args and env; it is killed at the end of the
+// test if still running.
+func start(t *testing.T, env map[string]string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = environ(env)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("wxcentral %v stderr:\n%s", args, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its status.
+func (p *proc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("wxcentral did not exit within %v", d)
+	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return 0
+}
+
+// startServer starts `wxcentral serve` on free ports against the fake and waits
+// until both listeners answer.
+func startServer(t *testing.T, fake *wechattest.Server, store string, extra map[string]string) *proc {
+	t.Helper()
+	pub, adm := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"WECHAT_APP_ID": appID, "WECHAT_APP_SECRET": secret, "WECHAT_TOKEN": cbToken,
+		"WECHAT_API_BASE": fake.URL, "WECHAT_STORE": store,
+		"WECHAT_LISTEN": pub, "WECHAT_ADMIN_LISTEN": adm, "WECHAT_ADMIN_KEY": adminKey,
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	p := start(t, env, "serve")
+	p.public, p.admin = "http://"+pub, "http://"+adm
+	waitFor(t, "the server to listen", func() bool {
+		resp, err := http.Get(p.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return p
+}
+
+// waitFor polls cond every 20 ms for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// call makes an admin request and decodes the JSON answer.
+func call(t *testing.T, method, u, key, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, u, rd)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(raw, []byte(secret)) || bytes.Contains(raw, []byte(adminKey)) {
+		t.Errorf("%s %s shows a secret", method, u)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil && !strings.HasSuffix(u, "/metrics") {
+		t.Errorf("%s %s: not JSON: %s", method, u, raw)
+	}
+	return resp.StatusCode, m
+}
+
+func get(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// seed writes a wechat.txt holding a token the fake issued, fetched a
+// minute ago (so a passive refresh of it may fetch at once).
+func seed(t *testing.T, fake *wechattest.Server) (path, token string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "wechat.txt")
+	token = fake.IssueToken(appID)
+	now := fake.Now()
+	doc := fmt.Sprintf(`{"access_token":%q,"expires_in":%d,"fetched_at":%d}`,
+		token, now.Add(7140*time.Second).UnixMilli(), now.Add(-time.Minute).UnixMilli())
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, token
+}
+
+func metric(t *testing.T, text, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("metrics lack %s", name)
+	}
+	return m[1]
+}
+
+func TestServeAdminAPI(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
+	defer fake.Close()
+	store, seeded := seed(t, fake)
+	p := startServer(t, fake, store, nil)
+	fetches := func() int { return fake.Stats().Fetches[wechattest.PathToken] }
+	base := fetches() // the seeding IssueToken
+
+	// GET /v1/token: the stored token is adopted, not fetched.
+	code, m := call(t, "GET", p.admin+"/v1/token", adminKey, "")
+	if code != 200 || m["access_token"] != seeded {
+		t.Fatalf("GET /v1/token: %d %v", code, m)
+	}
+	if in, _ := m["expires_in"].(float64); in < 7000 || in > 7140 {
+		t.Errorf("expires_in %v", m["expires_in"])
+	}
+	if _, err := time.Parse(time.RFC3339, fmt.Sprint(m["expires_at"])); err != nil {
+		t.Errorf("expires_at: %v", err)
+	}
+	for _, tt := range []struct{ path, key string }{{"/v1/token", ""}, {"/v1/token", "wrong-key-0123456789abc"}, {"/v1/ticket/jsapi", ""}} {
+		if code, m := call(t, "GET", p.admin+tt.path, tt.key, ""); code != 401 || m["error"] == nil {
+			t.Errorf("GET %s with key %q: %d %v, want 401", tt.path, tt.key, code, m)
+		}
+	}
+	if code, _ := call(t, "POST", p.admin+"/v1/token/refresh", "", `{"stale":"x"}`); code != 401 {
+		t.Errorf("POST refresh without a key: %d", code)
+	}
+
+	// Ticket and JS-SDK shapes.
+	code, m = call(t, "GET", p.admin+"/v1/ticket/jsapi", adminKey, "")
+	if code != 200 || m["ticket"] == nil || m["expires_in"] == nil || m["expires_at"] == nil {
+		t.Errorf("GET /v1/ticket/jsapi: %d %v", code, m)
+	}
+	code, m = call(t, "GET", p.admin+"/v1/jssdk/config?url="+url.QueryEscape("https://example.com/a?b=1"), adminKey, "")
+	if code != 200 || m["appId"] != appID || m["nonceStr"] == nil || m["timestamp"] == nil || len(fmt.Sprint(m["signature"])) != 40 {
+		t.Errorf("GET /v1/jssdk/config: %d %v", code, m)
+	}
+	if code, _ := call(t, "GET", p.admin+"/v1/jssdk/config", adminKey, ""); code != 400 {
+		t.Errorf("jssdk without url: %d, want 400", code)
+	}
+	_, text := get(t, p.admin+"/metrics")
+	okBefore := metric(t, text, `wxcentral_token_fetches_total{result="ok"}`)
+
+	// Passive refresh of the current token: one fetch, a new token.
+	code, m = call(t, "POST", p.admin+"/v1/token/refresh", adminKey, fmt.Sprintf(`{"stale":%q}`, seeded))
+	if code != 200 || m["access_token"] == seeded || m["access_token"] == nil {
+		t.Fatalf("refresh of the current token: %d %v", code, m)
+	}
+	if fetches() != base+1 {
+		t.Errorf("refresh of the current token made %d fetches, want 1", fetches()-base)
+	}
+	fresh := m["access_token"]
+	// Of an outdated token: the current one back, no fetch.
+	code, m = call(t, "POST", p.admin+"/v1/token/refresh", adminKey, fmt.Sprintf(`{"stale":%q}`, seeded))
+	if code != 200 || m["access_token"] != fresh {
+		t.Errorf("refresh of an outdated token: %d %v", code, m)
+	}
+	if fetches() != base+1 {
+		t.Errorf("refresh of an outdated token fetched")
+	}
+	if code, m = call(t, "GET", p.admin+"/v1/token", adminKey, ""); m["access_token"] != fresh {
+		t.Errorf("GET /v1/token after the refresh: %d %v", code, m)
+	}
+
+	// /healthz and metrics that moved.
+	if code, m := call(t, "GET", p.admin+"/healthz", "", ""); code != 200 || m["status"] != "ok" {
+		t.Errorf("healthz: %d %v", code, m)
+	}
+	// Callbacks: a genuine check gets echostr, a forged one 403.
+	ts := fmt.Sprint(time.Now().Unix())
+	if code, body := get(t, p.public+"/?signature="+util.Signature(cbToken, ts, "7")+"&timestamp="+ts+"&nonce=7&echostr=hi-there"); code != 200 || body != "hi-there" {
+		t.Errorf("genuine callback check: %d %q", code, body)
+	}
+	if code, _ := get(t, p.public+"/?signature="+util.Signature("guess", ts, "7")+"&timestamp="+ts+"&nonce=7&echostr=x"); code != 403 {
+		t.Errorf("forged callback check: %d, want 403", code)
+	}
+	_, text = get(t, p.admin+"/metrics")
+	if okAfter := metric(t, text, `wxcentral_token_fetches_total{result="ok"}`); okAfter == okBefore {
+		t.Errorf("wxcentral_token_fetches_total{result=\"ok\"} did not move: %s", okAfter)
+	}
+	for _, name := range []string{
+		`wxcentral_token_refreshes_total{kind="passive",outcome="fetched"}`,
+		`wxcentral_token_refreshes_total{kind="passive",outcome="adopted"}`,
+		`wxcentral_callback_checks_total{outcome="echo"}`,
+		`wxcentral_callback_checks_total{outcome="bad_signature"}`,
+	} {
+		if v := metric(t, text, name); v != "1" {
+			t.Errorf("%s = %s, want 1", name, v)
+		}
+	}
+	for _, name := range []string{"wxcentral_token_quota_used", "wxcentral_token_quota_left", "wxcentral_token_expiry_seconds",
+		`wxcentral_admin_request_duration_seconds_count{code="401",route="/v1/token"}`} {
+		metric(t, text, name)
+	}
+
+	// simulate against the running server: passes with the token, fails
+	// with another.
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{cbToken, 0}, {"not-the-token", 1}} {
+		s := start(t, nil, "simulate", "-url", p.public+"/", "-token", tt.token)
+		if got := s.wait(t, 20*time.Second); got != tt.want {
+			t.Errorf("simulate with token %q: exit %d, want %d\n%s", tt.token, got, tt.want, s.stdout.String())
+		}
+	}
+
+	// A clean stop.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+	if logs := p.stderr.String(); strings.Contains(logs, secret) || strings.Contains(logs, adminKey) || strings.Contains(logs, seeded) {
+		t.Error("the log shows a secret or a token")
+	}
+}
+
+func TestServeHealthzRecovers(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
+	defer fake.Close()
+	// WeChat is busy for the first six calls: the first start-up attempt
+	// (four tries) fails, the server keeps serving and tries again.
+	fake.Fail(wechattest.PathToken, wechattest.Fault{Errcode: -1, Times: 6})
+	p := startServer(t, fake, filepath.Join(t.TempDir(), "wechat.txt"), nil)
+	code, m := call(t, "GET", p.admin+"/healthz", "", "")
+	if code != 503 || m["error"] == nil {
+		t.Fatalf("healthz while WeChat fails: %d %v, want 503", code, m)
+	}
+	if code, _ := call(t, "GET", p.admin+"/v1/token", adminKey, ""); code != 503 {
+		t.Errorf("GET /v1/token while WeChat fails: %d, want 503", code)
+	}
+	waitFor(t, "healthz 200", func() bool {
+		code, _ := get(t, p.admin+"/healthz")
+		return code == 200
+	})
+	if code, m := call(t, "GET", p.admin+"/v1/token", adminKey, ""); code != 200 || m["access_token"] == nil {
+		t.Errorf("GET /v1/token after recovery: %d %v", code, m)
+	}
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"no token", map[string]string{}, nil, []string{"WECHAT_TOKEN"}},
+		{"no token, keeper half set", map[string]string{"WECHAT_APP_ID": appID}, nil, []string{"WECHAT_TOKEN", "WECHAT_APP_SECRET"}},
+		{"open admin without key", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_APP_ID": appID, "WECHAT_APP_SECRET": secret,
+			"WECHAT_ADMIN_LISTEN": "0.0.0.0:0"}, nil, []string{"WECHAT_ADMIN_KEY"}},
+		{"bad values", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_REFRESH_BEFORE": "5", "WECHAT_LOG_FORMAT": "xml"}, nil,
+			[]string{"WECHAT_REFRESH_BEFORE", "WECHAT_LOG_FORMAT"}},
+		{"bad flag", map[string]string{"WECHAT_TOKEN": cbToken}, []string{"-listen", "nowhere"}, []string{"WECHAT_LISTEN"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := start(t, tt.env, append([]string{"serve"}, tt.args...)...)
+			if code := p.wait(t, 10*time.Second); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(p.stderr.String(), w) {
+					t.Errorf("stderr does not name %s:\n%s", w, p.stderr.String())
+				}
+			}
+			if strings.Contains(p.stderr.String(), secret) {
+				t.Error("stderr shows the secret")
+			}
+		})
+	}
+}
+
+func TestServeCallbackOnly(t *testing.T) {
+	pub := freeAddr(t)
+	p := start(t, map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_LISTEN": pub}, "serve")
+	waitFor(t, "the callback listener", func() bool { return strings.Contains(p.stderr.String(), "callbacks only") })
+	s := start(t, nil, "simulate", "-url", "http://"+pub+"/", "-token", cbToken)
+	if code := s.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("simulate: exit %d\n%s", code, s.stdout.String())
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGINT", code)
+	}
+}
+
+// Two servers share one wechat.txt; business servers use both through
+// remote token sources. Every refresh cycle fetches once, and WeChat
+// rejects no business call.
+func TestTwoServersOneStore(t *testing.T) {
+	const lifetime = 6 * time.Second
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret), wechattest.WithTokenLifetime(lifetime))
+	defer fake.Close()
+	store := filepath.Join(t.TempDir(), "wechat.txt")
+	extra := map[string]string{"WECHAT_REFRESH_BEFORE": "3s"}
+	servers := []*proc{startServer(t, fake, store, extra), startServer(t, fake, store, extra)}
+
+	// Watch the fake's current token: each change is one fetch.
+	var (
+		mu      sync.Mutex
+		changes []time.Time
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		last := ""
+		for ctx.Err() == nil {
+			if tok, _ := fake.Token(appID); tok != last {
+				mu.Lock()
+				changes = append(changes, time.Now())
+				mu.Unlock()
+				last = tok
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	var calls, failed atomic.Int64
+	for i := range 4 {
+		remote, err := wechat.NewRemote(servers[i%2].admin, adminKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &wechat.Client{Source: remote, APIBase: fake.URL}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, err := client.Get(context.Background(), wechattest.PathAPIDomainIP, nil); err != nil {
+					failed.Add(1)
+					t.Logf("business call: %v", err)
+				}
+				calls.Add(1)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+
+	st := fake.Stats()
+	t.Logf("%d business calls, %d failed, %d token fetches, %d rejected (40001) and %d (42001) by WeChat",
+		calls.Load(), failed.Load(), st.Fetches[wechattest.PathToken], st.Rejected[40001], st.Rejected[42001])
+	if failed.Load() != 0 || calls.Load() < 100 {
+		t.Errorf("%d of %d business calls failed", failed.Load(), calls.Load())
+	}
+	if st.Rejected[40001]+st.Rejected[42001] != 0 {
+		t.Errorf("WeChat rejected %v business calls' tokens", st.Rejected)
+	}
+	// One fetch per cycle: a cycle is lifetime - refresh-before = 3 s, so
+	// two fetches less than a second apart are a duplicate.
+	for i := 1; i < len(changes); i++ {
+		if gap := changes[i].Sub(changes[i-1]); gap < time.Second {
+			t.Errorf("fetches %d and %d are %v apart: two fetches in one cycle", i-1, i, gap)
+		}
+	}
+	if n := st.Fetches[wechattest.PathToken]; n < 3 || n > 5 {
+		t.Errorf("%d fetches in 10 s with a 3 s cycle, want 3 to 5", n)
+	}
+}
+
+func TestSIGTERMDuringLoad(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
+	defer fake.Close()
+	store, seeded := seed(t, fake)
+	p := startServer(t, fake, store, nil)
+	if code, _ := call(t, "GET", p.admin+"/v1/token", adminKey, ""); code != 200 {
+		t.Fatal("not serving")
+	}
+	// The refresh below waits 1.5 s on WeChat: it is in flight at SIGTERM.
+	fake.Fail(wechattest.PathToken, wechattest.Fault{Delay: 1500 * time.Millisecond})
+	type result struct {
+		code int
+		tok  any
+	}
+	slow := make(chan result, 1)
+	go func() {
+		code, m := call(t, "POST", p.admin+"/v1/token/refresh", adminKey, fmt.Sprintf(`{"stale":%q}`, seeded))
+		slow <- result{code, m["access_token"]}
+	}()
+	// Load: keep-alive GETs until the server goes away.
+	var ok, bad atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", p.admin+"/v1/token", nil)
+			req.Header.Set("Authorization", "Bearer "+adminKey)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server closed: requests after it are refused
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				} else {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	r := <-slow
+	if r.code != 200 || r.tok == nil || r.tok == seeded {
+		t.Errorf("the refresh in flight at SIGTERM: %d %v, want 200 and a new token", r.code, r.tok)
+	}
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	close(stop)
+	wg.Wait()
+	if bad.Load() != 0 || ok.Load() == 0 {
+		t.Errorf("load during shutdown: %d ok, %d not 200", ok.Load(), bad.Load())
+	}
+}
+
+func TestDemo(t *testing.T) {
+	p := start(t, nil, "demo", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0")
+	var admin, storePath string
+	waitFor(t, "the walkthrough", func() bool {
+		sc := bufio.NewScanner(strings.NewReader(p.stdout.String()))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) >= 3 && f[0] == "admin" && f[1] == "API:":
+				admin = f[2]
+			case len(f) >= 3 && f[0] == "token" && f[1] == "store:":
+				storePath = f[2]
+			}
+		}
+		return admin != "" && storePath != ""
+	})
+	if !strings.Contains(p.stdout.String(), "curl") || !strings.Contains(p.stdout.String(), "simulate -url") {
+		t.Errorf("the walkthrough lacks curl or simulate lines:\n%s", p.stdout.String())
+	}
+	waitFor(t, "a token", func() bool {
+		code, _ := get(t, admin+"/v1/token")
+		return code == 200
+	})
+	if _, err := os.Stat(storePath); err != nil {
+		t.Errorf("the store: %v", err)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("demo exit %d after Ctrl-C, want 0", code)
+	}
+	if _, err := os.Stat(filepath.Dir(storePath)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the temporary directory was not removed: %v", err)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		output string
+	}{
+		{[]string{"help"}, 0, "fake-wechat"},
+		{[]string{"bogus"}, 2, "unknown command"},
+		{[]string{"simulate"}, 2, "-url and -token"},
+		{[]string{"fake-wechat", "-app", "nocolon"}, 2, "ID:SECRET"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		if code := run(tt.args, &out, &errb); code != tt.code {
+			t.Errorf("%v: exit %d, want %d", tt.args, code, tt.code)
+		}
+		if !strings.Contains(out.String()+errb.String(), tt.output) {
+			t.Errorf("%v: output lacks %q:\n%s%s", tt.args, tt.output, out.String(), errb.String())
+		}
+	}
+}
+
+func TestFakeWechatCommand(t *testing.T) {
+	addr := freeAddr(t)
+	p := start(t, nil, "fake-wechat", "-listen", addr, "-app", "wxabc:s3cret")
+	waitFor(t, "the fake", func() bool { return strings.Contains(p.stdout.String(), "wxabc") })
+	if strings.Contains(p.stdout.String(), "s3cret") {
+		t.Error("fake-wechat prints the secret")
+	}
+	code, body := get(t, "http://"+addr+"/cgi-bin/token?grant_type=client_credential&appid=wxabc&secret=s3cret")
+	if code != 200 || !strings.Contains(body, "access_token") {
+		t.Errorf("token from the fake: %d %s", code, body)
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	if code := p.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}

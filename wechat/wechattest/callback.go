@@ -42,8 +42,8 @@ type Clock interface {
 }
 
 // A Sealer puts a Callback in safe mode (安全模式): it encrypts each message
-// and decrypts the replies. Package middleware/msgcrypt provides one; a nil
-// Sealer means plain mode.
+// and decrypts the replies. NewAESSealer returns the one that does what
+// WeChat does; a nil Sealer means plain mode.
 type Sealer interface {
 	// Seal returns the request body carrying plain encrypted
 	// (<xml><ToUserName>…</ToUserName><Encrypt>…</Encrypt></xml>) and its
@@ -229,7 +229,7 @@ func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err err
 	if c.Sealer != nil {
 		plain, err := c.Sealer.Open(reply)
 		if err != nil {
-			return reply, fmt.Errorf("encrypted reply rejected: %w", err)
+			return reply, fmt.Errorf("safe mode: %w", err)
 		}
 		reply = plain
 	}

@@ -315,7 +315,7 @@ func TestSimulate(t *testing.T) {
 		want             bool
 		wantOut          []string
 	}{
-		{"right token", ts.URL, callbackToken, true, []string{"PASS check:", `PASS message: "hello" delivered, reply: <xml>`}},
+		{"right token", ts.URL, callbackToken, true, []string{"PASS check:", `PASS message: "hello" delivered; text reply "echo: hello"`}},
 		{"other token", ts.URL, "ZZZZZ", false, []string{
 			"FAIL check: got HTTP 403: signature mismatch — is the token the same on both sides?",
 			"FAIL message: got HTTP 403: signature mismatch — is the token the same on both sides?"}},
@@ -333,8 +333,8 @@ func TestSimulate(t *testing.T) {
 					t.Errorf("output lacks %q:\n%s", w, &out)
 				}
 			}
-			if strings.Count(out.String(), "\n") != 2 {
-				t.Errorf("want one line per step:\n%s", &out)
+			if !strings.HasPrefix(out.String(), "mode: plain (明文模式)") || strings.Count(out.String(), "\n") != 3 {
+				t.Errorf("want the mode, then one line per step:\n%s", &out)
 			}
 		})
 	}

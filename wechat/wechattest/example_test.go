@@ -107,6 +107,7 @@ func ExampleSimulate() {
 	ok := wechattest.Simulate(context.Background(), os.Stdout, wechattest.SimulateConfig{URL: ts.URL, Token: "BBBBB"})
 	fmt.Println(ok)
 	// Output:
+	// mode: plain (明文模式): messages unencrypted
 	// FAIL check: got HTTP 403: signature mismatch — is the token the same on both sides?
 	// FAIL message: got HTTP 403: signature mismatch — is the token the same on both sides?
 	// false

@@ -2,11 +2,20 @@ package middleware_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +23,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
 )
 
@@ -144,4 +154,163 @@ func oracle(token string, q url.Values) bool {
 		return false
 	}
 	return strings.EqualFold(util.Signature(token, ts, q.Get("nonce")), q.Get("signature"))
+}
+
+// FuzzSafeMode feeds the middleware in safe mode random pushes: plain is
+// the message; how says how its Encrypt is made (0: encrypted for the
+// configured AppID; 1: the raw text enc; 2: encrypted for another AppID;
+// 3: encrypted, then one bit at pos flipped); msg_signature is valid when
+// signMsg is set, else msgSig as given. The envelope is XML or JSON.
+//
+// Invariants: no panic; no 5xx; the next handler runs if and only if an
+// independent oracle (its own AES-CBC, padding and AppID checks, then
+// message.Parse) finds the request valid, and then it reads exactly the
+// plaintext, and its reply comes back in an envelope that opens to it.
+//
+// Run it with a short -fuzzminimizetime (say 2s): minimising the many new
+// inputs it finds otherwise stalls the run for long stretches.
+func FuzzSafeMode(f *testing.F) {
+	f.Add([]byte(textMsg(1)), uint8(0), "", true, "", false, uint16(0))
+	f.Add([]byte(vnMsg), uint8(0), "", true, "", true, uint16(0))
+	f.Add([]byte(textMsg(1)), uint8(3), "", true, "", false, uint16(17))
+	f.Add([]byte(textMsg(1)), uint8(3), "", true, "", false, uint16(200))
+	f.Add([]byte(textMsg(1)), uint8(2), "", true, "", false, uint16(0))
+	f.Add([]byte(textMsg(1)), uint8(0), "", false, vnMsgSig, false, uint16(0))
+	f.Add([]byte("not a message"), uint8(0), "", true, "", false, uint16(0))
+	f.Add([]byte(nil), uint8(1), vnEnc, true, "", true, uint16(0))
+	f.Add([]byte(nil), uint8(1), "AAAA", true, "", false, uint16(0))
+	f.Add([]byte(nil), uint8(1), "", true, "", false, uint16(0))
+
+	key := mustKey(f, testKey)
+	ts := strconv.FormatInt(vecTime.Unix(), 10)
+	const nonce = "n0nce"
+	f.Fuzz(func(t *testing.T, plain []byte, how uint8, enc string, signMsg bool, msgSig string, asJSON bool, pos uint16) {
+		switch how % 4 {
+		case 0:
+			enc = key.EncryptWith([16]byte{1, 2, 3}, plain, testAppID)
+		case 1:
+			enc = printable(enc)
+		case 2:
+			enc = key.EncryptWith([16]byte{1, 2, 3}, plain, "wx_someone_else")
+		case 3:
+			raw, _ := base64.StdEncoding.DecodeString(key.EncryptWith([16]byte{1, 2, 3}, plain, testAppID))
+			bit := int(pos) % (len(raw) * 8)
+			raw[bit/8] ^= 1 << (bit % 8)
+			enc = base64.StdEncoding.EncodeToString(raw)
+		}
+		if signMsg {
+			msgSig = msgcrypt.Sign(testToken, ts, nonce, enc)
+		}
+		var body []byte
+		if asJSON {
+			body, _ = json.Marshal(map[string]string{"ToUserName": "gh_1", "Encrypt": enc})
+		} else {
+			var b bytes.Buffer
+			b.WriteString("<xml><ToUserName>gh_1</ToUserName><Encrypt>")
+			xml.EscapeText(&b, []byte(enc))
+			b.WriteString("</Encrypt></xml>")
+			body = b.Bytes()
+		}
+		q := url.Values{
+			"signature":     {util.Signature(testToken, ts, nonce)},
+			"timestamp":     {ts},
+			"nonce":         {nonce},
+			"encrypt_type":  {"aes"},
+			"msg_signature": {msgSig},
+		}
+
+		var called bool
+		var got []byte
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			called = true
+			got, _ = io.ReadAll(r.Body)
+			w.Write([]byte("reply to "))
+			w.Write(got)
+		})
+		mw := middleware.Verify(testToken,
+			middleware.WithAES(testAppID, testKey),
+			middleware.WithClock(func() time.Time { return vecTime }),
+			middleware.WithLogger(slog.New(slog.DiscardHandler)),
+		)(next)
+		r := httptest.NewRequest(http.MethodPost, "/?"+q.Encode(), bytes.NewReader(body))
+		w := httptest.NewRecorder()
+		mw.ServeHTTP(w, r)
+
+		if w.Code >= 500 {
+			t.Fatalf("status %d: %q", w.Code, w.Body)
+		}
+		want, valid := safeOracle(testToken, ts, nonce, msgSig, enc, testKey, testAppID)
+		if called != valid {
+			t.Fatalf("handler ran: %v, oracle says valid: %v (status %d %q)", called, valid, w.Code, w.Body)
+		}
+		if !called {
+			if w.Code < 400 {
+				t.Fatalf("rejected with status %d", w.Code)
+			}
+			return
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("handler read %q, want %q", got, want)
+		}
+		if w.Code != 200 {
+			t.Fatalf("status %d after the handler", w.Code)
+		}
+		wx := wechat{testToken, testAppID, key}
+		if reply, _ := wx.open(t, w.Body.Bytes(), asJSON); reply != "reply to "+string(want) {
+			t.Fatalf("reply opens to %q", reply)
+		}
+	})
+}
+
+// printable keeps the printable ASCII of s, so that it survives an XML or
+// JSON envelope unchanged.
+func printable(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// safeOracle decides a safe-mode push without package msgcrypt: the sorted
+// sha1 msg_signature, AES-256-CBC with the key's first 16 bytes as IV,
+// PKCS#7 padding to 32, the length field, the AppID, and a parseable push.
+// It returns the plaintext of a valid push.
+func safeOracle(token, ts, nonce, msgSig, enc, encodingAESKey, appID string) ([]byte, bool) {
+	parts := []string{token, ts, nonce, enc}
+	sort.Strings(parts)
+	sum := sha1.Sum([]byte(strings.Join(parts, "")))
+	if !strings.EqualFold(hex.EncodeToString(sum[:]), msgSig) {
+		return nil, false
+	}
+	ct, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
+		return nil, false
+	}
+	aesKey, _ := base64.StdEncoding.DecodeString(encodingAESKey + "=")
+	block, _ := aes.NewCipher(aesKey)
+	pt := make([]byte, len(ct))
+	cipher.NewCBCDecrypter(block, aesKey[:16]).CryptBlocks(pt, ct)
+	pad := int(pt[len(pt)-1])
+	if pad < 1 || pad > 32 || pad > len(pt) || !bytes.Equal(pt[len(pt)-pad:], bytes.Repeat([]byte{byte(pad)}, pad)) {
+		return nil, false
+	}
+	pt = pt[:len(pt)-pad]
+	if len(pt) < 20 {
+		return nil, false
+	}
+	n := binary.BigEndian.Uint32(pt[16:20])
+	if uint64(n) > uint64(len(pt)-20) {
+		return nil, false
+	}
+	msg, id := pt[20:20+n], pt[20+n:]
+	if string(id) != appID {
+		return nil, false
+	}
+	if _, err := message.Parse(msg); err != nil {
+		return nil, false
+	}
+	return msg, true
 }

@@ -12,10 +12,11 @@ import (
 // middleware keys each push by its message.Message.DedupeKey, runs the next
 // handler for the first delivery only, and answers every later delivery
 // within dedupe.DefaultTTL with the first one's reply (status, Content-Type
-// and body), encrypted afresh in safe mode. A reply with a 5xx status is
-// not kept, so the next delivery runs the handler again. See package dedupe.
+// and body; other headers reach the first delivery only), encrypted afresh
+// in safe mode. A reply with a 5xx status is not kept, so the next delivery
+// runs the handler again. See package dedupe.
 //
-// The default is a dedupe.Memory of this middleware alone, which is right
+// The default is a dedupe.Memory, one per call of Verify, which is right
 // for one process. Servers behind a load balancer share a
 // dedupe.NewRedis store instead. WithDedupe(nil) turns deduplication off:
 // then every delivery runs the next handler, and in plain mode the handler

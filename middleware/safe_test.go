@@ -381,8 +381,7 @@ func TestSafeModeNoReply(t *testing.T) {
 				}
 				io.WriteString(w, tt.reply)
 			})
-			// Dedupe off: it replays only the Content-Type of a reply.
-			mw := middleware.Verify(testToken, h.options(middleware.WithAES(testAppID, testKey), middleware.WithDedupe(nil))...)
+			mw := middleware.Verify(testToken, h.options(middleware.WithAES(testAppID, testKey))...)
 			srv := httptest.NewServer(mw(next))
 			defer srv.Close()
 			resp, got := post(t, srv.Client(), srv.URL, wx.seal(t, vecTime.Unix(), "n", textMsg(int64(i)), false))

@@ -361,6 +361,28 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
+// TestMiddlewareHeaders checks that the delivery that runs the handler
+// sends every header it set, and a re-delivery its Content-Type only.
+func TestMiddlewareHeaders(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Header().Set("X-Trace", "t1")
+		io.WriteString(w, "<xml/>")
+	})
+	h := withMessage(Middleware(&Memory{})(app))
+	body := `<xml><ToUserName>gh_1</ToUserName><MsgType>text</MsgType><MsgId>7</MsgId></xml>`
+	for i, wantTrace := range []string{"t1", ""} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(body)))
+		if w.Code != 200 || w.Body.String() != "<xml/>" || w.Header().Get("Content-Type") != message.ContentType {
+			t.Errorf("delivery %d: %d %q %v", i+1, w.Code, w.Body, w.Header())
+		}
+		if got := w.Header().Get("X-Trace"); got != wantTrace {
+			t.Errorf("delivery %d: X-Trace %q, want %q", i+1, got, wantTrace)
+		}
+	}
+}
+
 func TestMiddlewarePassThrough(t *testing.T) {
 	runs := 0
 	h := Middleware(&Memory{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs++ }))

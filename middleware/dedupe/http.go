@@ -41,9 +41,10 @@ func MessageKey(r *http.Request) (string, bool) {
 }
 
 // Middleware runs the next handler once per dedupe key within the TTL and
-// answers every delivery of the key with its reply (status, Content-Type
-// and body; other headers are not replayed). It buffers the reply, which
-// for a passive reply is at most a few kilobytes.
+// answers every delivery of the key with its reply: the delivery that ran
+// the handler with all the headers it set, the others with its status,
+// Content-Type and body (other headers are not replayed). It buffers the
+// reply, which for a passive reply is at most a few kilobytes.
 //
 // It belongs inside the callback middleware, after the signature check,
 // decryption and parsing, and before the application's handler, so that
@@ -67,8 +68,9 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
+			var rec *recorder // set if this delivery runs the handler
 			reply, shared, err := Do(r.Context(), s, key, o.ttl, func(ctx context.Context) (Reply, error) {
-				rec := &recorder{header: make(http.Header)}
+				rec = &recorder{header: make(http.Header)}
 				next.ServeHTTP(rec, r)
 				reply := Reply{Status: rec.status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
 				if rec.status >= 500 {
@@ -92,6 +94,14 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			}
 			if shared {
 				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
+			}
+			if rec != nil && !shared {
+				hdr := w.Header()
+				for k, v := range rec.header {
+					if k != "Content-Length" {
+						hdr[k] = v
+					}
+				}
 			}
 			writeReply(w, reply)
 		})

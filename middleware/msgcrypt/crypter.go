@@ -141,11 +141,7 @@ func (c *Crypter) Seal(o Opened, reply []byte, timestamp int64, nonce string) (R
 	if o.previousToken && c.PreviousToken != "" {
 		token = c.PreviousToken
 	}
-	r := c.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	enc, err := k.Encrypt(r, reply, c.AppID)
+	enc, err := k.Encrypt(c.rand(), reply, c.AppID)
 	if err != nil {
 		return ReplyEnvelope{}, err
 	}
@@ -156,6 +152,14 @@ func (c *Crypter) Seal(o Opened, reply []byte, timestamp int64, nonce string) (R
 		TimeStamp:    timestamp,
 		Nonce:        nonce,
 	}, nil
+}
+
+// rand is the source of random prefixes: c.Rand, or crypto/rand.
+func (c *Crypter) rand() io.Reader {
+	if c.Rand != nil {
+		return c.Rand
+	}
+	return rand.Reader
 }
 
 func (c *Crypter) check() error {

@@ -63,10 +63,10 @@ func checkEnvelope(e Envelope) error {
 
 // A ReplyEnvelope is an encrypted passive reply, built by Crypter.Seal.
 type ReplyEnvelope struct {
-	Encrypt      string `json:"Encrypt"`
-	MsgSignature string `json:"MsgSignature"`
-	TimeStamp    int64  `json:"TimeStamp"`
-	Nonce        string `json:"Nonce"`
+	Encrypt      string `xml:"Encrypt" json:"Encrypt"`
+	MsgSignature string `xml:"MsgSignature" json:"MsgSignature"`
+	TimeStamp    int64  `xml:"TimeStamp" json:"TimeStamp"`
+	Nonce        string `xml:"Nonce" json:"Nonce"`
 }
 
 // AppendXML appends the XML form of the reply to dst:

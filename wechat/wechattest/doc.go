@@ -54,6 +54,17 @@
 // signed message and re-sends it when no answer comes within 5 s. Simulate
 // runs both and prints PASS or FAIL per step.
 //
+// With a Sealer the Callback runs in safe mode (安全模式). NewAESSealer
+// returns the one that does what WeChat does, built on package
+// middleware/msgcrypt: the push is AES-encrypted for the AppID, wrapped in
+// the <xml><ToUserName/><Encrypt/></xml> envelope and signed with
+// msg_signature (the query adds encrypt_type=aes); a reply other than ""
+// or "success" must be the encrypted reply envelope, whose MsgSignature,
+// key and AppID are checked before Send returns it decrypted. A plaintext
+// reply fails with ErrReplyNotEncrypted, except in compatible mode (兼容模式,
+// AESSealer.Compatible). SimulateConfig.AESKey and AppID run Simulate in
+// safe mode.
+//
 // Package wechattest must not import package wechat (wechat's tests
 // import it).
 package wechattest

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
@@ -129,4 +133,71 @@ func ExampleCallback_Send() {
 	reply, err := cb.Send(context.Background(), wechattest.TextMessage("hello"))
 	fmt.Printf("%s %v\n", reply, err)
 	// Output: success <nil>
+}
+
+// An AESSealer makes a Callback send in safe mode (安全模式) as WeChat does:
+// the push is encrypted and signed with msg_signature, and the reply must
+// come back encrypted; Send returns it decrypted.
+func ExampleNewAESSealer() {
+	const (
+		token  = "my-callback-token"
+		appID  = "wxba5fad812f8e6fb9"
+		aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" // 43 characters, from the platform
+	)
+	// The developer's server: the middleware in safe mode and an echo.
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := message.FromContext(r.Context()) // the decrypted push
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Unix(1714112446, 0), "you said: "+m.Content))
+	})
+	srv := httptest.NewServer(middleware.Verify(token, middleware.WithAES(appID, aesKey))(echo))
+	defer srv.Close()
+
+	sealer, err := wechattest.NewAESSealer(token, appID, aesKey)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cb := &wechattest.Callback{URL: srv.URL, Token: token, Sealer: sealer}
+	reply, err := cb.Send(context.Background(), wechattest.TextMessage("hello"))
+	fmt.Printf("%s\n%v\n", reply, err)
+	// Output:
+	// <xml><ToUserName><![CDATA[o6_bmjrPTlm6_2sgVt7hMZOPfL2M]]></ToUserName><FromUserName><![CDATA[gh_0123456789ab]]></FromUserName><CreateTime>1714112446</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[you said: hello]]></Content></xml>
+	// <nil>
+}
+
+// In safe mode Simulate encrypts the message and checks the encrypted
+// reply. Here the server has another EncodingAESKey than the simulation,
+// and the failure says so.
+func ExampleSimulate_safeMode() {
+	const (
+		token = "my-callback-token"
+		appID = "wxba5fad812f8e6fb9"
+	)
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := message.FromContext(r.Context())
+		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
+	})
+	quiet := middleware.WithLogger(slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(middleware.Verify(token, quiet,
+		middleware.WithAES(appID, "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkj"))(echo))
+	defer srv.Close()
+
+	var out strings.Builder
+	ok := wechattest.Simulate(context.Background(), &out, wechattest.SimulateConfig{
+		URL: srv.URL, Token: token,
+		AESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", AppID: appID,
+	})
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if strings.HasPrefix(line, "PASS check:") {
+			line = "PASS check: …" // the line names the server's random port
+		}
+		fmt.Println(line)
+	}
+	fmt.Println(ok)
+	// Output:
+	// mode: safe (安全模式), AppID wxba5fad812f8e6fb9: messages encrypted with the EncodingAESKey (encrypt_type=aes, msg_signature); replies other than "" or "success" must be encrypted
+	// PASS check: …
+	// FAIL message: got HTTP 400: Encrypt does not decrypt: check the EncodingAESKey — the signed GET passed, so the token matches: is the EncodingAESKey the same on both sides (and the AppID)?
+	// false
 }

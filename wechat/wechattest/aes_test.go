@@ -517,3 +517,49 @@ func BenchmarkAESSealerOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestSendEncryptedTooOften covers a server that encrypts a reply WeChat
+// expects in plaintext, or encrypts it twice.
+func TestSendEncryptedTooOften(t *testing.T) {
+	plainReply := []byte("<xml><ToUserName><![CDATA[" + DefaultOpenID + "]]></ToUserName><FromUserName><![CDATA[" + DefaultOfficialAccount +
+		"]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content></xml>")
+	once := sealReply(t, safeToken, safeKey, safeAppID, plainReply)
+	twice := sealReply(t, safeToken, safeKey, safeAppID, once)
+	tests := []struct {
+		name    string
+		safe    bool
+		reply   []byte
+		wantErr string
+	}{
+		{"plain message, plain reply", false, plainReply, ""},
+		{"plain message, encrypted reply", false, once,
+			"the reply is encrypted, but the message was sent in plain mode: WeChat cannot read it; encrypt replies only to messages that came with encrypt_type=aes"},
+		{"safe message, encrypted reply", true, once, ""},
+		{"safe message, reply encrypted twice", true, twice,
+			"the decrypted reply is itself an encrypted envelope: the server encrypted its reply twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(tt.reply) }))
+			defer ts.Close()
+			cb := &Callback{URL: ts.URL, Token: safeToken, Deliveries: 1}
+			if tt.safe {
+				s, err := NewAESSealer(safeToken, safeAppID, safeKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cb.Sealer = s
+			}
+			got, err := cb.Send(context.Background(), TextMessage("hi"))
+			if tt.wantErr == "" {
+				if err != nil || !bytes.Equal(got, plainReply) {
+					t.Fatalf("Send = %q, %v; want the plaintext reply", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Send error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -233,7 +233,7 @@ func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err err
 		}
 		reply = plain
 	}
-	return reply, checkReply(reply, msg)
+	return reply, checkReply(reply, msg, c.Sealer != nil)
 }
 
 func isNoReply(b []byte) bool {
@@ -241,19 +241,26 @@ func isNoReply(b []byte) bool {
 }
 
 // checkReply reports whether reply is a passive reply WeChat would show the
-// user who sent msg.
-func checkReply(reply []byte, msg Message) error {
+// user who sent msg. sealed says that msg went in safe mode and reply is
+// what the Sealer opened.
+func checkReply(reply []byte, msg Message, sealed bool) error {
 	var r struct {
 		XMLName      xml.Name
 		ToUserName   string
 		FromUserName string
 		CreateTime   string
 		MsgType      string
+		Encrypt      string
 	}
 	if err := xml.Unmarshal(reply, &r); err != nil {
 		return fmt.Errorf("reply %q is neither \"\", \"success\" nor XML: %v", excerpt(reply), err)
 	}
 	switch {
+	case r.Encrypt != "" && sealed:
+		return errors.New("the decrypted reply is itself an encrypted envelope: the server encrypted its reply twice")
+	case r.Encrypt != "":
+		return errors.New("the reply is encrypted, but the message was sent in plain mode: WeChat cannot read it; " +
+			"encrypt replies only to messages that came with encrypt_type=aes")
 	case r.XMLName.Local != "xml":
 		return fmt.Errorf("reply root element is <%s>, want <xml>", r.XMLName.Local)
 	case r.ToUserName != msg.FromUserName:

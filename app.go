@@ -40,6 +40,7 @@ commands:
   demo         run the server against a fake WeChat in-process, no account needed
   fake-wechat  run the fake WeChat platform alone [-listen 127.0.0.1:3200] [-app ID:SECRET]…
   simulate     act as WeChat towards a callback URL: -url URL -token TOKEN [-message TEXT]
+               [-aes-key KEY -appid ID] for safe mode
   help         show this text
 
 Run "wxcentral <command> -h" for a command's flags.
@@ -169,6 +170,9 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	u := fs.String("url", "", "the callback URL, e.g. http://127.0.0.1:3100/")
 	token := fs.String("token", os.Getenv("WECHAT_TOKEN"), "the callback token [$WECHAT_TOKEN]")
 	msg := fs.String("message", "", "the text the simulated user sends")
+	aesKey := fs.String("aes-key", "", "the EncodingAESKey: send safe-mode (encrypted) messages; needs -appid")
+	appID := fs.String("appid", "", "the AppID sealed into safe-mode messages (with -aes-key)")
+	compat := fs.Bool("compat", false, "compatible mode: plaintext fields and Encrypt in one body (with -aes-key)")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
@@ -177,7 +181,8 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
-	if wechattest.Simulate(ctx, stdout, wechattest.SimulateConfig{URL: *u, Token: *token, Message: *msg}) {
+	if wechattest.Simulate(ctx, stdout, wechattest.SimulateConfig{URL: *u, Token: *token, Message: *msg,
+		AESKey: *aesKey, AppID: *appID, Compatible: *compat}) {
 		return 0
 	}
 	return 1

@@ -441,6 +441,54 @@ func TestServeCallbackOnly(t *testing.T) {
 	}
 }
 
+// The reference app is an echo bot in plain and in safe mode: simulate,
+// acting as WeChat, gets the user's text back (decrypted and checked in
+// safe mode), and a client in the wrong mode fails with exit status 1.
+// Safe mode needs the AppID but no AppSecret: callbacks only.
+func TestServeEchoBot(t *testing.T) {
+	const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"plain", nil, nil, 0, `"echo me"`},
+		{"safe", map[string]string{"WECHAT_ENCODING_AES_KEY": aesKey, "WECHAT_APP_ID": appID},
+			[]string{"-aes-key", aesKey, "-appid", appID}, 0, `decrypts to text reply "echo me"`},
+		{"safe server, plain client", map[string]string{"WECHAT_ENCODING_AES_KEY": aesKey, "WECHAT_APP_ID": appID},
+			nil, 1, "plaintext message refused"},
+		{"plain server, safe client", nil,
+			[]string{"-aes-key", aesKey, "-appid", appID}, 1, "FAIL message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub := freeAddr(t)
+			env := map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_LISTEN": pub}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			p := start(t, env, "serve")
+			waitFor(t, "the callback listener", func() bool { return strings.Contains(p.stderr.String(), "callbacks only") })
+			args := append([]string{"simulate", "-url", "http://" + pub + "/", "-token", cbToken, "-message", "echo me"}, tt.args...)
+			s := start(t, nil, args...)
+			code := s.wait(t, 20*time.Second)
+			out := s.stdout.String()
+			if code != tt.wantCode || !strings.Contains(out, tt.want) {
+				t.Errorf("simulate: exit %d, want %d, output containing %q:\n%s", code, tt.wantCode, tt.want, out)
+			}
+			if strings.Contains(out+s.stderr.String()+p.stderr.String(), aesKey) {
+				t.Error("the EncodingAESKey appears in the output")
+			}
+			p.cmd.Process.Signal(os.Interrupt)
+			if code := p.wait(t, 10*time.Second); code != 0 {
+				t.Errorf("server: exit %d after SIGINT", code)
+			}
+		})
+	}
+}
+
 // Two servers share one wechat.txt; business servers use both through
 // remote token sources. Every refresh cycle fetches once, and WeChat
 // rejects no business call.

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
@@ -60,8 +63,8 @@ const (
 // returns nil.
 //
 // The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
-// through middleware.Verify, with a reference handler that answers every
-// verified message "success". When an AppID or AppSecret is configured,
+// through middleware.Verify, with the echo bot ReferenceHandler behind it
+// (retry dedupe on Redis when the store is Redis). When an AppID or AppSecret is configured,
 // Serve also keeps the access token (wechat.New on cfg.Store, a file path
 // or a Redis URL, and Wechat.Run for the life of the server) and serves the
 // admin API (see Admin) on cfg.AdminListen; with the callback token alone
@@ -147,6 +150,9 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		}
 		verifyOpts = append(verifyOpts, aes)
 	}
+	if opt, ok := dedupeFor(store, cfg.AppID); ok {
+		verifyOpts = append(verifyOpts, opt)
+	}
 	router := mux.NewRouter()
 	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), verifyOpts...)(ReferenceHandler(log)))
 	servers := []*http.Server{{
@@ -197,7 +203,7 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		log.Info("central: serving", "callback", "http://"+pub.Addr().String()+cfg.CallbackPath,
 			"admin", adminURL, "app_id", cfg.AppID, "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "")
 	} else {
-		log.Info("central: serving callbacks only: WECHAT_APP_ID and WECHAT_APP_SECRET are not set, so there is no token keeper and no admin API",
+		log.Info("central: serving callbacks only: WECHAT_APP_SECRET is not set, so there is no token keeper and no admin API",
 			"callback", "http://"+pub.Addr().String()+cfg.CallbackPath)
 	}
 	if o.Ready != nil {
@@ -296,27 +302,63 @@ func OpenStore(store, appID string, log *slog.Logger) (wechat.Store, func(), err
 }
 
 // ReferenceHandler is the handler behind the callback middleware in the
-// reference server: it logs each verified message at level Debug and
-// answers "success", which tells WeChat the message was received and
-// needs no reply. Replace it with your own.
+// reference server, an echo bot: a text message gets its own text back as a
+// passive reply; every other message or event gets "success", which tells
+// WeChat it was received and needs no reply. In safe mode the middleware
+// encrypts the reply. Replace it with your own.
 func ReferenceHandler(log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n, _ := io.Copy(io.Discard, r.Body)
-		log.Debug("central: message received", "bytes", n, "openid_set", r.URL.Query().Get("openid") != "")
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "success")
+		m, ok := message.FromContext(r.Context())
+		if !ok {
+			// Without a parsed message (a custom middleware chain), say
+			// received and move on.
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, "success")
+			return
+		}
+		log.Debug("central: message received", "type", m.MsgType, "event", m.Event)
+		if m.MsgType != message.TypeText {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, "success")
+			return
+		}
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Now(), m.Content))
 	})
 }
 
+// redisClienter is a Store that runs on a Redis client (redisstore.Store).
+type redisClienter interface {
+	Client() redis.UniversalClient
+}
+
+// dedupeFor returns the middleware option that shares retry dedupe through
+// the token store's Redis, so that WeChat's re-delivery of a push to
+// another host behind the load balancer does not run the handler twice.
+// A file store (one host) keeps the middleware's in-memory default.
+func dedupeFor(store wechat.Store, appID string) (middleware.Option, bool) {
+	rc, ok := store.(redisClienter)
+	if !ok {
+		return nil, false
+	}
+	d := dedupe.NewRedis(rc.Client())
+	d.Prefix = dedupe.DefaultPrefix + "{" + appID + "}:"
+	return middleware.WithDedupe(d), true
+}
+
 // Needs returns what Serve requires of cfg: the callback token always;
-// the AppID, AppSecret and admin settings too when an AppID or AppSecret
-// is set (without either, Serve runs the callback listener alone). Pass it
-// to cfg.Validate to list every problem before calling Serve.
+// the AppID, AppSecret and admin settings too when the token keeper is
+// wanted, that is when an AppSecret is set, or an AppID without an
+// EncodingAESKey (most likely a forgotten secret). An AppID with an
+// EncodingAESKey and no secret is a safe-mode callback server alone: the
+// AppID is what decrypted messages are checked against. Pass the result to
+// cfg.Validate to list every problem before calling Serve.
 func Needs(cfg config.Config) config.Need {
-	if cfg.AppID != "" || cfg.AppSecret != "" {
+	if cfg.AppSecret != "" || (cfg.AppID != "" && cfg.EncodingAESKey == "") {
 		return config.NeedCallback | config.NeedKeeper | config.NeedAdmin
 	}
 	return config.NeedCallback

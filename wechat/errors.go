@@ -20,6 +20,9 @@ var (
 
 	// ErrNoToken: no valid token is held and none could be obtained.
 	ErrNoToken = errors.New("wechat: no valid access token")
+
+	// ErrClosed: the keeper was closed, so it refreshes nothing more.
+	ErrClosed = errors.New("wechat: keeper closed")
 )
 
 // An APIError is an error WeChat reported in a response body

@@ -109,3 +109,15 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// newKeeper is New for tests: the keeper is closed when the test ends,
+// before the test's temporary directory is removed, so that no background
+// refresh writes into a directory being deleted.
+func newKeeper(t testing.TB, o Options) (*Wechat, error) {
+	t.Helper()
+	w, err := New(t.Context(), o)
+	if w != nil {
+		t.Cleanup(w.Close)
+	}
+	return w, err
+}

@@ -44,14 +44,19 @@ type Wechat struct {
 	clock Clock
 	log   *slog.Logger
 
-	tok     atomic.Pointer[held]
-	tickets [2]atomic.Pointer[held] // by ticketIndex
+	tok        atomic.Pointer[held]
+	tickets    [2]atomic.Pointer[held] // by ticketIndex
+	ticketBusy [2]atomic.Bool          // a background ticket refresh runs
 
 	flight     singleflight.Group
 	bgBusy     atomic.Bool
-	bgFailedAt atomic.Int64 // clock UnixNano of the last failed background refresh
+	life       context.Context // done once Close is called
+	stop       context.CancelFunc
+	work       sync.WaitGroup // refreshes that may still write to the Store
+	bgFailedAt atomic.Int64   // clock UnixNano of the last failed background refresh
 
 	mu            sync.Mutex // guards the fields below
+	closed        bool
 	cooldownUntil time.Time
 	cooldownErr   error
 	cooldownN     int
@@ -98,6 +103,7 @@ func New(ctx context.Context, opts Options) (*Wechat, error) {
 		return nil, err
 	}
 	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger}
+	w.life, w.stop = context.WithCancel(context.Background())
 	c, err := w.store.Load(ctx, KindAccessToken)
 	if err != nil {
 		w.log.Warn("wechat: cannot read the token store at start-up; fetching", "err", err)
@@ -108,9 +114,35 @@ func New(ctx context.Context, opts Options) (*Wechat, error) {
 		return w, nil
 	}
 	if _, err := w.refresh(ctx, triggerStartup, "", false); err != nil {
+		w.Close()
 		return nil, fmt.Errorf("wechat: start-up: %w", err)
 	}
 	return w, nil
+}
+
+// Close stops the keeper's background work: no refresh starts after it,
+// one in flight is cancelled, and Close returns once none of them can
+// write to the Store any more. Run returns. A token already held is still
+// served by AccessToken until it turns stale; after that, callers get
+// ErrClosed. Close is safe to call more than once.
+func (w *Wechat) Close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	w.stop()
+	w.work.Wait()
+}
+
+// track registers one refresh that may write to the Store; it returns
+// false once Close was called. The caller calls w.work.Done when finished.
+func (w *Wechat) track() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	w.work.Add(1)
+	return true
 }
 
 // AppID returns the AppID the keeper was built with.
@@ -176,19 +208,46 @@ func (w *Wechat) refreshInBackground(now time.Time) {
 			return
 		}
 	}
-	if !w.bgBusy.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer w.bgBusy.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), w.opts.RefreshTimeout)
-		defer cancel()
+	w.inBackground(&w.bgBusy, func(ctx context.Context) {
 		if _, err := w.refresh(ctx, triggerStale, "", false); err != nil {
 			w.bgFailedAt.Store(w.clock.Now().UnixNano())
 		} else {
 			w.bgFailedAt.Store(0)
 		}
+	})
+}
+
+// inBackground runs fn in a goroutine, with a context that ends after
+// RefreshTimeout or at Close, unless one guarded by busy is still running
+// or the keeper is closed.
+func (w *Wechat) inBackground(busy *atomic.Bool, fn func(ctx context.Context)) {
+	if !busy.CompareAndSwap(false, true) {
+		return
+	}
+	if !w.track() {
+		busy.Store(false)
+		return
+	}
+	go func() {
+		defer w.work.Done()
+		defer busy.Store(false)
+		ctx, cancel := context.WithTimeout(w.life, w.opts.RefreshTimeout)
+		defer cancel()
+		fn(ctx)
 	}()
+}
+
+// startWork returns the context of a refresh shared by every caller that
+// waits on it: it outlives the caller that started it (so a fetch is not
+// wasted when that caller gives up), but not RefreshTimeout or Close. done
+// must be called when the refresh is over; ok is false after Close.
+func (w *Wechat) startWork(ctx context.Context) (fctx context.Context, done func(), ok bool) {
+	if !w.track() {
+		return nil, nil, false
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.RefreshTimeout)
+	stop := context.AfterFunc(w.life, cancel)
+	return fctx, func() { stop(); cancel(); w.work.Done() }, true
 }
 
 // bgRetryDelay is the pause after a failed background refresh: a tenth of
@@ -208,8 +267,11 @@ func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force 
 		key = "force"
 	}
 	ch := w.flight.DoChan(key, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.RefreshTimeout)
-		defer cancel()
+		fctx, done, ok := w.startWork(ctx)
+		if !ok {
+			return Credential{}, ErrClosed
+		}
+		defer done()
 		c, err := w.refreshLocked(fctx, trig, stale, force)
 		w.noteResult(err)
 		return c, err
@@ -462,6 +524,9 @@ func (w *Wechat) clearCooldown() {
 // a token fetched out of turn by another process. One Run per process is
 // enough; a process that serves AccessToken calls refreshes without it too.
 func (w *Wechat) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(w.life, cancel)()
 	failures := 0
 	for {
 		now := w.clock.Now()

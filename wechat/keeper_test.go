@@ -27,7 +27,7 @@ func TestColdStart(t *testing.T) {
 		run  func(t *testing.T, e *env) []string
 	}{
 		{"64 AccessToken after expiry", func(t *testing.T, e *env) []string {
-			w, err := New(t.Context(), e.opts)
+			w, err := newKeeper(t, e.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +39,7 @@ func TestColdStart(t *testing.T) {
 			return concurrently(64, func() (string, error) {
 				o := e.opts
 				o.Store = NewFileStore(e.path, nil) // separate instances: the flock decides
-				w, err := New(t.Context(), o)
+				w, err := newKeeper(t, o)
 				if err != nil {
 					return "", err
 				}
@@ -90,7 +90,7 @@ func concurrently(n int, f func() (string, error)) []string {
 
 func TestPassiveRefresh(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestPassiveRefresh(t *testing.T) {
 	t3, _ := w.AccessToken(t.Context())
 	o := e.opts
 	o.Store = NewFileStore(e.path, nil)
-	w2, err := New(t.Context(), o)
+	w2, err := newKeeper(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestPassiveRefresh(t *testing.T) {
 
 func TestStaleServedWhileRefreshing(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestInterop(t *testing.T) {
 	if err := os.WriteFile(e.path, []byte(orig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestFaults(t *testing.T) {
 			if tc.opts != nil {
 				tc.opts(&e.opts)
 			}
-			w, err := New(t.Context(), e.opts)
+			w, err := newKeeper(t, e.opts)
 			if got := e.rt.count(wechattest.PathToken); got != tc.wantCalls {
 				t.Errorf("calls = %d, want %d", got, tc.wantCalls)
 			}
@@ -370,7 +370,7 @@ func assertNoSecret(t *testing.T, text string, secrets ...string) {
 
 func TestWrongSecretCooldown(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestWrongSecretCooldown(t *testing.T) {
 
 func TestQuotaExhaustedServesValidToken(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestQuotaExhaustedServesValidToken(t *testing.T) {
 	// Another process sharing the store makes no fetch either.
 	o := e.opts
 	o.Store = NewFileStore(e.path, nil)
-	w2, err := New(t.Context(), o)
+	w2, err := newKeeper(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestRedaction(t *testing.T) {
 		e := newEnv(t, newFake(t))
 		e.opts.APIBase = "http://" + addr
 		e.opts.MaxAttempts = 2
-		_, err = New(t.Context(), e.opts)
+		_, err = newKeeper(t, e.opts)
 		if err == nil {
 			t.Fatal("New succeeded against a closed port")
 		}
@@ -466,7 +466,7 @@ func TestRedaction(t *testing.T) {
 	})
 	t.Run("business call with a dead server", func(t *testing.T) {
 		e := newEnv(t, newFake(t))
-		w, err := New(t.Context(), e.opts)
+		w, err := newKeeper(t, e.opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +482,7 @@ func TestRedaction(t *testing.T) {
 	t.Run("credential error", func(t *testing.T) {
 		e := newEnv(t, newFake(t))
 		e.opts.AppSecret = "another-S3CRET-wrong"
-		_, err := New(t.Context(), e.opts)
+		_, err := newKeeper(t, e.opts)
 		if err == nil {
 			t.Fatal("New succeeded with a wrong secret")
 		}
@@ -492,7 +492,7 @@ func TestRedaction(t *testing.T) {
 
 func TestClient(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,7 +524,7 @@ func TestClient(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	_, err := New(t.Context(), Options{APIBase: "ftp://x", TokenAPI: "weird", RefreshBefore: -1, DailyBudget: -5})
+	_, err := newKeeper(t, Options{APIBase: "ftp://x", TokenAPI: "weird", RefreshBefore: -1, DailyBudget: -5})
 	if err == nil {
 		t.Fatal("New accepted bad options")
 	}
@@ -551,7 +551,7 @@ func TestStableToken(t *testing.T) {
 		}
 		return e.srv.Client().Transport.RoundTrip(r)
 	})
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,4 +583,49 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func readAll(r io.Reader) string {
 	b, _ := io.ReadAll(r)
 	return string(b)
+}
+
+// Close cancels a refresh in flight and returns only when nothing more can
+// be written to the store; afterwards nothing refreshes, a held token is
+// still served, and Run returns at once.
+func TestClose(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	w, err := newKeeper(t, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, _ := w.AccessToken(t.Context())
+	before, err := e.store.Load(t.Context(), KindAccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next fetch hangs in WeChat until its request is cancelled.
+	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Delay: time.Hour})
+	e.srv.Advance(7200*time.Second - 4*time.Minute) // stale: a background refresh starts
+	if tok, err := w.AccessToken(t.Context()); err != nil || tok != t1 {
+		t.Fatalf("stale AccessToken = %q, %v; want the held token", tok, err)
+	}
+	eventually(t, "the background fetch to reach WeChat", func() bool { return e.rt.count(wechattest.PathToken) == 2 })
+
+	w.Close() // must not wait out the hour
+	w.Close()
+
+	// (The fetch was counted against the quota before it was sent, as
+	// every fetch is: a lost reply still costs one.)
+	after, err := e.store.Load(t.Context(), KindAccessToken)
+	if err != nil || after != before {
+		t.Errorf("stored token changed by a refresh cancelled by Close: %v", err)
+	}
+	if tok, err := w.AccessToken(t.Context()); err != nil || tok != t1 {
+		t.Errorf("AccessToken after Close = %q, %v; want the held token while it is valid", tok, err)
+	}
+	if _, err := w.Refresh(t.Context(), t1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Refresh after Close: err = %v, want ErrClosed", err)
+	}
+	if err := w.Run(t.Context()); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run after Close = %v, want context.Canceled at once", err)
+	}
+	if n := e.rt.count(wechattest.PathToken); n != 2 {
+		t.Errorf("token fetches = %d, want 2: nothing may fetch after Close", n)
+	}
 }

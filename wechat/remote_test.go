@@ -133,6 +133,7 @@ func newRemoteEnv(t *testing.T, opts ...wechat.RemoteOption) *remoteEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(k.Close)
 	stub := &adminStub{keeper: k, clock: fake, key: remoteKey}
 	admin := httptest.NewServer(stub)
 	t.Cleanup(admin.Close)

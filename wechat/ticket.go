@@ -44,11 +44,9 @@ func (w *Wechat) Ticket(ctx context.Context, kind Kind) (Credential, error) {
 			return h.Credential, nil
 		}
 		if now.Before(h.ExpiresAt) {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), w.opts.RefreshTimeout)
-				defer cancel()
+			w.inBackground(&w.ticketBusy[i], func(ctx context.Context) {
 				_, _ = w.refreshTicket(ctx, i) // logged inside; the next call retries
-			}()
+			})
 			return h.Credential, nil
 		}
 	}
@@ -63,8 +61,11 @@ func (w *Wechat) JSAPITicket(ctx context.Context) (Credential, error) {
 // refreshTicket refreshes ticket i once per process at a time.
 func (w *Wechat) refreshTicket(ctx context.Context, i int) (Credential, error) {
 	ch := w.flight.DoChan("ticket:"+string(ticketKinds[i]), func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.RefreshTimeout)
-		defer cancel()
+		fctx, done, ok := w.startWork(ctx)
+		if !ok {
+			return Credential{}, ErrClosed
+		}
+		defer done()
 		for attempt := 0; ; attempt++ {
 			// The token first, outside the lock: a token refresh takes it too.
 			tok, err := w.AccessToken(fctx)

@@ -30,7 +30,7 @@ func TestJSSDKSignature(t *testing.T) {
 
 func TestJSSDKConfig(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestJSSDKConfig(t *testing.T) {
 	// Another process on the same store adopts the ticket.
 	o := e.opts
 	o.Store = NewFileStore(e.path, nil)
-	w2, _ := New(t.Context(), o)
+	w2, _ := newKeeper(t, o)
 	if c, err := w2.JSAPITicket(t.Context()); err != nil || c.Value != ticket {
 		t.Errorf("second process: ticket %q, %v; want %q adopted", c.Value, err, ticket)
 	}
@@ -71,7 +71,7 @@ func TestJSSDKConfig(t *testing.T) {
 
 func TestTicketRejectedToken(t *testing.T) {
 	e := newEnv(t, newFake(t))
-	w, err := New(t.Context(), e.opts)
+	w, err := newKeeper(t, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ func newAdminEnv(t testing.TB) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(k.Close)
 	a := NewAdmin(k, AdminOptions{Key: testKey, Clock: fake, Store: store})
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)

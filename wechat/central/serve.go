@@ -268,6 +268,7 @@ func runKeeper(ctx context.Context, cfg config.Config, store wechat.Store, hc *h
 			admin.SetKeeper(w)
 			log.Info("central: token keeper ready", "app_id", cfg.AppID)
 			_ = w.Run(ctx) // returns when ctx is done
+			w.Close()
 			return
 		}
 		if ctx.Err() != nil {

@@ -493,6 +493,7 @@ func TestServeEchoBot(t *testing.T) {
 // remote token sources. Every refresh cycle fetches once, and WeChat
 // rejects no business call.
 func TestTwoServersOneStore(t *testing.T) {
+	wechattest.Serial(t)
 	const lifetime = 6 * time.Second
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret), wechattest.WithTokenLifetime(lifetime))
 	defer fake.Close()
@@ -567,6 +568,7 @@ func TestTwoServersOneStore(t *testing.T) {
 }
 
 func TestSIGTERMDuringLoad(t *testing.T) {
+	wechattest.Serial(t)
 	// WeChat takes 1.5 s to answer once the gate is set, and says when a
 	// token request arrived: the refresh below is then in flight.
 	fake := wechattest.NewPlatform(wechattest.WithApp(appID, secret))

@@ -164,6 +164,7 @@ func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 25 s")
 	}
+	wechattest.Serial(t)
 	const (
 		lifetime = 2 * time.Second
 		grace    = time.Second

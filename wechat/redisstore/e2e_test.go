@@ -157,6 +157,7 @@ func TestMultiHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 20 s")
 	}
+	wechattest.Serial(t)
 	const (
 		lifetime = 2 * time.Second
 		cycle    = lifetime / 2 // RefreshBefore is capped at half the lifetime
@@ -200,6 +201,7 @@ func TestMultiHostRedisOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 12 s")
 	}
+	wechattest.Serial(t)
 	const (
 		lifetime = 3 * time.Second
 		cycle    = lifetime / 2

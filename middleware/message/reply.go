@@ -3,9 +3,9 @@ package message
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // ContentType is the Content-Type of a passive reply.
@@ -29,7 +29,7 @@ type Article struct {
 func (m *Message) ReplyText(now time.Time, content string) []byte {
 	b := m.replyHead(now, "text")
 	b = append(b, "<Content>"...)
-	b = appendCDATA(b, content)
+	b = util.AppendCDATA(b, content)
 	b = append(b, "</Content></xml>"...)
 	return b
 }
@@ -39,7 +39,7 @@ func (m *Message) ReplyText(now time.Time, content string) []byte {
 func (m *Message) ReplyImage(now time.Time, mediaID string) []byte {
 	b := m.replyHead(now, "image")
 	b = append(b, "<Image><MediaId>"...)
-	b = appendCDATA(b, mediaID)
+	b = util.AppendCDATA(b, mediaID)
 	b = append(b, "</MediaId></Image></xml>"...)
 	return b
 }
@@ -56,13 +56,13 @@ func (m *Message) ReplyNews(now time.Time, articles ...Article) ([]byte, error) 
 	b = append(b, "</ArticleCount><Articles>"...)
 	for _, a := range articles {
 		b = append(b, "<item><Title>"...)
-		b = appendCDATA(b, a.Title)
+		b = util.AppendCDATA(b, a.Title)
 		b = append(b, "</Title><Description>"...)
-		b = appendCDATA(b, a.Description)
+		b = util.AppendCDATA(b, a.Description)
 		b = append(b, "</Description><PicUrl>"...)
-		b = appendCDATA(b, a.PicURL)
+		b = util.AppendCDATA(b, a.PicURL)
 		b = append(b, "</PicUrl><Url>"...)
-		b = appendCDATA(b, a.URL)
+		b = util.AppendCDATA(b, a.URL)
 		b = append(b, "</Url></item>"...)
 	}
 	b = append(b, "</Articles></xml>"...)
@@ -72,43 +72,13 @@ func (m *Message) ReplyNews(now time.Time, articles ...Article) ([]byte, error) 
 func (m *Message) replyHead(now time.Time, msgType string) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, "<xml><ToUserName>"...)
-	b = appendCDATA(b, m.FromUserName)
+	b = util.AppendCDATA(b, m.FromUserName)
 	b = append(b, "</ToUserName><FromUserName>"...)
-	b = appendCDATA(b, m.ToUserName)
+	b = util.AppendCDATA(b, m.ToUserName)
 	b = append(b, "</FromUserName><CreateTime>"...)
 	b = strconv.AppendInt(b, now.Unix(), 10)
 	b = append(b, "</CreateTime><MsgType>"...)
-	b = appendCDATA(b, msgType)
+	b = util.AppendCDATA(b, msgType)
 	b = append(b, "</MsgType>"...)
 	return b
-}
-
-// appendCDATA appends s as a CDATA section. A "]]>" inside s is split
-// across two sections, and characters XML forbids become U+FFFD, so any
-// string yields well-formed XML.
-func appendCDATA(dst []byte, s string) []byte {
-	dst = append(dst, "<![CDATA["...)
-	for len(s) > 0 {
-		if strings.HasPrefix(s, "]]>") {
-			dst = append(dst, "]]]]><![CDATA[>"...)
-			s = s[3:]
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s)
-		if (r == utf8.RuneError && n == 1) || !xmlChar(r) {
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-		} else {
-			dst = append(dst, s[:n]...)
-		}
-		s = s[n:]
-	}
-	return append(dst, "]]>"...)
-}
-
-// xmlChar reports whether r may appear in an XML 1.0 document.
-func xmlChar(r rune) bool {
-	return r == 0x09 || r == 0x0A || r == 0x0D ||
-		r >= 0x20 && r <= 0xD7FF ||
-		r >= 0xE000 && r <= 0xFFFD ||
-		r >= 0x10000 && r <= 0x10FFFF
 }

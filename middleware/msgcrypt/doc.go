@@ -9,9 +9,9 @@
 // first 16 bytes, and the query string carries msg_signature, the sorted
 // sha1 of the token, timestamp, nonce and Encrypt. A Crypter verifies the
 // signature, decrypts, checks the AppID (trying the previous key during a
-// key rotation) and seals the reply in an envelope of the same form. A
-// Sender plays WeChat's side, for tests and simulators: it seals pushes and
-// opens the encrypted replies.
+// key rotation) and seals the reply in an envelope of the same form.
+// WeChat's side (sealing pushes, opening replies) is played by
+// wechattest.AESSealer, for tests and the simulate command.
 //
 // Every rejection of a message wraps one sentinel error (ErrSignature,
 // ErrBase64, ErrBlockSize, ErrPadding, ErrLength, ErrAppID, ErrEnvelope),

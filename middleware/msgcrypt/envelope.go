@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // An Envelope is the body of a safe-mode or compatible-mode push:
@@ -74,13 +75,13 @@ type ReplyEnvelope struct {
 //	<xml><Encrypt><![CDATA[…]]></Encrypt><MsgSignature><![CDATA[…]]></MsgSignature><TimeStamp>…</TimeStamp><Nonce><![CDATA[…]]></Nonce></xml>
 func (r ReplyEnvelope) AppendXML(dst []byte) []byte {
 	dst = append(dst, "<xml><Encrypt>"...)
-	dst = appendCDATA(dst, r.Encrypt)
+	dst = util.AppendCDATA(dst, r.Encrypt)
 	dst = append(dst, "</Encrypt><MsgSignature>"...)
-	dst = appendCDATA(dst, r.MsgSignature)
+	dst = util.AppendCDATA(dst, r.MsgSignature)
 	dst = append(dst, "</MsgSignature><TimeStamp>"...)
 	dst = strconv.AppendInt(dst, r.TimeStamp, 10)
 	dst = append(dst, "</TimeStamp><Nonce>"...)
-	dst = appendCDATA(dst, r.Nonce)
+	dst = util.AppendCDATA(dst, r.Nonce)
 	return append(dst, "</Nonce></xml>"...)
 }
 
@@ -99,34 +100,4 @@ func (r ReplyEnvelope) JSON() []byte {
 		panic("msgcrypt: marshal ReplyEnvelope: " + err.Error())
 	}
 	return b
-}
-
-// appendCDATA appends s as a CDATA section. A "]]>" inside s is split
-// across two sections, and characters XML forbids become U+FFFD, so any
-// string yields well-formed XML.
-func appendCDATA(dst []byte, s string) []byte {
-	dst = append(dst, "<![CDATA["...)
-	for len(s) > 0 {
-		if strings.HasPrefix(s, "]]>") {
-			dst = append(dst, "]]]]><![CDATA[>"...)
-			s = s[3:]
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s)
-		if (r == utf8.RuneError && n == 1) || !xmlChar(r) {
-			dst = utf8.AppendRune(dst, utf8.RuneError)
-		} else {
-			dst = append(dst, s[:n]...)
-		}
-		s = s[n:]
-	}
-	return append(dst, "]]>"...)
-}
-
-// xmlChar reports whether r may appear in an XML 1.0 document.
-func xmlChar(r rune) bool {
-	return r == 0x09 || r == 0x0A || r == 0x0D ||
-		r >= 0x20 && r <= 0xD7FF ||
-		r >= 0xE000 && r <= 0xFFFD ||
-		r >= 0x10000 && r <= 0x10FFFF
 }

@@ -276,6 +276,12 @@ func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force 
 		w.noteResult(err)
 		return c, err
 	})
+	return await(ctx, ch, "token")
+}
+
+// await returns the result of a shared refresh, or gives up when ctx is
+// done (the refresh goes on for the other callers).
+func await(ctx context.Context, ch <-chan singleflight.Result, what string) (Credential, error) {
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -283,7 +289,7 @@ func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force 
 		}
 		return r.Val.(Credential), nil
 	case <-ctx.Done():
-		return Credential{}, fmt.Errorf("wechat: waiting for a token refresh: %w", ctx.Err())
+		return Credential{}, fmt.Errorf("wechat: waiting for a %s refresh: %w", what, ctx.Err())
 	}
 }
 

@@ -87,15 +87,7 @@ func (w *Wechat) refreshTicket(ctx context.Context, i int) (Credential, error) {
 			return c, err
 		}
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return Credential{}, r.Err
-		}
-		return r.Val.(Credential), nil
-	case <-ctx.Done():
-		return Credential{}, fmt.Errorf("wechat: waiting for a ticket refresh: %w", ctx.Err())
-	}
+	return await(ctx, ch, "ticket")
 }
 
 // ticketLocked adopts or fetches ticket i under the Store's lock.

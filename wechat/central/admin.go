@@ -225,18 +225,25 @@ func (a *Admin) credential(c wechat.Credential, ticket bool) credentialJSON {
 }
 
 func (a *Admin) token(w http.ResponseWriter, r *http.Request) {
+	a.serveCredential(w, r, false, Keeper.Token)
+}
+
+// serveCredential answers with the credential get returns: the access
+// token, or the jsapi_ticket when ticket is set.
+func (a *Admin) serveCredential(w http.ResponseWriter, r *http.Request, ticket bool,
+	get func(Keeper, context.Context) (wechat.Credential, error)) {
 	k := a.current(w, r)
 	if k == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
-	c, err := k.Token(ctx)
+	c, err := get(k, ctx)
 	if err != nil {
 		a.failErr(w, r, err, "")
 		return
 	}
-	writeJSON(w, http.StatusOK, a.credential(c, false))
+	writeJSON(w, http.StatusOK, a.credential(c, ticket))
 }
 
 func (a *Admin) refresh(w http.ResponseWriter, r *http.Request) {
@@ -308,18 +315,7 @@ func staleToken(w http.ResponseWriter, r *http.Request) (string, error) {
 }
 
 func (a *Admin) ticket(w http.ResponseWriter, r *http.Request) {
-	k := a.current(w, r)
-	if k == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
-	defer cancel()
-	c, err := k.JSAPITicket(ctx)
-	if err != nil {
-		a.failErr(w, r, err, "")
-		return
-	}
-	writeJSON(w, http.StatusOK, a.credential(c, true))
+	a.serveCredential(w, r, true, Keeper.JSAPITicket)
 }
 
 func (a *Admin) jssdk(w http.ResponseWriter, r *http.Request) {

@@ -9,14 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
 
+	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -80,22 +79,11 @@ func helperWorker() int {
 	}
 	go w.Run(ctx)
 	c := &Client{Source: w, APIBase: os.Getenv(envAPI)}
-	var calls, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if _, err := c.Get(ctx, wechattest.PathAPIDomainIP, nil); err != nil && ctx.Err() == nil {
-					failed.Add(1)
-					fmt.Fprintln(os.Stderr, "business call:", err)
-				}
-				calls.Add(1)
-				time.Sleep(40 * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	json.NewEncoder(os.Stdout).Encode(workerReport{Calls: int(calls.Load()), Failed: int(failed.Load()), Stats: w.Stats()})
+	calls, failed := e2e.Hammer(ctx, 16, 40*time.Millisecond, func(ctx context.Context) error {
+		_, err := c.Get(ctx, wechattest.PathAPIDomainIP, nil)
+		return err
+	}, os.Stderr)
+	json.NewEncoder(os.Stdout).Encode(workerReport{Calls: calls, Failed: failed, Stats: w.Stats()})
 	return 0
 }
 
@@ -128,31 +116,19 @@ func helperSaver() int {
 func runWorkers(t *testing.T, srv *wechattest.Server, n int, d time.Duration, noLock bool) []workerReport {
 	t.Helper()
 	store := filepath.Join(t.TempDir(), "wechat.txt")
-	env := append(os.Environ(), envHelper+"=worker", envAPI+"="+srv.URL, envStore+"="+store, envDuration+"="+d.String())
+	env := []string{envHelper + "=worker", envAPI + "=" + srv.URL, envStore + "=" + store, envDuration + "=" + d.String()}
 	if noLock {
 		env = append(env, envNoLock+"=1")
 	}
+	outs := e2e.Start(t, n, env...)()
 	reports := make([]workerReport, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			cmd := exec.Command(os.Args[0])
-			cmd.Env = env
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Run(); err != nil {
-				t.Errorf("worker %d: %v\n%s", i, err, errb.Bytes())
-				return
+	for i, out := range outs {
+		if out != nil {
+			if err := json.Unmarshal(out, &reports[i]); err != nil {
+				t.Errorf("worker %d: report %q: %v", i, out, err)
 			}
-			if err := json.Unmarshal(out.Bytes(), &reports[i]); err != nil {
-				t.Errorf("worker %d: report %q: %v", i, out.Bytes(), err)
-			}
-			if errb.Len() > 0 {
-				t.Logf("worker %d stderr (first 2 KiB):\n%.2048s", i, errb.Bytes())
-			}
-		})
+		}
 	}
-	wg.Wait()
 	return reports
 }
 

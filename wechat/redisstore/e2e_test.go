@@ -1,18 +1,15 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -75,24 +72,12 @@ func worker() int {
 	}
 	go w.Run(ctx)
 	c := &wechat.Client{Source: w, APIBase: os.Getenv(envAPI)}
-	var calls, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if _, err := c.Get(ctx, wechattest.PathAPIDomainIP, nil); err != nil && ctx.Err() == nil {
-					failed.Add(1)
-					fmt.Fprintln(os.Stderr, "business call:", err)
-				}
-				calls.Add(1)
-				time.Sleep(40 * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
+	calls, failed := e2e.Hammer(ctx, 16, 40*time.Millisecond, func(ctx context.Context) error {
+		_, err := c.Get(ctx, wechattest.PathAPIDomainIP, nil)
+		return err
+	}, os.Stderr)
 	json.NewEncoder(os.Stdout).Encode(workerReport{
-		Calls: int(calls.Load()), Failed: int(failed.Load()),
-		StoreErrors: store.Errors(), Stats: w.Stats(),
+		Calls: calls, Failed: failed, StoreErrors: store.Errors(), Stats: w.Stats(),
 	})
 	return 0
 }
@@ -100,31 +85,18 @@ func worker() int {
 // startWorkers starts n worker processes; wait collects their reports.
 func startWorkers(t *testing.T, n int, api, redisURL string, d time.Duration) (wait func() []workerReport) {
 	t.Helper()
-	env := append(os.Environ(), envHelper+"=worker", envAPI+"="+api, envRedis+"="+redisURL, envDuration+"="+d.String())
-	reports := make([]workerReport, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = env
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	waitOuts := e2e.Start(t, n, envHelper+"=worker", envAPI+"="+api, envRedis+"="+redisURL, envDuration+"="+d.String())
+	return func() []workerReport {
+		reports := make([]workerReport, n)
+		for i, out := range waitOuts() {
+			if out != nil {
+				if err := json.Unmarshal(out, &reports[i]); err != nil {
+					t.Errorf("worker %d: report %q: %v", i, out, err)
+				}
+			}
 		}
-		wg.Go(func() {
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("worker %d: %v\n%s", i, err, errb.Bytes())
-				return
-			}
-			if err := json.Unmarshal(out.Bytes(), &reports[i]); err != nil {
-				t.Errorf("worker %d: report %q: %v", i, out.Bytes(), err)
-			}
-			if errb.Len() > 0 {
-				t.Logf("worker %d stderr (first 2 KiB):\n%.2048s", i, errb.Bytes())
-			}
-		})
+		return reports
 	}
-	return func() []workerReport { wg.Wait(); return reports }
 }
 
 type e2eResult struct {

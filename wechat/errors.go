@@ -33,6 +33,8 @@ type APIError struct {
 	API  string // the path called, e.g. "/cgi-bin/token"; never a query
 }
 
+// Error says which API failed with which errcode and errmsg, and for the
+// codes a person must act on, what to do (see Hint).
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("wechat: %s: errcode %d: %s", e.API, e.Code, e.Msg)
 	if h := e.Hint(); h != "" {

@@ -179,6 +179,7 @@ type RemoteError struct {
 	Msg        string // the server's "error"
 }
 
+// Error names the admin route, the HTTP status and the server's reason.
 func (e *RemoteError) Error() string {
 	s := fmt.Sprintf("wechat: central server %s: HTTP %d: %s", e.Path, e.StatusCode, e.Msg)
 	if e.StatusCode == http.StatusUnauthorized {

@@ -91,6 +91,7 @@ type HTTPError struct {
 	Body       string // the start of the body
 }
 
+// Error gives the status and the start of the body.
 func (e *HTTPError) Error() string {
 	if e.Body == "" {
 		return fmt.Sprintf("got HTTP %d with an empty body", e.StatusCode)

@@ -629,3 +629,49 @@ func TestClose(t *testing.T) {
 		t.Errorf("token fetches = %d, want 2: nothing may fetch after Close", n)
 	}
 }
+
+// Another program with the same AppSecret keeps fetching, and so kills our
+// token every few seconds. Each business call that WeChat then rejects makes
+// a passive refresh, but the per-hour cap stops the fight from burning the
+// daily quota: no more than MaxFetchesPerHour of our fetches in a clock hour
+// (Beijing time), then ErrRateLimited, and fetching resumes the next hour.
+func TestFightWithOutsideProgramIsCapped(t *testing.T) {
+	e := newEnv(t, newFake(t, wechattest.WithGrace(time.Second)))
+	const perHour = 30 // the default
+	w, err := newKeeper(t, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Source: w, APIBase: e.srv.URL, HTTPClient: e.opts.HTTPClient}
+	var served, refused int
+	for range 60 { // 60 rounds of 11 s: all within the hour 18:00-19:00 Beijing time
+		e.srv.IssueToken(testAppID)     // the outside program fetches…
+		e.srv.Advance(11 * time.Second) // …and our token dies after the 1 s grace
+		_, err := c.Get(t.Context(), wechattest.PathAPIDomainIP, nil)
+		switch {
+		case err == nil:
+			served++
+		case errors.Is(err, ErrRateLimited):
+			refused++
+		default:
+			t.Fatalf("business call: %v", err)
+		}
+	}
+	if got := e.rt.count(wechattest.PathToken); got != perHour {
+		t.Errorf("our token fetches in the hour = %d, want exactly the cap %d", got, perHour)
+	}
+	if served != perHour-1 || refused != 60-served {
+		t.Errorf("business calls served after a refresh = %d, refused = %d; want %d and %d", served, refused, perHour-1, 60-(perHour-1))
+	}
+	if n := w.Stats().Refused["rate"]; n == 0 {
+		t.Error("Stats does not count the refused fetches")
+	}
+
+	e.srv.Advance(time.Hour) // the next clock hour
+	if _, err := c.Get(t.Context(), wechattest.PathAPIDomainIP, nil); err != nil {
+		t.Errorf("business call in the next hour: %v, want a passive refresh to fetch again", err)
+	}
+	if got := e.rt.count(wechattest.PathToken); got != perHour+1 {
+		t.Errorf("token fetches after the hour = %d, want %d", got, perHour+1)
+	}
+}

@@ -1,14 +1,12 @@
 package middleware_test
 
 import (
+	"github.com/wxcentral/wxcentral/util/redistest"
+
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -197,55 +195,12 @@ func (c harnessClock) Now() time.Time { return c.h.clock() }
 
 func clockOf(h *harness) dedupe.Clock { return harnessClock{h} }
 
-// startRedis starts a private redis-server on a free port and returns a
-// client to it. Without the binary the test is skipped, unless CI=true.
+// startRedis starts a private redis-server for the test (see redistest:
+// skipped without the binary, a failure with CI=true) and returns a client.
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found (CI=true, so this is a failure): %v", err)
-		}
-		t.Skipf("redis-server not found; install it to run this test: %v", err)
-	}
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		cmd.Stdout = io.Discard
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port)})
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if err = c.Ping(context.Background()).Err(); err == nil {
-				t.Cleanup(func() {
-					c.Close()
-					cmd.Process.Kill()
-					<-exited
-				})
-				return c
-			}
-			select {
-			case <-exited: // the port was taken meanwhile: try another
-			case <-time.After(20 * time.Millisecond):
-				if time.Now().Before(deadline) {
-					continue
-				}
-				cmd.Process.Kill()
-				<-exited
-			}
-			c.Close()
-			break
-		}
-	}
-	t.Fatalf("redis-server did not start: %v", err)
-	return nil
+	s := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
 }

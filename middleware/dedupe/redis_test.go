@@ -1,13 +1,10 @@
 package dedupe
 
 import (
+	"github.com/wxcentral/wxcentral/util/redistest"
+
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,59 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// startRedis starts a private redis-server on a free port for the test and
-// returns a client to it. Without the binary the test is skipped, unless
-// CI=true, where that is a failure.
+// startRedis starts a private redis-server for the test (see redistest:
+// skipped without the binary, a failure with CI=true) and returns a client.
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found (CI=true, so this is a failure): %v", err)
-		}
-		t.Skipf("redis-server not found; install it to run the Redis tests: %v", err)
-	}
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			err = c.Ping(context.Background()).Err()
-			if err == nil {
-				t.Cleanup(func() {
-					c.Close()
-					cmd.Process.Kill()
-					<-exited
-				})
-				return c
-			}
-			select {
-			case <-exited: // the port was taken meanwhile: try another
-			case <-time.After(20 * time.Millisecond):
-				if time.Now().Before(deadline) {
-					continue
-				}
-				cmd.Process.Kill()
-				<-exited
-				t.Fatalf("redis-server did not answer: %v", err)
-			}
-			break
-		}
-		c.Close()
-	}
-	t.Fatal("could not start redis-server on a free port")
-	return nil
+	s := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestRedisThreeDeliveries(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/wechat"
-	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
+	"github.com/wxcentral/wxcentral/util/redistest"
 )
 
 func BenchmarkLoad(b *testing.B) {

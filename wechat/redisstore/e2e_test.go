@@ -11,7 +11,7 @@ import (
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
-	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
+	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 

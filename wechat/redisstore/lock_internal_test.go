@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
+	"github.com/wxcentral/wxcentral/util/redistest"
 )
 
 // TestWaiterWakesOnUnlock: with polling slowed to once a minute, a waiter

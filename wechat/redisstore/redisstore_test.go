@@ -16,7 +16,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
-	"github.com/wxcentral/wxcentral/wechat/redisstore/redistest"
+	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat/storetest"
 )
 

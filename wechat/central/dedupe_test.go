@@ -14,9 +14,9 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/util"
+	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
-	"github.com/wxcentral/wxcentral/util/redistest"
 )
 
 // With the Redis store, two hosts behind a load balancer share retry

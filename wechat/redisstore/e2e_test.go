@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 

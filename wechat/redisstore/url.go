@@ -54,52 +54,26 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		host, _, _ := net.SplitHostPort(c.addrs[0])
 		tc = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: c.skipVerify}
 	}
-	switch c.mode {
-	case "sentinel":
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName:       c.master,
-			SentinelAddrs:    c.addrs,
-			SentinelUsername: c.sentinelUser,
-			SentinelPassword: c.sentinelPass,
-			Username:         c.username,
-			Password:         c.password,
-			DB:               c.db,
-			TLSConfig:        tc,
-			DialTimeout:      c.dialTimeout,
-			DialerRetries:    1,
-			ReadTimeout:      c.readTimeout,
-			WriteTimeout:     c.writeTimeout,
-			PoolSize:         c.poolSize,
-			MaxRetries:       c.maxRetries,
-		}), nil
-	case "cluster":
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:         c.addrs,
-			Username:      c.username,
-			Password:      c.password,
-			TLSConfig:     tc,
-			DialTimeout:   c.dialTimeout,
-			DialerRetries: 1,
-			ReadTimeout:   c.readTimeout,
-			WriteTimeout:  c.writeTimeout,
-			PoolSize:      c.poolSize,
-			MaxRetries:    c.maxRetries,
-		}), nil
-	default:
-		return redis.NewClient(&redis.Options{
-			Addr:          c.addrs[0],
-			Username:      c.username,
-			Password:      c.password,
-			DB:            c.db,
-			TLSConfig:     tc,
-			DialTimeout:   c.dialTimeout,
-			DialerRetries: 1,
-			ReadTimeout:   c.readTimeout,
-			WriteTimeout:  c.writeTimeout,
-			PoolSize:      c.poolSize,
-			MaxRetries:    c.maxRetries,
-		}), nil
-	}
+	// NewUniversalClient picks the kind of client: Sentinel-backed when a
+	// master name is given, Cluster when asked for (even with one seed
+	// address), a single node otherwise.
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:            c.addrs,
+		MasterName:       c.master, // "" unless sentinel
+		IsClusterMode:    c.mode == "cluster",
+		SentinelUsername: c.sentinelUser,
+		SentinelPassword: c.sentinelPass,
+		Username:         c.username,
+		Password:         c.password,
+		DB:               c.db, // ignored by a Cluster client
+		TLSConfig:        tc,
+		DialTimeout:      c.dialTimeout,
+		DialerRetries:    1,
+		ReadTimeout:      c.readTimeout,
+		WriteTimeout:     c.writeTimeout,
+		PoolSize:         c.poolSize,
+		MaxRetries:       c.maxRetries,
+	}), nil
 }
 
 // parseURL parses the forms listed in the package doc. Its errors never

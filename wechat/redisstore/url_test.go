@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestParseURL(t *testing.T) {
@@ -108,4 +110,32 @@ func FuzzParseURL(f *testing.F) {
 			t.Fatalf("parseURL(%q) returned no address", s)
 		}
 	})
+}
+
+// NewClient builds the client each URL form names; a cluster URL with a
+// single seed address is still a Cluster client.
+func TestNewClientKind(t *testing.T) {
+	tests := []struct {
+		url     string
+		cluster bool
+	}{
+		{"redis://127.0.0.1:6379/2", false},
+		{"rediss://:pw@127.0.0.1:6380", false},
+		{"redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster", false},
+		{"redis+cluster://127.0.0.1:7000", true},
+		{"redis+cluster://127.0.0.1:7000,127.0.0.1:7001", true},
+	}
+	for _, tt := range tests {
+		c, err := NewClient(tt.url)
+		if err != nil {
+			t.Errorf("NewClient(%q): %v", tt.url, err)
+			continue
+		}
+		_, isCluster := c.(*redis.ClusterClient)
+		_, isSingle := c.(*redis.Client)
+		if isCluster != tt.cluster || isSingle == tt.cluster {
+			t.Errorf("NewClient(%q) = %T, want a cluster client: %v", tt.url, c, tt.cluster)
+		}
+		c.Close()
+	}
 }

@@ -120,16 +120,7 @@ func runWorkers(t *testing.T, srv *wechattest.Server, n int, d time.Duration, no
 	if noLock {
 		env = append(env, envNoLock+"=1")
 	}
-	outs := e2e.Start(t, n, env...)()
-	reports := make([]workerReport, n)
-	for i, out := range outs {
-		if out != nil {
-			if err := json.Unmarshal(out, &reports[i]); err != nil {
-				t.Errorf("worker %d: report %q: %v", i, out, err)
-			}
-		}
-	}
-	return reports
+	return e2e.Start[workerReport](t, n, env...)()
 }
 
 // TestMultiProcess runs four processes that share one wechat.txt against a

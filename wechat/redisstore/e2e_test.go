@@ -85,18 +85,7 @@ func worker() int {
 // startWorkers starts n worker processes; wait collects their reports.
 func startWorkers(t *testing.T, n int, api, redisURL string, d time.Duration) (wait func() []workerReport) {
 	t.Helper()
-	waitOuts := e2e.Start(t, n, envHelper+"=worker", envAPI+"="+api, envRedis+"="+redisURL, envDuration+"="+d.String())
-	return func() []workerReport {
-		reports := make([]workerReport, n)
-		for i, out := range waitOuts() {
-			if out != nil {
-				if err := json.Unmarshal(out, &reports[i]); err != nil {
-					t.Errorf("worker %d: report %q: %v", i, out, err)
-				}
-			}
-		}
-		return reports
-	}
+	return e2e.Start[workerReport](t, n, envHelper+"=worker", envAPI+"="+api, envRedis+"="+redisURL, envDuration+"="+d.String())
 }
 
 type e2eResult struct {

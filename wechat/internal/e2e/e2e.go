@@ -8,6 +8,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -48,11 +49,12 @@ func Hammer(ctx context.Context, n int, pause time.Duration, call func(context.C
 
 // Start starts n copies of the running test binary with env added to its
 // environment (the variables that make TestMain run a worker instead of
-// the tests). wait waits for them all and returns each one's standard
-// output; a worker that fails, fails t with its standard error.
-func Start(t testing.TB, n int, env ...string) (wait func() [][]byte) {
+// the tests). wait waits for them all and returns each one's report, the
+// JSON value of type R it printed on standard output; a worker that fails
+// or prints no report fails t (and leaves its report zero).
+func Start[R any](t testing.TB, n int, env ...string) (wait func() []R) {
 	t.Helper()
-	outs := make([][]byte, n)
+	reports := make([]R, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		cmd := exec.Command(os.Args[0])
@@ -67,11 +69,13 @@ func Start(t testing.TB, n int, env ...string) (wait func() [][]byte) {
 				t.Errorf("worker %d: %v\n%s", i, err, errb.Bytes())
 				return
 			}
-			outs[i] = out.Bytes()
+			if err := json.Unmarshal(out.Bytes(), &reports[i]); err != nil {
+				t.Errorf("worker %d: report %q: %v", i, out.Bytes(), err)
+			}
 			if errb.Len() > 0 {
 				t.Logf("worker %d stderr (first 2 KiB):\n%.2048s", i, errb.Bytes())
 			}
 		})
 	}
-	return func() [][]byte { wg.Wait(); return outs }
+	return func() []R { wg.Wait(); return reports }
 }

@@ -2,6 +2,7 @@ package central
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
 // With the Redis store, two hosts behind a load balancer share retry
@@ -72,5 +74,55 @@ func TestDedupeSharedThroughRedisStore(t *testing.T) {
 	keys, err := redistest.Do(rds.Addr, "KEYS", "wxcentral:dedupe:{"+appID+"}:*")
 	if err != nil || !strings.Contains(keys, "987654321") {
 		t.Errorf("Redis keys under the app's dedupe prefix = %q, %v; want the message's", keys, err)
+	}
+}
+
+// A Redis store's failures reach /metrics as wxcentral_store_errors_total,
+// so an outage shows on a dashboard while the held token is still served.
+func TestStoreErrorsInMetrics(t *testing.T) {
+	const appID, secret = "wx0123456789abcdef", "S3CRET-must-never-leak-0123456789"
+	rds := redistest.Start(t)
+	store, err := redisstore.Open(rds.URL(), appID, redisstore.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
+	t.Cleanup(fake.Close)
+	k, err := wechat.New(t.Context(), wechat.Options{AppID: appID, AppSecret: secret, APIBase: fake.URL, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	srv := httptest.NewServer(NewAdmin(k, AdminOptions{Store: store}))
+	t.Cleanup(srv.Close)
+	scrape := func() string {
+		t.Helper()
+		res, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "wxcentral_store_errors_total ") {
+				return strings.TrimSpace(strings.TrimPrefix(line, "wxcentral_store_errors_total "))
+			}
+		}
+		t.Fatalf("/metrics has no wxcentral_store_errors_total:\n%s", b)
+		return ""
+	}
+	if got := scrape(); got != "0" {
+		t.Fatalf("store errors before the outage = %s, want 0", got)
+	}
+	rds.Stop()
+	if _, err := store.Load(t.Context(), wechat.KindAccessToken); err == nil {
+		t.Fatal("Load succeeded with Redis stopped")
+	}
+	if got := scrape(); got == "0" {
+		t.Error("wxcentral_store_errors_total stayed 0 after a failed Load")
+	}
+	if tok, err := k.AccessToken(t.Context()); err != nil || tok == "" {
+		t.Errorf("AccessToken during the outage = %q, %v; want the held token", tok, err)
 	}
 }

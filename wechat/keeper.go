@@ -98,6 +98,27 @@ func (w *Wechat) freshAt(c Credential, t time.Time) bool {
 // used, and refreshed on first use. Bad options give one error naming every
 // problem.
 func New(ctx context.Context, opts Options) (*Wechat, error) {
+	w, err := Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if w.tok.Load() != nil {
+		return w, nil
+	}
+	if _, err := w.refresh(ctx, triggerStartup, "", false); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("wechat: start-up: %w", err)
+	}
+	return w, nil
+}
+
+// Open builds a keeper like New but never fetches: it adopts a valid
+// stored token if there is one and otherwise starts without a token, which
+// the first AccessToken call or Run then fetches under every guard. A
+// server uses Open so that one keeper, with its cooldown and back-off,
+// lives through a start-up during which WeChat cannot be reached. Only bad
+// options make it fail.
+func Open(ctx context.Context, opts Options) (*Wechat, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -106,16 +127,11 @@ func New(ctx context.Context, opts Options) (*Wechat, error) {
 	w.life, w.stop = context.WithCancel(context.Background())
 	c, err := w.store.Load(ctx, KindAccessToken)
 	if err != nil {
-		w.log.Warn("wechat: cannot read the token store at start-up; fetching", "err", err)
+		w.log.Warn("wechat: cannot read the token store at start-up", "err", err)
 	}
 	if err == nil && c.ValidAt(w.clock.Now()) {
 		w.tok.Store(w.hold(c))
 		w.stats.refresh(triggerStartup, outcomeAdopted)
-		return w, nil
-	}
-	if _, err := w.refresh(ctx, triggerStartup, "", false); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("wechat: start-up: %w", err)
 	}
 	return w, nil
 }

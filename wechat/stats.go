@@ -159,6 +159,10 @@ type Status struct {
 	QuotaUsed      int // read from the Store
 	QuotaBudget    int
 	StoreReachable bool // the Store answered
+	// LockWaitSince is when a refresh started waiting for the Store's
+	// lock, held by another process or host, if it is still waiting;
+	// zero otherwise.
+	LockWaitSince time.Time
 }
 
 // Status reports the keeper's health. It reads the day's fetch count from

@@ -118,7 +118,7 @@ func (s *FileStore) Save(ctx context.Context, kind Kind, c Credential) error {
 		return err
 	}
 	switch kind {
-	case KindAccessToken, KindJSAPITicket, KindCardTicket:
+	case KindAccessToken, KindJSAPITicket, KindCardTicket, KindCooldown:
 	default:
 		return fmt.Errorf("wechat: file store %s: unknown credential kind %q", s.path, kind)
 	}

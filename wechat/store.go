@@ -13,6 +13,15 @@ const (
 	KindAccessToken Kind = "access_token"
 	KindJSAPITicket Kind = "jsapi_ticket"
 	KindCardTicket  Kind = "wx_card_ticket"
+
+	// KindCooldown is not a credential but the pause of token fetches
+	// after WeChat rejected the credentials (40125, 40164, …), kept in the
+	// Store so that every process and host honours it and a restart does
+	// not end it: Value says why (an errcode and how many rejections in a
+	// row, never a secret), ExpiresAt is the end of the pause and
+	// FetchedAt when it was decided. An ended pause is saved with
+	// ExpiresAt at or before FetchedAt.
+	KindCooldown Kind = "fetch_cooldown"
 )
 
 // Upstream APIs whose fetches a Store counts against a daily quota.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
@@ -53,6 +54,8 @@ type settings struct {
 
 	dedupe    dedupe.Store
 	dedupeSet bool // WithDedupe was given, maybe with nil
+
+	trusted []netip.Prefix // WithTrustedProxies: masked, IPv4 unmapped
 }
 
 // WithPreviousToken also accepts signatures made with token, the callback
@@ -299,17 +302,22 @@ func (s *settings) logReject(r *http.Request, o Outcome, status int, reason stri
 }
 
 // log logs msg with attrs and the request's method, path and remote
-// address.
+// address (the client's, from a trusted proxy's header, see
+// WithTrustedProxies).
 func (s *settings) log(r *http.Request, level slog.Level, msg string, attrs ...slog.Attr) {
 	l := s.logger
 	if l == nil {
 		l = slog.Default()
 	}
+	remote, forwarded := s.clientAddr(r)
 	attrs = append(attrs,
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
-		slog.String("remote", r.RemoteAddr),
+		slog.String("remote", remote),
 	)
+	if forwarded {
+		attrs = append(attrs, slog.String("peer", r.RemoteAddr))
+	}
 	l.LogAttrs(r.Context(), level, msg, attrs...)
 }
 

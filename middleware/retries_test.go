@@ -204,3 +204,65 @@ func startRedis(t *testing.T) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestRetriesNoReply checks, in plain and in safe mode, that a first
+// delivery whose handler wrote nothing at all is not remembered as a
+// reply: the re-delivery reaches the handler, gets its reply, and the
+// third delivery gets that reply from the store.
+func TestRetriesNoReply(t *testing.T) {
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	for _, safe := range []bool{false, true} {
+		name := "plain"
+		var opts []middleware.Option
+		if safe {
+			name = "safe"
+			opts = append(opts, middleware.WithAES(testAppID, testKey))
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness()
+			var mu sync.Mutex
+			runs := 0
+			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				runs++
+				n := runs
+				mu.Unlock()
+				if n == 1 {
+					return // an error a framework swallowed: nothing written
+				}
+				m, _ := message.FromContext(r.Context())
+				w.Header().Set("Content-Type", message.ContentType)
+				w.Write(m.ReplyText(h.clock(), fmt.Sprintf("run %d", n)))
+			})
+			srv := httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(next))
+			defer srv.Close()
+			ts := h.clock().Unix()
+			msg := textMsg(777)
+			for i, want := range []struct {
+				reply string // "" for an empty answer
+				runs  int
+			}{{"", 1}, {"run 2", 2}, {"run 2", 2}} {
+				var status int
+				var got string
+				if safe {
+					resp, body := post(t, srv.Client(), srv.URL, wx.seal(t, ts, "n"+strconv.Itoa(i), msg, false))
+					status, got = resp.StatusCode, body
+					if body != "" {
+						got, _ = wx.open(t, []byte(body), false)
+					}
+				} else {
+					// WeChat re-sends the same request.
+					q := signedQuery(testToken, strconv.FormatInt(ts, 10), "n")
+					resp, body := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(msg))
+					status, got = resp.StatusCode, body
+				}
+				mu.Lock()
+				n := runs
+				mu.Unlock()
+				if status != 200 || n != want.runs || (want.reply == "") != (got == "") || !strings.Contains(got, want.reply) {
+					t.Errorf("delivery %d: %d %q, handler runs %d; want 200 %q, %d", i+1, status, got, n, want.reply, want.runs)
+				}
+			}
+		})
+	}
+}

@@ -197,6 +197,12 @@ func (s *settings) seal(w http.ResponseWriter, r *http.Request, rec *replyRecord
 			hdr[k] = v
 		}
 	}
+	if rec.status == 0 {
+		// The handler wrote nothing at all: neither does this, so that a
+		// framework around the middleware can still answer (net/http
+		// sends 200 with an empty body).
+		return
+	}
 	body := rec.body.Bytes()
 	if status < 200 || status > 299 || noReply(body) {
 		// WeChat takes "" and "success" unencrypted; an error is not a

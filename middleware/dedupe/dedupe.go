@@ -7,8 +7,8 @@
 // the handler; a re-delivery that arrives meanwhile waits for the first
 // one's reply and answers with the same bytes, and one that arrives later
 // gets the stored reply at once. If the first delivery fails (an error, a
-// 5xx, a panic), the claim is abandoned so that the next delivery runs the
-// handler again.
+// 5xx, a panic, or a handler that wrote nothing at all), the claim is
+// abandoned so that the next delivery runs the handler again.
 //
 // A Store holds the claims and replies: Memory for one process, Redis for
 // many processes or hosts. Do is the whole protocol for one call;

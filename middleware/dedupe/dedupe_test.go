@@ -383,6 +383,63 @@ func TestMiddlewareHeaders(t *testing.T) {
 	}
 }
 
+// TestMiddlewareNoReply checks that a handler that wrote nothing leaves
+// nothing stored and nothing written: the next delivery runs it again, and
+// a framework around the middleware (here one that, like echo's
+// WrapMiddleware, answers a handler's error after the handler returns) can
+// still send its own answer.
+func TestMiddlewareNoReply(t *testing.T) {
+	var runs atomic.Int32
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		if n == 1 {
+			// Fail the way an echo handler does: return an error and
+			// write nothing.
+			*r.Context().Value(errKey{}).(*error) = errors.New("database down")
+			return
+		}
+		m, _ := message.FromContext(r.Context())
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Unix(1714112450, 0), fmt.Sprintf("run %d", n)))
+	})
+	inner := withMessage(Middleware(&Memory{})(app))
+	framework := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		inner.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), errKey{}, &err)))
+		if err != nil {
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}
+	})
+	srv := httptest.NewServer(framework)
+	defer srv.Close()
+
+	body := `<xml><ToUserName>gh_1</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content><MsgId>9</MsgId></xml>`
+	for i, want := range []struct {
+		code int
+		body string
+		runs int32
+	}{
+		{500, "internal error\n", 1},  // the framework's answer reaches WeChat
+		{200, "<![CDATA[run 2]]>", 2}, // the re-delivery runs the handler
+		{200, "<![CDATA[run 2]]>", 2}, // and its reply is kept for the next
+	} {
+		resp, err := srv.Client().Post(srv.URL, "text/xml", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want.code || !strings.Contains(string(b), want.body) {
+			t.Errorf("delivery %d: %d %q, want %d %q", i+1, resp.StatusCode, b, want.code, want.body)
+		}
+		if n := runs.Load(); n != want.runs {
+			t.Errorf("after delivery %d the handler ran %d times, want %d", i+1, n, want.runs)
+		}
+	}
+}
+
+type errKey struct{}
+
 func TestMiddlewarePassThrough(t *testing.T) {
 	runs := 0
 	h := Middleware(&Memory{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs++ }))

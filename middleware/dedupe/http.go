@@ -50,7 +50,13 @@ func MessageKey(r *http.Request) (string, bool) {
 // decryption and parsing, and before the application's handler, so that
 // it stores the plaintext reply and each delivery's reply is encrypted
 // afresh. A reply with a 5xx status counts as a failure: it is sent but not
-// stored, and the next delivery runs the handler again. If the store
+// stored, and the next delivery runs the handler again. So does a handler
+// that writes nothing at all (neither WriteHeader nor Write): nothing is
+// stored, and Middleware writes nothing either, leaving the answer to
+// whatever wraps it (net/http sends 200 with an empty body; a framework
+// such as echo, whose WrapMiddleware turns a handler's error into nothing
+// written, sends its error). A handler that means "no reply" writes
+// "success" or calls WriteHeader(http.StatusOK). If the store
 // fails, the handler runs anyway (a duplicate is better than a lost
 // message) and the failure is logged.
 func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
@@ -72,6 +78,13 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			reply, shared, err := Do(r.Context(), s, key, o.ttl, func(ctx context.Context) (Reply, error) {
 				rec = &recorder{header: make(http.Header)}
 				next.ServeHTTP(rec, r)
+				if rec.status == 0 {
+					// Nothing written at all: no reply to keep. A
+					// framework around this middleware may answer the
+					// request itself (echo's WrapMiddleware answers a
+					// handler's error after it returns).
+					return Reply{}, errNoReply
+				}
 				reply := Reply{Status: rec.status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
 				if rec.status >= 500 {
 					return reply, &failedReply{reply}
@@ -81,6 +94,12 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			var failed *failedReply
 			switch {
 			case err == nil:
+			case errors.Is(err, errNoReply):
+				// Pass the headers on and write nothing, as the
+				// handler did, so that whoever wraps this can still
+				// answer.
+				copyHeader(w.Header(), rec.header)
+				return
 			case errors.As(err, &failed):
 				reply = failed.r
 			case errors.Is(err, ErrNotStored):
@@ -96,15 +115,25 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
 			}
 			if rec != nil && !shared {
-				hdr := w.Header()
-				for k, v := range rec.header {
-					if k != "Content-Length" {
-						hdr[k] = v
-					}
-				}
+				copyHeader(w.Header(), rec.header)
 			}
 			writeReply(w, reply)
 		})
+	}
+}
+
+// errNoReply is what the handler's run returns through Do when the
+// handler wrote nothing: Do abandons the claim, so the next delivery runs
+// the handler again.
+var errNoReply = errors.New("dedupe: the handler wrote no reply")
+
+// copyHeader copies the handler's headers but Content-Length, which the
+// server sets for the reply it sends.
+func copyHeader(dst, src http.Header) {
+	for k, v := range src {
+		if k != "Content-Length" {
+			dst[k] = v
+		}
 	}
 }
 

@@ -102,6 +102,20 @@ type Config struct {
 	// AdminKey is the bearer key of the admin API (WECHAT_ADMIN_KEY,
 	// -admin-key); required when AdminListen is not a loopback address.
 	AdminKey Secret
+	// AdminHosts lists, comma-separated, the Host names besides localhost
+	// and loopback addresses that the admin API answers when it has no
+	// AdminKey (WECHAT_ADMIN_HOSTS, -admin-hosts). Without a key any other
+	// Host is refused, so that a web page cannot read the token through a
+	// DNS rebinding name. Empty by default; see AdminHostList.
+	AdminHosts string
+
+	// TrustedProxies lists, comma-separated, the addresses or CIDRs of the
+	// reverse proxies in front of the public listener
+	// (WECHAT_TRUSTED_PROXIES, -trusted-proxies). Only a request whose
+	// peer is one of them has its client address taken from
+	// X-Forwarded-For or X-Real-IP, for logs and checks. Empty by
+	// default: no proxy is trusted. See TrustedProxyPrefixes.
+	TrustedProxies string
 
 	// LogFormat is "text" or "json" (WECHAT_LOG_FORMAT, -log-format).
 	// Default text.
@@ -206,6 +220,22 @@ func settings() []setting {
 			str(func(c *Config) *string { return &c.AdminListen })},
 		{"WECHAT_ADMIN_KEY", "admin-key", "the admin API's bearer key; required off loopback (prefer the environment)", true,
 			sec(func(c *Config) *Secret { return &c.AdminKey })},
+		{"WECHAT_ADMIN_HOSTS", "admin-hosts", "Host names, comma-separated, the key-less admin API answers besides localhost and loopback addresses", false,
+			func(c *Config, v string) error {
+				if _, err := parseHosts(v); err != nil {
+					return err
+				}
+				c.AdminHosts = v
+				return nil
+			}},
+		{"WECHAT_TRUSTED_PROXIES", "trusted-proxies", "addresses or CIDRs, comma-separated, of the reverse proxies whose X-Forwarded-For is believed (default none)", false,
+			func(c *Config, v string) error {
+				if _, err := parsePrefixes(v); err != nil {
+					return err
+				}
+				c.TrustedProxies = v
+				return nil
+			}},
 		{"WECHAT_LOG_FORMAT", "log-format", "text or json (default " + DefaultLogFormat + ")", false,
 			str(func(c *Config) *string { return &c.LogFormat })},
 		{"WECHAT_LOG_LEVEL", "log-level", "debug, info, warn or error (default info)", false,
@@ -218,6 +248,82 @@ func settings() []setting {
 				return nil
 			}},
 	}
+}
+
+// parseHosts parses a comma-separated list of host names or addresses,
+// without ports, into lower case. Empty entries are skipped.
+func parseHosts(v string) ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(v, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/@?# \t") || strings.Contains(h, "://") {
+			return nil, fmt.Errorf("entry %q is not a host name: give names like wxcentral.internal, without scheme, port or path", h)
+		}
+		if _, _, err := net.SplitHostPort(h); err == nil {
+			return nil, fmt.Errorf("entry %q has a port: give the host name alone (any port is accepted)", h)
+		}
+		out = append(out, strings.ToLower(strings.Trim(h, "[]")))
+	}
+	return out, nil
+}
+
+// parsePrefixes parses a comma-separated list of addresses and CIDRs. An
+// address is a prefix of its full length. Empty entries are skipped.
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		var p netip.Prefix
+		if strings.Contains(e, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(e); err != nil {
+				return nil, fmt.Errorf("entry %q is not a CIDR such as 10.0.0.0/8 or fd00::/8", e)
+			}
+		} else {
+			a, err := netip.ParseAddr(e)
+			if err != nil {
+				return nil, fmt.Errorf("entry %q is neither an address nor a CIDR such as 10.0.0.0/8", e)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		p = p.Masked()
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("entry %q trusts every address, so anyone could forge their client address: list the proxies' own addresses", e)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// AdminHostList returns AdminHosts parsed: lower-case host names without
+// ports. Entries Load would refuse are left out.
+func (c Config) AdminHostList() []string {
+	var out []string
+	for _, h := range strings.Split(c.AdminHosts, ",") {
+		if l, err := parseHosts(h); err == nil {
+			out = append(out, l...)
+		}
+	}
+	return out
+}
+
+// TrustedProxyPrefixes returns TrustedProxies parsed: one prefix per
+// entry, an address as a prefix of its full length. Entries Load would
+// refuse are left out.
+func (c Config) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, e := range strings.Split(c.TrustedProxies, ",") {
+		if l, err := parsePrefixes(e); err == nil {
+			out = append(out, l...)
+		}
+	}
+	return out
 }
 
 // parseDuration parses a Go duration ("90s", "5m", "0"), and says how to
@@ -549,6 +655,8 @@ func (c Config) fields() []slog.Attr {
 		slog.String("CallbackPath", c.CallbackPath),
 		slog.String("AdminListen", c.AdminListen),
 		slog.String("AdminKey", c.AdminKey.String()),
+		slog.String("AdminHosts", c.AdminHosts),
+		slog.String("TrustedProxies", c.TrustedProxies),
 		slog.String("LogFormat", c.LogFormat),
 		slog.String("LogLevel", c.LogLevel.String()),
 	}
@@ -604,10 +712,21 @@ func (c Config) MarshalJSON() ([]byte, error) {
 }
 
 // NewLogger returns a logger writing to w in c's LogFormat at c's LogLevel.
+// Durations are written as Go duration strings ("1.5s", "2m0s") in both
+// formats, not as JSON's nanoseconds.
 func (c Config) NewLogger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	opts := &slog.HandlerOptions{Level: c.LogLevel, ReplaceAttr: durationString}
 	if c.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationString is a slog ReplaceAttr that writes a duration as its
+// String form.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

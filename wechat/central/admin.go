@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +61,14 @@ type AdminOptions struct {
 	// Timeout bounds the work of one request (a refresh included).
 	// Default 30 s.
 	Timeout time.Duration
+
+	// AllowedHosts are the Host names, besides localhost and loopback
+	// addresses, that an Admin without a Key answers (any port). A
+	// key-less Admin refuses every other Host with 403, so that a web page
+	// cannot read the token through a DNS rebinding name that resolves to
+	// 127.0.0.1. With a Key the Host is not checked: a browser does not
+	// send the bearer key on its own.
+	AllowedHosts []string
 }
 
 // An Admin is the admin API of the central control server, an
@@ -71,10 +82,15 @@ type AdminOptions struct {
 //	GET  /metrics                    Prometheus text format
 //
 // Errors are {"error":"…"} with "errcode" when WeChat gave one: 400 bad
-// input, 401 a missing or wrong key, 502 WeChat or the store failed, 503
-// the quota is exhausted or no token can be had now. No answer and no log
-// line holds a secret. Build it with NewAdmin; it is safe for concurrent
-// use.
+// input, 401 a missing or wrong key, 403 a Host that is not loopback on an
+// Admin without a key (see AdminOptions.AllowedHosts), 502 WeChat or the
+// store failed, 503 the quota is exhausted or no token can be had now, or
+// the server is shutting down. No answer and no log line holds a secret.
+//
+// A failed request is logged at WARN when its failure differs from the
+// last one; the same failure again is counted and logged at most once a
+// minute with the number of repeats, and the first success after failures
+// is logged once. Build it with NewAdmin; it is safe for concurrent use.
 type Admin struct {
 	keeper   atomic.Pointer[keeperRef]
 	startErr atomic.Pointer[string]
@@ -85,6 +101,8 @@ type Admin struct {
 	timeout  time.Duration
 	router   *mux.Router
 	metrics  *metrics
+	hosts    map[string]bool // AllowedHosts, lower case
+	failures failLog
 }
 
 type keeperRef struct{ k Keeper }
@@ -104,6 +122,10 @@ func NewAdmin(k Keeper, o AdminOptions) *Admin {
 	}
 	if o.Key != "" {
 		a.key, a.hasKey = sha256.Sum256([]byte(o.Key)), true
+	}
+	a.hosts = map[string]bool{}
+	for _, h := range o.AllowedHosts {
+		a.hosts[strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")] = true
 	}
 	a.metrics = newMetrics(a, o.Store)
 	a.SetKeeper(k)
@@ -155,7 +177,31 @@ func (a *Admin) setStartError(err error) {
 }
 
 // ServeHTTP serves the admin API.
-func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.hasKey && !a.hostAllowed(r.Host) {
+		a.fail(w, r, http.StatusForbidden, fmt.Errorf("Host %q is not a loopback name: without WECHAT_ADMIN_KEY the admin API answers only Host localhost, 127.0.0.1 or [::1] (any port), against DNS rebinding; list other names in WECHAT_ADMIN_HOSTS or set WECHAT_ADMIN_KEY", r.Host))
+		return
+	}
+	a.router.ServeHTTP(w, r)
+}
+
+// hostAllowed reports whether a key-less Admin answers a request with
+// this Host header: localhost, a loopback address or an allowed name, with
+// any port.
+func (a *Admin) hostAllowed(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if host == "localhost" || a.hosts[host] {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
 
 // CallbackResult counts one callback check by outcome in the metric
 // wxcentral_callback_checks_total. Pass it to middleware.WithResultFunc.
@@ -243,6 +289,7 @@ func (a *Admin) serveCredential(w http.ResponseWriter, r *http.Request, ticket b
 		a.failErr(w, r, err, "")
 		return
 	}
+	a.failures.succeeded(a.log)
 	writeJSON(w, http.StatusOK, a.credential(c, ticket))
 }
 
@@ -272,6 +319,7 @@ func (a *Admin) refresh(w http.ResponseWriter, r *http.Request) {
 		// Another refresh replaced tok meanwhile; c is newer and valid.
 		a.log.Debug("central: the token changed during a passive refresh; answering the newer one")
 	}
+	a.failures.succeeded(a.log)
 	writeJSON(w, http.StatusOK, a.credential(c, false))
 }
 
@@ -352,7 +400,12 @@ type healthJSON struct {
 	QuotaUsed   int    `json:"quota_used"`
 	QuotaBudget int    `json:"quota_budget"`
 	Store       string `json:"store"`
-	Error       string `json:"error,omitempty"`
+	// LockWaitSince and LockWaitSeconds say that a refresh has been
+	// waiting since then for the store's lock, held by another process or
+	// host.
+	LockWaitSince   string `json:"lock_wait_since,omitempty"`
+	LockWaitSeconds int64  `json:"lock_wait_seconds,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
 func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
@@ -373,14 +426,26 @@ func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
 		h.ExpiresAt = st.ExpiresAt.UTC().Format(time.RFC3339)
 		h.ExpiresIn = max(int64(st.ExpiresAt.Sub(a.clock.Now())/time.Second), 0)
 	}
+	blocked := ""
+	if !st.LockWaitSince.IsZero() {
+		waited := max(a.clock.Now().Sub(st.LockWaitSince), 0).Truncate(time.Second)
+		h.LockWaitSince = st.LockWaitSince.UTC().Format(time.RFC3339)
+		h.LockWaitSeconds = int64(waited / time.Second)
+		blocked = fmt.Sprintf("refreshes are blocked: waiting %v for the store's lock, held by another process or host", waited)
+	}
 	code := http.StatusOK
 	if !st.Healthy {
 		code = http.StatusServiceUnavailable
 		h.Status = "unavailable"
 		h.Error = "no valid access token"
+		if blocked != "" {
+			h.Error += "; " + blocked
+		}
 		if st.LastError != "" {
 			h.Error += ": " + st.LastError
 		}
+	} else if blocked != "" {
+		h.Error = blocked
 	}
 	writeJSON(w, code, h)
 }
@@ -399,14 +464,22 @@ func (a *Admin) failErr(w http.ResponseWriter, r *http.Request, err error, secre
 	if secret != "" {
 		msg = strings.ReplaceAll(msg, secret, "[redacted]")
 	}
-	a.log.Warn("central: admin request failed", "route", r.URL.Path, "status", code, "err", msg)
+	if errors.Is(context.Cause(r.Context()), ErrShuttingDown) {
+		code, msg = http.StatusServiceUnavailable, ErrShuttingDown.Error()+": "+msg
+	}
+	a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, msg)
 	writeJSON(w, code, errorJSON{Error: msg, Errcode: errcode})
 }
+
+// ErrShuttingDown is the cause with which Serve cancels the admin
+// requests still waiting when its shutdown grace ends; they are answered
+// 503 with it.
+var ErrShuttingDown = errors.New("the server is shutting down")
 
 // fail answers a request error.
 func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	if code >= 500 {
-		a.log.Warn("central: admin request failed", "route", r.URL.Path, "status", code, "err", err)
+		a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, err.Error())
 	} else {
 		a.log.Info("central: admin request refused", "route", r.URL.Path, "status", code, "remote", r.RemoteAddr, "reason", err)
 	}
@@ -451,6 +524,60 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	b = append(b, '\n')
 	_, _ = w.Write(b)
+}
+
+// failLogEvery is how often a repeated admin failure is logged again.
+const failLogEvery = time.Minute
+
+// failLog keeps the log of failed admin requests to state changes: a
+// failure unlike the last one is logged at once, the same failure again
+// at most once per failLogEvery with the count of repeats, and the first
+// success after failures once. A business server looping on GET /v1/token
+// while no token can be had so makes a line a minute, not two a call.
+type failLog struct {
+	failing  atomic.Bool // read without the lock on the success path
+	mu       sync.Mutex
+	last     string    // status and message of the failure last logged
+	loggedAt time.Time // when it was last logged
+	repeats  int       // of last, since loggedAt
+	total    int       // failures since the last success
+}
+
+// failed logs, or counts, one failed request.
+func (f *failLog) failed(log *slog.Logger, now time.Time, route string, code int, msg string) {
+	key := strconv.Itoa(code) + " " + msg
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing.Store(true)
+	f.total++
+	if key == f.last && now.Sub(f.loggedAt) < failLogEvery {
+		f.repeats++
+		return
+	}
+	attrs := []any{"route", route, "status", code, "err", msg}
+	if key == f.last {
+		attrs = append(attrs, "repeated", f.repeats, "over", now.Sub(f.loggedAt).Truncate(time.Second))
+	} else if f.repeats > 0 {
+		attrs = append(attrs, "previous_repeated", f.repeats)
+	}
+	log.Warn("central: admin request failed", attrs...)
+	f.last, f.loggedAt, f.repeats = key, now, 0
+}
+
+// succeeded notes a successful request; the first after failures is
+// logged.
+func (f *failLog) succeeded(log *slog.Logger) {
+	if !f.failing.Load() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.failing.Load() {
+		return
+	}
+	log.Info("central: admin requests succeed again", "failed_requests", f.total)
+	f.failing.Store(false)
+	f.last, f.repeats, f.total = "", 0, 0
 }
 
 type systemClock struct{}

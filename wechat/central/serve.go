@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -43,9 +45,15 @@ type ServeOptions struct {
 	// with their addresses (admin is "" when the admin API is off).
 	Ready func(public, admin net.Addr)
 
-	// ShutdownTimeout bounds the wait for in-flight requests once ctx is
-	// done. Default 20 s.
+	// ShutdownTimeout bounds the shutdown once ctx is done. Default 20 s.
+	// The listeners stop accepting at once; requests in flight have the
+	// first half of it to finish, then those still waiting (on a slow
+	// WeChat, say) are cancelled and answered 503 with ErrShuttingDown.
 	ShutdownTimeout time.Duration
+
+	// Clock, if set, tells the token keeper and the admin API the time
+	// (a *wechattest.Server is one). Default: the system clock.
+	Clock wechat.Clock
 }
 
 // Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
@@ -58,6 +66,16 @@ const (
 	adminTimeout       = 30 * time.Second
 )
 
+// Header limits of the two HTTP servers, instead of net/http's 1 MiB: each
+// connection still sending its header holds a buffer of up to this size,
+// so the 1 MiB default lets a few hundred unauthenticated connections take
+// hundreds of MiB. A WeChat callback's request line and header are well
+// under 2 KiB; an admin request carries at most a bearer key.
+const (
+	publicMaxHeaderBytes = 16 << 10
+	adminMaxHeaderBytes  = 64 << 10
+)
+
 // Serve runs the central control server described by cfg until ctx is
 // done, then shuts down gracefully (in-flight requests finish) and
 // returns nil.
@@ -65,14 +83,25 @@ const (
 // The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
 // through middleware.Verify, with the echo bot ReferenceHandler behind it
 // (retry dedupe on Redis when the store is Redis). When an AppID or AppSecret is configured,
-// Serve also keeps the access token (wechat.New on cfg.Store, a file path
-// or a Redis URL, and Wechat.Run for the life of the server) and serves the
-// admin API (see Admin) on cfg.AdminListen; with the callback token alone
-// it serves callbacks only. If the first token cannot be had, the
-// listeners serve anyway (/healthz says 503) while Serve keeps trying.
+// Serve also keeps the access token (one wechat.Open keeper on cfg.Store, a
+// file path or a Redis URL, and Wechat.Run for the life of the server) and
+// serves the admin API (see Admin) on cfg.AdminListen; with the callback
+// token alone it serves callbacks only. If the first token cannot be had,
+// the listeners serve anyway (/healthz says 503 and why) while the same
+// keeper keeps trying under its guards (back-off, credential cooldown).
+// Without WECHAT_ADMIN_KEY the admin API answers only loopback Host names
+// and those of cfg.AdminHosts (see AdminOptions.AllowedHosts).
 //
 // A configuration problem makes Serve return at once with every problem
-// listed, as *config.VarError values (errors.As finds them).
+// listed, as *config.VarError values (errors.As finds them). That includes
+// a file store that cannot work: its directory missing or not writable, or
+// the path naming a directory. An unreachable Redis is not one: Serve
+// serves, /healthz says 503, and the keeper retries.
+//
+// When ctx is done the listeners stop accepting; requests in flight get
+// half the shutdown timeout to finish, then those still waiting are
+// answered 503 (ErrShuttingDown), and Serve returns nil once all are
+// answered.
 func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 	closeGiven := func() {
 		for _, l := range []net.Listener{o.PublicListener, o.AdminListener} {
@@ -96,10 +125,16 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		shutdownTimeout = 20 * time.Second
 	}
 
-	// The store first: a Redis URL that does not parse ends here.
+	// The store first: a Redis URL that does not parse, or a file store
+	// that cannot be written, ends here.
 	var store wechat.Store
 	var admin *Admin
+	var keeper *wechat.Wechat
 	if keeperOn {
+		if err := CheckStore(cfg.Store); err != nil {
+			closeGiven()
+			return fmt.Errorf("central: configuration: %w", err)
+		}
 		var closeStore func()
 		store, closeStore, err = OpenStore(cfg.Store, cfg.AppID, log)
 		if err != nil {
@@ -107,7 +142,17 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 			return err
 		}
 		defer closeStore()
-		admin = NewAdmin(nil, AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store, Timeout: adminTimeout})
+		// One keeper for the life of the server: Open never fetches, so
+		// its guards (back-off, cooldown) span a start-up during which no
+		// token can be had.
+		keeper, err = wechat.Open(ctx, keeperOptions(cfg, store, o, log))
+		if err != nil {
+			closeGiven()
+			return fmt.Errorf("central: token keeper: %w", err)
+		}
+		defer keeper.Close()
+		admin = NewAdmin(keeper, AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store, Timeout: adminTimeout,
+			Clock: o.Clock, AllowedHosts: cfg.AdminHostList()})
 	}
 
 	// Listeners.
@@ -155,12 +200,19 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 	}
 	router := mux.NewRouter()
 	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), verifyOpts...)(ReferenceHandler(log)))
+	// Every request runs on reqCtx, cancelled with ErrShuttingDown when the
+	// shutdown's grace for in-flight requests ends.
+	reqCtx, cancelRequests := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelRequests(nil)
+	baseContext := func(net.Listener) context.Context { return reqCtx }
 	servers := []*http.Server{{
 		Handler:           router,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       publicWriteTimeout,
 		WriteTimeout:      publicWriteTimeout,
 		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    publicMaxHeaderBytes,
+		BaseContext:       baseContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}
 	listeners := []net.Listener{pub}
@@ -171,6 +223,8 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 			ReadTimeout:       adminWriteTimeout,
 			WriteTimeout:      adminWriteTimeout,
 			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    adminMaxHeaderBytes,
+			BaseContext:       baseContext,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		})
 		listeners = append(listeners, adm)
@@ -191,7 +245,7 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		kwg.Add(1)
 		go func() {
 			defer kwg.Done()
-			runKeeper(kctx, cfg, store, o.HTTPClient, admin, log)
+			_ = keeper.Run(kctx) // returns when kctx is done
 		}()
 	}
 
@@ -218,6 +272,11 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	grace := time.AfterFunc(shutdownTimeout/2, func() {
+		log.Warn("central: requests still in flight after half the shutdown timeout; answering them 503", "waited", shutdownTimeout/2)
+		cancelRequests(ErrShuttingDown)
+	})
+	defer grace.Stop()
 	var errs []error
 	if err != nil {
 		errs = append(errs, fmt.Errorf("central: %w", err))
@@ -247,44 +306,65 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 	return errors.Join(errs...)
 }
 
-// runKeeper builds the keeper, retrying until it has a first token or ctx
-// is done, hands it to admin and runs its background refresh.
-func runKeeper(ctx context.Context, cfg config.Config, store wechat.Store, hc *http.Client, admin *Admin, log *slog.Logger) {
-	opts := wechat.Options{
+// keeperOptions returns the token keeper's options for cfg.
+func keeperOptions(cfg config.Config, store wechat.Store, o ServeOptions, log *slog.Logger) wechat.Options {
+	return wechat.Options{
 		AppID:         cfg.AppID,
 		AppSecret:     string(cfg.AppSecret),
 		Store:         store,
 		APIBase:       cfg.APIBase,
-		HTTPClient:    hc,
+		HTTPClient:    o.HTTPClient,
 		TokenAPI:      wechat.TokenAPI(cfg.TokenAPI),
 		RefreshBefore: cfg.RefreshBefore,
 		Logger:        log,
+		Clock:         o.Clock,
 	}
-	delay := time.Second
-	for {
-		w, err := wechat.New(ctx, opts)
-		if err == nil {
-			admin.setStartError(nil)
-			admin.SetKeeper(w)
-			log.Info("central: token keeper ready", "app_id", cfg.AppID)
-			_ = w.Run(ctx) // returns when ctx is done
-			w.Close()
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		admin.setStartError(err)
-		log.Error("central: cannot get a first access token; retrying", "in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		delay = min(delay*2, 2*time.Minute)
+}
+
+// CheckStore checks, before serving, what can be checked of the token
+// store named by WECHAT_STORE: for a file path, that it does not name a
+// directory, that its directory exists and that a file can be created
+// there (the store writes a new file and renames it, and keeps a lock file
+// next to it). A Redis URL is not checked: an unreachable Redis is a
+// run-time condition the keeper retries. A problem is a *config.VarError
+// naming WECHAT_STORE.
+func CheckStore(store string) error {
+	if scheme, _, ok := strings.Cut(store, "://"); ok && strings.HasPrefix(strings.ToLower(scheme), "redis") {
+		return nil
 	}
+	bad := func(format string, args ...any) error {
+		return &config.VarError{Var: "WECHAT_STORE", Flag: "store", Err: fmt.Errorf(format, args...)}
+	}
+	if fi, err := os.Stat(store); err == nil && fi.IsDir() {
+		return bad("%q is a directory: name the file, e.g. %s", store, filepath.Join(store, config.DefaultStore))
+	} else if err == nil && !fi.Mode().IsRegular() {
+		return bad("%q is not a regular file", store)
+	} else if err == nil {
+		f, err := os.Open(store)
+		if err != nil {
+			return bad("the store file cannot be read: %v", errors.Unwrap(err))
+		}
+		f.Close()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return bad("%v", err)
+	}
+	dir := filepath.Dir(store)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return bad("the directory %q does not exist: create it, or name a file in an existing one", dir)
+	case err != nil:
+		return bad("the directory %q: %v", dir, errors.Unwrap(err))
+	case !fi.IsDir():
+		return bad("%q is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".wxcentral-check-*")
+	if err != nil {
+		return bad("cannot create files in the directory %q (%v): the store saves by writing a new file and renaming it, next to a lock file", dir, errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 // OpenStore opens the token store named by WECHAT_STORE: a Redis URL

@@ -1,0 +1,446 @@
+package central
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+// stubKeeper is a Keeper whose answers the test sets.
+type stubKeeper struct {
+	mu     sync.Mutex
+	err    error // of Token
+	status wechat.Status
+	now    func() time.Time
+}
+
+func (k *stubKeeper) Token(context.Context) (wechat.Credential, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return wechat.Credential{}, k.err
+	}
+	return wechat.Credential{Value: "stub-token", ExpiresAt: k.now().Add(time.Hour), FetchedAt: k.now()}, nil
+}
+
+func (k *stubKeeper) Refresh(context.Context, string) (string, error) { return "stub-token", nil }
+
+func (k *stubKeeper) JSAPITicket(context.Context) (wechat.Credential, error) {
+	return wechat.Credential{}, errors.New("no tickets here")
+}
+
+func (k *stubKeeper) JSSDKConfig(context.Context, string) (wechat.JSSDKConfig, error) {
+	return wechat.JSSDKConfig{}, errors.New("no tickets here")
+}
+
+func (k *stubKeeper) Status(context.Context) wechat.Status {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.status
+}
+
+func (k *stubKeeper) Stats() wechat.Stats { return wechat.Stats{} }
+
+func (k *stubKeeper) setErr(err error) {
+	k.mu.Lock()
+	k.err = err
+	k.mu.Unlock()
+}
+
+// fakeClock is a Clock the test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// serveHTTP runs one request with the given Host through h.
+func serveHTTP(h http.Handler, method, host, path, key string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, nil)
+	r.Host = host
+	if key != "" {
+		r.Header.Set("Authorization", "Bearer "+key)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// Without a key the admin API answers loopback Host names and the allowed
+// ones only: a DNS rebinding name that resolves to 127.0.0.1 gets nothing.
+func TestAdminHostCheckWithoutKey(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	k := &stubKeeper{now: clock.Now, status: wechat.Status{Healthy: true, State: wechat.StateFresh, StoreReachable: true}}
+	a := NewAdmin(k, AdminOptions{Clock: clock, AllowedHosts: []string{"WXCentral.internal"}})
+	for _, host := range []string{"localhost", "localhost:3101", "LOCALHOST.:3101", "127.0.0.1:3101", "127.3.4.5",
+		"[::1]:3101", "[::ffff:127.0.0.1]:80", "wxcentral.internal", "wxcentral.internal:8080"} {
+		for _, path := range []string{"/v1/token", "/healthz"} {
+			if w := serveHTTP(a, "GET", host, path, ""); w.Code != 200 {
+				t.Errorf("Host %q %s: %d %s, want 200", host, path, w.Code, w.Body)
+			}
+		}
+	}
+	for _, host := range []string{"rebind.attacker.example:3101", "rebind.attacker.example", "localhost.attacker.example",
+		"10.0.0.1:3101", "[::2]:3101", "wxcentral.internal.attacker.example", ""} {
+		for _, path := range []string{"/v1/token", "/v1/ticket/jsapi", "/healthz", "/metrics"} {
+			w := serveHTTP(a, "GET", host, path, "")
+			if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "WECHAT_ADMIN_HOSTS") ||
+				strings.Contains(w.Body.String(), "stub-token") {
+				t.Errorf("Host %q %s: %d %s, want 403 naming WECHAT_ADMIN_HOSTS", host, path, w.Code, w.Body)
+			}
+		}
+	}
+	// With a key any Host is answered: a browser does not send the key.
+	keyed := NewAdmin(k, AdminOptions{Clock: clock, Key: testKey})
+	if w := serveHTTP(keyed, "GET", "rebind.attacker.example:3101", "/v1/token", testKey); w.Code != 200 {
+		t.Errorf("with a key: %d %s, want 200", w.Code, w.Body)
+	}
+}
+
+// A business server looping on GET /v1/token while no token can be had
+// makes one WARN line, then one a minute with the count, and one line when
+// requests succeed again.
+func TestAdminFailureLogRateLimited(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	k := &stubKeeper{now: clock.Now}
+	var logs bytes.Buffer
+	a := NewAdmin(k, AdminOptions{Clock: clock, Key: testKey, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	warns := func() []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "level=WARN") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	k.setErr(fmt.Errorf("%w: wechat: fetches paused after errcode 40164", wechat.ErrNoToken))
+	for range 50 {
+		if w := serveHTTP(a, "GET", "localhost", "/v1/token", testKey); w.Code != 502 && w.Code != 503 {
+			t.Fatalf("failing keeper: %d", w.Code)
+		}
+		clock.Advance(time.Second / 2)
+	}
+	if got := warns(); len(got) != 1 {
+		t.Fatalf("50 failed requests in 25 s wrote %d WARN lines, want 1:\n%s", len(got), logs.String())
+	}
+	clock.Advance(time.Minute)
+	serveHTTP(a, "GET", "localhost", "/v1/token", testKey)
+	got := warns()
+	if len(got) != 2 || !strings.Contains(got[1], "repeated=49") {
+		t.Fatalf("a minute later: want a second WARN line with repeated=49:\n%s", logs.String())
+	}
+	// Another failure is a state change: logged at once.
+	k.setErr(fmt.Errorf("%w: the store is unreachable", wechat.ErrNoToken))
+	serveHTTP(a, "GET", "localhost", "/v1/token", testKey)
+	if got := warns(); len(got) != 3 || !strings.Contains(got[2], "unreachable") {
+		t.Fatalf("a new failure: want a third WARN line naming it:\n%s", logs.String())
+	}
+	// Recovery is logged once.
+	k.setErr(nil)
+	for range 3 {
+		if w := serveHTTP(a, "GET", "localhost", "/v1/token", testKey); w.Code != 200 {
+			t.Fatalf("recovered keeper: %d", w.Code)
+		}
+	}
+	if n := strings.Count(logs.String(), "succeed again"); n != 1 || !strings.Contains(logs.String(), "failed_requests=52") {
+		t.Errorf("recovery logged %d times (want 1, with failed_requests=52):\n%s", n, logs.String())
+	}
+}
+
+// /healthz says when refreshes wait for the store's lock held elsewhere.
+func TestHealthzLockWait(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	k := &stubKeeper{now: clock.Now}
+	a := NewAdmin(k, AdminOptions{Clock: clock})
+	for _, healthy := range []bool{true, false} {
+		k.mu.Lock()
+		k.status = wechat.Status{Healthy: healthy, State: wechat.StateStale, StoreReachable: true,
+			LockWaitSince: clock.Now().Add(-12 * time.Second)}
+		k.mu.Unlock()
+		w := serveHTTP(a, "GET", "127.0.0.1", "/healthz", "")
+		var h map[string]any
+		json.Unmarshal(w.Body.Bytes(), &h)
+		wantCode := 200
+		if !healthy {
+			wantCode = 503
+		}
+		if w.Code != wantCode || h["lock_wait_seconds"] != 12.0 || h["lock_wait_since"] != "2026-03-01T09:59:48Z" ||
+			!strings.Contains(fmt.Sprint(h["error"]), "waiting 12s for the store's lock") {
+			t.Errorf("healthy=%v: %d %s, want %d with the lock wait", healthy, w.Code, w.Body, wantCode)
+		}
+	}
+	k.mu.Lock()
+	k.status = wechat.Status{Healthy: true, State: wechat.StateFresh, StoreReachable: true}
+	k.mu.Unlock()
+	if w := serveHTTP(a, "GET", "127.0.0.1", "/healthz", ""); w.Code != 200 || strings.Contains(w.Body.String(), "lock") {
+		t.Errorf("without a lock wait: %d %s", w.Code, w.Body)
+	}
+}
+
+// serveTest runs Serve in the background on free loopback ports and
+// returns the addresses once it serves, a stop function, and Serve's
+// result.
+type serveTest struct {
+	public, admin string
+	cancel        context.CancelFunc
+	done          chan error
+}
+
+func startServe(t *testing.T, cfg config.Config, o ServeOptions) *serveTest {
+	t.Helper()
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.PublicListener, o.AdminListener = pub, adm
+	ready := make(chan struct{})
+	o.Ready = func(net.Addr, net.Addr) { close(ready) }
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &serveTest{public: pub.Addr().String(), admin: adm.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { st.done <- Serve(ctx, cfg, o) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-st.done:
+		case <-time.After(30 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-st.done:
+		t.Fatalf("Serve: %v", err)
+	}
+	return st
+}
+
+func serveConfig(t *testing.T, apiBase string) config.Config {
+	cfg := config.Default()
+	cfg.AppID, cfg.AppSecret, cfg.Token = testAppID, testSecret, "cb-token"
+	cfg.APIBase = apiBase
+	cfg.Store = filepath.Join(t.TempDir(), "wechat.txt")
+	return cfg
+}
+
+// firstLine sends req on a new connection to addr and returns the status
+// line of the answer.
+func firstLine(addr string, req []byte) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // a failure, not a result
+	go c.Write(req)
+	return bufio.NewReader(c).ReadString('\n')
+}
+
+// Many connections sending oversized, unterminated header lines are
+// answered 431 once past a small limit instead of each holding up to
+// net/http's 1 MiB buffer until the header timeout.
+func TestServeHeaderLimit(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	st := startServe(t, serveConfig(t, fake.URL), ServeOptions{})
+	for _, tt := range []struct {
+		name, addr string
+		pad        int
+	}{{"public", st.public, 64 << 10}, {"admin", st.admin, 256 << 10}} {
+		var wg sync.WaitGroup
+		errs := make(chan string, 20)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + strings.Repeat("a", tt.pad) // never ends
+				line, err := firstLine(tt.addr, []byte(req))
+				if !strings.HasPrefix(line, "HTTP/1.1 431") {
+					errs <- fmt.Sprintf("%q, %v", line, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Errorf("%s listener, a %d KiB unterminated header: %s, want 431", tt.name, tt.pad>>10, e)
+		}
+	}
+	// A callback-sized header is still served.
+	line, err := firstLine(st.public, []byte("GET /?echostr=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: "+strings.Repeat("a", 4<<10)+"\r\n\r\n"))
+	if err != nil || strings.HasPrefix(line, "HTTP/1.1 431") {
+		t.Errorf("a 4 KiB header: %q %v", line, err)
+	}
+}
+
+// At shutdown a request waiting on a WeChat that hangs gets its 503 with
+// the reason within the shutdown timeout, and Serve returns nil.
+func TestServeShutdownAnswersWaitingRequests(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	st := startServe(t, serveConfig(t, hang.URL), ServeOptions{ShutdownTimeout: 2 * time.Second})
+
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+st.admin+"/v1/token", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- answer{code: resp.StatusCode, body: string(b)}
+	}()
+	<-arrived
+	st.cancel()
+	a := <-got
+	if a.err != nil || a.code != 503 || !strings.Contains(a.body, "shutting down") {
+		t.Errorf("the request waiting at shutdown: %d %q %v, want 503 saying the server is shutting down", a.code, a.body, a.err)
+	}
+	if err := <-st.done; err != nil {
+		t.Errorf("Serve: %v, want nil", err)
+	}
+	st.done <- nil // for the cleanup
+}
+
+// Start-up retries keep one keeper: with WeChat refusing the credentials
+// (40164), the credential cooldown holds, so the first minute sees one or
+// two attempts, not one per rebuilt keeper; /healthz says why there is no
+// token.
+func TestServeKeepsOneKeeperThroughStartup(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret),
+		wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)))
+	defer fake.Close()
+	fake.Fail(wechattest.PathToken, wechattest.Fault{Errcode: 40164, Times: 1000})
+	st := startServe(t, serveConfig(t, fake.URL), ServeOptions{Clock: fake})
+	attempts := func() int { return fake.Stats().Errors[wechattest.PathToken][40164] }
+	deadline := time.Now().Add(10 * time.Second)
+	for attempts() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no token attempt")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// One fake minute, in 2 s steps taken every 100 ms of real time (the
+	// old start-up loop rebuilt a keeper after 1 s, 2 s, 4 s … of real
+	// time, each with a fresh cooldown), with a caller asking each step.
+	for range 30 {
+		fake.Advance(2 * time.Second)
+		resp, err := http.Get("http://" + st.admin + "/v1/token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 502 && resp.StatusCode != 503 {
+			t.Fatalf("GET /v1/token without a token: %d, want 502 or 503", resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := attempts(); n > 2 {
+		t.Errorf("%d token attempts in the first minute with 40164, want at most 2", n)
+	}
+	resp, err := http.Get("http://" + st.admin + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "40164") {
+		t.Errorf("healthz: %d %s, want 503 naming 40164", resp.StatusCode, b)
+	}
+}
+
+// A file store that cannot work ends Serve before it serves, with a
+// *config.VarError naming WECHAT_STORE; a Redis URL is not checked here.
+func TestCheckStore(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "wechat.txt")
+	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := filepath.Join(dir, "ro")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, store, want string
+	}{
+		{"missing directory", filepath.Join(dir, "nope", "wechat.txt"), "does not exist"},
+		{"a directory", dir, "is a directory"},
+		{"under a file", filepath.Join(file, "wechat.txt"), "not a directory"},
+		{"read-only directory", filepath.Join(readOnly, "wechat.txt"), "cannot create files"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "read-only directory" && os.Geteuid() == 0 {
+				t.Skip("root writes anywhere")
+			}
+			err := CheckStore(tt.store)
+			var ve *config.VarError
+			if !errors.As(err, &ve) || ve.Var != "WECHAT_STORE" || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("CheckStore(%q) = %v, want a WECHAT_STORE error saying %q", tt.store, err, tt.want)
+			}
+			cfg := serveConfig(t, "http://127.0.0.1:1")
+			cfg.Store = tt.store
+			cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+			err = Serve(context.Background(), cfg, ServeOptions{Logger: slog.New(slog.DiscardHandler)})
+			if !errors.As(err, &ve) || ve.Var != "WECHAT_STORE" {
+				t.Errorf("Serve with store %q = %v, want a WECHAT_STORE *config.VarError", tt.store, err)
+			}
+		})
+	}
+	for _, ok := range []string{file, filepath.Join(dir, "new.txt"), "redis://127.0.0.1:1/0"} {
+		if err := CheckStore(ok); err != nil {
+			t.Errorf("CheckStore(%q) = %v, want nil", ok, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("the check left files behind: %v", entries)
+	}
+}

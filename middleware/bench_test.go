@@ -91,7 +91,8 @@ func BenchmarkPush(b *testing.B) {
 	plainReqs, safeReqs := make([]req, pool), make([]req, pool)
 	for i := range pool {
 		msg := textMsg(int64(i))
-		plainReqs[i] = req{"/?" + signedQuery(testToken, strconv.FormatInt(ts, 10), "n").Encode(), msg}
+		// A nonce per push: one signature with another body is a replay.
+		plainReqs[i] = req{"/?" + signedQuery(testToken, strconv.FormatInt(ts, 10), "n"+strconv.Itoa(i)).Encode(), msg}
 		p := wx.sealed(ts, "n", key.EncryptWith([16]byte{byte(i)}, []byte(msg), testAppID), false)
 		safeReqs[i] = req{"/?" + p.q.Encode(), p.body}
 	}

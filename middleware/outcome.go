@@ -60,6 +60,12 @@ const (
 	// OutcomeBadMessage: the (decrypted) body is not a WeChat push: not
 	// well-formed XML or JSON, or without MsgType (400).
 	OutcomeBadMessage
+	// OutcomeReplay: a plain-mode POST whose signature, timestamp and
+	// nonce an accepted POST had already, with another body: someone who
+	// saw a signed URL posting a message of their own (403). The same
+	// triple with a byte-identical body is WeChat re-sending a push, and
+	// passes.
+	OutcomeReplay
 )
 
 var outcomeNames = [...]string{
@@ -82,6 +88,7 @@ var outcomeNames = [...]string{
 	OutcomeBadEncrypt:       "bad_encrypt",
 	OutcomeWrongAppID:       "wrong_appid",
 	OutcomeBadMessage:       "bad_message",
+	OutcomeReplay:           "replay",
 }
 
 // String returns the outcome's label, e.g. "pass" or "bad_signature".
@@ -108,7 +115,7 @@ func (o Outcome) Status() int {
 		return 0
 	case OutcomeBadMethod:
 		return http.StatusMethodNotAllowed
-	case OutcomeBadSignature, OutcomeStale, OutcomePlaintextRefused, OutcomeBadMsgSignature, OutcomeWrongAppID:
+	case OutcomeBadSignature, OutcomeStale, OutcomePlaintextRefused, OutcomeBadMsgSignature, OutcomeWrongAppID, OutcomeReplay:
 		return http.StatusForbidden
 	case OutcomeTooLarge:
 		return http.StatusRequestEntityTooLarge

@@ -56,6 +56,8 @@ type settings struct {
 	dedupeSet bool // WithDedupe was given, maybe with nil
 
 	trusted []netip.Prefix // WithTrustedProxies: masked, IPv4 unmapped
+
+	replay dedupe.Store // plain mode's accepted triples; see checkReplay
 }
 
 // WithPreviousToken also accepts signatures made with token, the callback
@@ -203,6 +205,7 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 	if !s.dedupeSet {
 		s.dedupe = &dedupe.Memory{Clock: clockFunc(s.now)}
 	}
+	s.replay = s.replayStore()
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("middleware: the handler Verify wraps is nil")
@@ -236,6 +239,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if res.Outcome == OutcomePass {
 			var in inbound
 			in, res, reason = s.open(q, res, body)
+			if res.Outcome == OutcomePass && !res.Encrypted {
+				res, reason = s.checkReplay(r, q, res, body)
+			}
 			if res.Outcome == OutcomePass {
 				h.serve(w, r, q, res, in)
 				return

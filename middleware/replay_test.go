@@ -1,0 +1,222 @@
+package middleware_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+)
+
+// forged is a push someone who saw a signed URL posts with it.
+const forged = "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o9AgO5Kd5ggOC]]></FromUserName>" +
+	"<CreateTime>1714036504</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[FORGED-CONTENT]]></Content>" +
+	"<MsgId>31337</MsgId></xml>"
+
+// TestReplay sends, over HTTP, one signed plain-mode URL with the push it
+// was signed for, again with the same push (WeChat re-sending it), and
+// with other bodies: only the byte-identical body passes. With a Redis
+// dedupe store the triples are shared: a URL used on one host cannot
+// carry another body to a second host.
+func TestReplay(t *testing.T) {
+	type stores struct {
+		opts  []middleware.Option
+		redis bool
+	}
+	for _, tt := range []struct {
+		name  string
+		store func(t *testing.T) stores
+	}{
+		{"memory", func(*testing.T) stores { return stores{} }},
+		{"memory, dedupe off", func(*testing.T) stores { return stores{opts: []middleware.Option{middleware.WithDedupe(nil)}} }},
+		{"redis, two hosts", func(t *testing.T) stores {
+			c := startRedis(t)
+			return stores{opts: []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: "test:replay:"})}, redis: true}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.store(t)
+			h := newHarness()
+			host1 := httptest.NewServer(middleware.Verify(testToken, h.options(st.opts...)...)(h.next()))
+			defer host1.Close()
+			host2 := host1
+			if st.redis {
+				host2 = httptest.NewServer(middleware.Verify(testToken, h.options(st.opts...)...)(h.next()))
+				defer host2.Close()
+			}
+			dedupeOff := tt.name == "memory, dedupe off"
+
+			ts := strconv.FormatInt(h.clock().Unix(), 10)
+			url := "/?" + signedQuery(testToken, ts, "r1").Encode() + "&openid=o9AgO5Kd5ggOC"
+			for i, d := range []struct {
+				host   *httptest.Server
+				body   string
+				status int
+				calls  int
+			}{
+				{host1, textMsg(1), 200, 1},
+				{host2, textMsg(1), 200, 0}, // WeChat re-sends it: the first reply
+				{host2, forged, 403, 0},
+				{host1, forged, 403, 0},     // the forger's retry is no re-delivery
+				{host1, textMsg(2), 403, 0}, // nor is any other body
+				{host1, textMsg(1) + " ", 403, 0},
+				{host2, textMsg(1), 200, 0}, // the genuine push still passes
+			} {
+				if dedupeOff && d.status == 200 {
+					d.calls = 1
+				}
+				resp, got := do(t, d.host.Client(), "POST", d.host.URL+url, strings.NewReader(d.body))
+				logs, results, calls := h.take()
+				if resp.StatusCode != d.status || calls != d.calls {
+					t.Fatalf("delivery %d: %d %q, handler ran %d times; want %d, %d", i+1, resp.StatusCode, got, calls, d.status, d.calls)
+				}
+				if len(results) != 1 {
+					t.Fatalf("delivery %d: results %v", i+1, results)
+				}
+				if d.status == 200 {
+					if got != "handled" || results[0].Outcome != middleware.OutcomePass {
+						t.Errorf("delivery %d: answer %q, outcome %v", i+1, got, results[0].Outcome)
+					}
+					continue
+				}
+				if results[0].Outcome != middleware.OutcomeReplay || !strings.Contains(got, "replay") {
+					t.Errorf("delivery %d: outcome %v, answer %q; want replay", i+1, results[0].Outcome, got)
+				}
+				if strings.Count(logs, "level=WARN") != 1 || !strings.Contains(logs, "outcome=replay") || !strings.Contains(logs, "status=403") {
+					t.Errorf("delivery %d: the refusal was not logged once: %s", i+1, logs)
+				}
+				for _, secret := range []string{testToken, "FORGED", "hello"} {
+					if strings.Contains(logs, secret) {
+						t.Errorf("delivery %d: the log holds %q: %s", i+1, secret, logs)
+					}
+				}
+			}
+
+			// The forged body is a valid push: with a signature of its own
+			// it is accepted.
+			own := "/?" + signedQuery(testToken, ts, "r2").Encode()
+			if resp, got := do(t, host2.Client(), "POST", host2.URL+own, strings.NewReader(forged)); resp.StatusCode != 200 {
+				t.Errorf("a signature's first push: %d %q", resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+// TestReplayWindow checks that a triple is remembered while its timestamp
+// is inside the window, and then refused as stale anyway; with the Redis
+// store, that the key lives until the timestamp leaves the window, no
+// longer.
+func TestReplayWindow(t *testing.T) {
+	c := startRedis(t)
+	for _, redis := range []bool{false, true} {
+		name := "memory"
+		var opts []middleware.Option
+		prefix := "test:window:"
+		if redis {
+			name = "redis"
+			opts = append(opts, middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: prefix}))
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness()
+			srv := httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next()))
+			defer srv.Close()
+			start := h.clock()
+			send := func(ts time.Time, nonce, body string) (int, middleware.Outcome) {
+				t.Helper()
+				u := "/?" + signedQuery(testToken, strconv.FormatInt(ts.Unix(), 10), nonce).Encode()
+				resp, _ := do(t, srv.Client(), "POST", srv.URL+u, strings.NewReader(body))
+				_, results, _ := h.take()
+				if len(results) != 1 {
+					t.Fatalf("results %v", results)
+				}
+				return resp.StatusCode, results[0].Outcome
+			}
+			// Signed now, and signed four minutes ago.
+			for nonce, ts := range map[string]time.Time{"w1": start, "w2": start.Add(-4 * time.Minute)} {
+				if got, o := send(ts, nonce, textMsg(1)); got != 200 {
+					t.Fatalf("first delivery %s: %d %v", nonce, got, o)
+				}
+			}
+			if redis {
+				for nonce, want := range map[string]time.Duration{
+					"w1": middleware.DefaultTimestampWindow + time.Second,
+					"w2": time.Minute + time.Second,
+				} {
+					keys, err := c.Keys(context.Background(), prefix+"replay|*|"+nonce).Result()
+					if err != nil || len(keys) != 1 {
+						t.Fatalf("replay keys for %s: %v %v", nonce, keys, err)
+					}
+					ttl := c.PTTL(context.Background(), keys[0]).Val()
+					if ttl <= want-10*time.Second || ttl > want {
+						t.Errorf("key %s lives %v, want about %v", keys[0], ttl, want)
+					}
+				}
+			}
+			// At the window's edge the triple is still remembered.
+			h.setNow(start.Add(middleware.DefaultTimestampWindow))
+			if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeReplay {
+				t.Errorf("another body at the window's edge: %d %v, want 403 replay", got, o)
+			}
+			// One second later the signature check refuses it as stale.
+			h.setNow(start.Add(middleware.DefaultTimestampWindow + time.Second))
+			if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeStale {
+				t.Errorf("after the window: %d %v, want 403 stale", got, o)
+			}
+		})
+	}
+}
+
+// TestReplaySafeMode documents why the replay check is for plain mode
+// only: in safe and compatible mode msg_signature covers Encrypt, so a
+// signed query with another body fails the signature already, while two
+// genuine pushes that happen to share a timestamp and nonce both pass.
+func TestReplaySafeMode(t *testing.T) {
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	h := newHarness()
+	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithAES(testAppID, testKey))...)(h.next()))
+	defer srv.Close()
+	ts := h.clock().Unix()
+	p1 := wx.seal(t, ts, "s1", textMsg(1), false)
+	p2 := wx.seal(t, ts, "s1", textMsg(2), false) // same timestamp and nonce
+	compat := wx.seal(t, ts, "s1", textMsg(3), false)
+	compat.body = strings.Replace(compat.body, "<Encrypt>", "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[plain]]></Content><MsgId>3</MsgId><Encrypt>", 1)
+	for i, d := range []struct {
+		p       push
+		status  int
+		outcome middleware.Outcome
+	}{
+		{p1, 200, middleware.OutcomePass},
+		{p1, 200, middleware.OutcomePass}, // re-delivery
+		{push{p1.q, p2.body}, 403, middleware.OutcomeBadMsgSignature},
+		{p2, 200, middleware.OutcomePass},
+		{compat, 200, middleware.OutcomePass},
+		{compat, 200, middleware.OutcomePass},
+	} {
+		resp, got := post(t, srv.Client(), srv.URL, d.p)
+		_, results, _ := h.take()
+		if resp.StatusCode != d.status || len(results) != 1 || results[0].Outcome != d.outcome {
+			t.Errorf("push %d: %d %q %v, want %d %v", i+1, resp.StatusCode, got, results, d.status, d.outcome)
+		}
+	}
+}
+
+// TestReplayPlaintextAllowed checks that plaintext POSTs accepted beside
+// safe mode (WithAllowPlaintext) get the replay check too.
+func TestReplayPlaintextAllowed(t *testing.T) {
+	h := newHarness()
+	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithAES(testAppID, testKey), middleware.WithAllowPlaintext(true))...)(h.next()))
+	defer srv.Close()
+	u := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "p").Encode()
+	for i, d := range []struct {
+		body   string
+		status int
+	}{{textMsg(1), 200}, {textMsg(1), 200}, {forged, 403}} {
+		if resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(d.body)); resp.StatusCode != d.status {
+			t.Errorf("push %d: %d %q, want %d", i+1, resp.StatusCode, got, d.status)
+		}
+	}
+}

@@ -2,16 +2,22 @@ package middleware_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/message"
 )
 
 // jsonLog collects slog lines as decoded JSON objects.
@@ -168,4 +174,118 @@ func TestTrustedProxiesPanics(t *testing.T) {
 		}
 	}()
 	middleware.Verify("tok", middleware.WithTrustedProxies([]netip.Prefix{{}}))
+}
+
+// TestAcceptedLogLine checks the one Info line of each accepted callback:
+// its fields, the client address behind a trusted proxy, the latency on
+// the injected clock, and that neither the OpenID, the body, the token nor
+// the key reach it.
+func TestAcceptedLogLine(t *testing.T) {
+	const openID = "o9AgO5Kd5ggOC-bXrbNODIiE3bGY"
+	sum := sha256.Sum256([]byte(openID))
+	wantUser := hex.EncodeToString(sum[:4])
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+
+	var log jsonLog
+	var mu sync.Mutex
+	now := vecTime
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now = now.Add(1500 * time.Millisecond) // the handler takes 1.5 s
+		mu.Unlock()
+		m, _ := message.FromContext(r.Context())
+		if m.MsgType == message.TypeEvent {
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, "success")
+			return
+		}
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(vecTime, "SECRET-REPLY"))
+	})
+	srv := httptest.NewServer(middleware.Verify(testToken,
+		middleware.WithLogger(log.logger()),
+		middleware.WithClock(clock),
+		middleware.WithAES(testAppID, testKey),
+		middleware.WithAllowPlaintext(true),
+		middleware.WithTrustedProxies(prefixes(t, "127.0.0.0/8", "::1/128")),
+	)(next))
+	defer srv.Close()
+
+	text := strings.Replace(textMsg(1), "o9AgO5Kd5ggOC", openID, 1)
+	event := "<xml><ToUserName>gh_1</ToUserName><FromUserName>" + openID + "</FromUserName><CreateTime>1</CreateTime>" +
+		"<MsgType>event</MsgType><Event>subscribe</Event><EventKey>SECRET-KEY</EventKey></xml>"
+	ts := strconv.FormatInt(vecTime.Unix(), 10)
+	send := func(target, body string) {
+		t.Helper()
+		req, err := http.NewRequest("POST", srv.URL+target, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", "6.6.6.6, 198.51.100.9")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	sealed := wx.seal(t, vecTime.Unix(), "n3", strings.Replace(textMsg(3), "o9AgO5Kd5ggOC", openID, 1), false)
+	for _, tc := range []struct {
+		name   string
+		target string
+		body   string
+		want   map[string]any
+	}{
+		{"plain text", "/?" + signedQuery(testToken, ts, "n1").Encode() + "&openid=" + openID, text,
+			map[string]any{"outcome": "pass", "msg_type": "text", "encrypted": false, "status": 200.0}},
+		{"plain event", "/?" + signedQuery(testToken, ts, "n2").Encode() + "&openid=" + openID, event,
+			map[string]any{"outcome": "pass", "msg_type": "event", "event": "subscribe", "encrypted": false, "status": 202.0}},
+		{"safe text", "/?" + sealed.q.Encode(), sealed.body,
+			map[string]any{"outcome": "pass", "msg_type": "text", "encrypted": true, "status": 200.0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			send(tc.target, tc.body)
+			lines, raw := log.take(t)
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1: %s", len(lines), raw)
+			}
+			l := lines[0]
+			want := map[string]any{
+				"level": "INFO", "msg": "wechat callback", "user": wantUser,
+				"latency": 1.5e9, "method": "POST", "path": "/",
+				"remote": "198.51.100.9",
+			}
+			for k, v := range tc.want {
+				want[k] = v
+			}
+			for k, v := range want {
+				if l[k] != v {
+					t.Errorf("%s = %v (%T), want %v", k, l[k], l[k], v)
+				}
+			}
+			if _, ok := l["event"]; ok && tc.want["event"] == nil {
+				t.Errorf("event logged for a message: %v", l)
+			}
+			if p, _ := l["peer"].(string); !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("peer %q, want the proxy's address", p)
+			}
+			for _, secret := range []string{openID, testToken, testKey, "hello", "SECRET", "signature", sealed.q.Get("msg_signature")} {
+				if strings.Contains(raw, secret) {
+					t.Errorf("the log holds %q: %s", secret, raw)
+				}
+			}
+		})
+	}
+
+	// The handshake is accepted too: one line, no message fields.
+	req := "/?" + signedQuery(testToken, ts, "n4").Encode() + "&echostr=e"
+	resp, err := srv.Client().Get(srv.URL + req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	lines, raw := log.take(t)
+	if len(lines) != 1 || lines[0]["outcome"] != "echo" || lines[0]["status"] != 200.0 || lines[0]["level"] != "INFO" {
+		t.Errorf("handshake log: %s", raw)
+	}
 }

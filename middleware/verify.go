@@ -95,14 +95,17 @@ func WithMaxBodySize(n int64) Option {
 	}
 }
 
-// WithLogger sets the logger rejected requests are logged to. The default,
-// or a nil l, is slog.Default() at the time of logging.
+// WithLogger sets the logger requests are logged to: rejections at Warn,
+// accepted callbacks at Info (one line each), store failures at Error.
+// The default, or a nil l, is slog.Default() at the time of logging.
 func WithLogger(l *slog.Logger) Option {
 	return func(s *settings) { s.logger = l }
 }
 
-// WithClock sets the clock the timestamp window is checked against. The
-// default, or a nil now, is time.Now. A test passes a fake clock's Now.
+// WithClock sets the clock the timestamp window is checked against, and
+// that the replay memory, the default dedupe store and the logged latency
+// follow. The default, or a nil now, is time.Now. A test passes a fake
+// clock's Now.
 func WithClock(now func() time.Time) Option {
 	return func(s *settings) { s.now = now }
 }
@@ -163,9 +166,18 @@ func WithResultFunc(fn func(r *http.Request, res Result)) Option {
 //     MsgSignature. "", "success" and error statuses go out as written.
 //   - Any other method is answered 405 with Allow: GET, POST.
 //
+//   - A plain-mode POST whose signature, timestamp and nonce an accepted
+//     POST had already, with another body, is refused with 403 as a replay;
+//     with a byte-identical body it is WeChat re-sending the push, and
+//     passes (see the package documentation).
+//
 // Every rejection has a plain-text body of a few words saying why, and is
-// logged once at level Warn with the reason and the remote address. Neither
-// ever contains the token or a key.
+// logged once at level Warn with the reason and the remote address. Every
+// accepted callback is logged once at level Info, after the next handler
+// has answered: outcome (echo or pass), msg_type, event, user (a short
+// hash of the sender's OpenID), encrypted, status, latency, method, path
+// and remote (see WithTrustedProxies). No line ever contains the token, a
+// key, the body or an OpenID in clear.
 //
 // Verify panics if token is empty (anyone could sign with it) or an option
 // is out of range or malformed; both are programming errors, found at
@@ -252,6 +264,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// can rely on both having happened.
 	if res.Outcome == OutcomeEcho {
 		s.report(r, res)
+		s.logAccepted(r, res, nil, http.StatusOK, 0)
 		hdr := w.Header()
 		hdr.Set("Content-Type", "text/plain; charset=utf-8")
 		hdr.Set("X-Content-Type-Options", "nosniff")
@@ -278,13 +291,16 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	r.Body = rb
 	r.ContentLength = int64(len(in.plain))
 	h.s.report(r, res)
+	start := h.s.now()
+	sw := &statusWriter{ResponseWriter: w}
 	if !res.Encrypted {
-		h.next.ServeHTTP(w, r)
-		return
+		h.next.ServeHTTP(sw, r)
+	} else {
+		rec := &replyRecorder{header: make(http.Header)}
+		h.next.ServeHTTP(rec, r)
+		h.s.seal(sw, r, rec, in, q.nonce)
 	}
-	rec := &replyRecorder{header: make(http.Header)}
-	h.next.ServeHTTP(rec, r)
-	h.s.seal(w, r, rec, in, q.nonce)
+	h.s.logAccepted(r, res, in.msg, sw.written(), h.s.now().Sub(start))
 }
 
 // bufferedBody is the body the next handler reads: the bytes read up front.

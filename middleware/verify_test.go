@@ -166,8 +166,9 @@ func TestHandshakeVector(t *testing.T) {
 	if calls != 0 {
 		t.Errorf("the handshake reached the next handler %d times", calls)
 	}
-	if logs != "" {
-		t.Errorf("an accepted handshake was logged: %s", logs)
+	// An accepted callback is one Info line, never a rejection.
+	if strings.Count(logs, "\n") != 1 || !strings.Contains(logs, `level=INFO msg="wechat callback" outcome=echo status=200`) {
+		t.Errorf("an accepted handshake was not logged as one Info line: %s", logs)
 	}
 	if len(results) != 1 || results[0] != (middleware.Result{Outcome: middleware.OutcomeEcho}) {
 		t.Errorf("results %+v, want one echo", results)
@@ -290,8 +291,13 @@ func TestRequests(t *testing.T) {
 				if tt.name == "post" && nq.Get("openid") != "o9AgO5Kd5ggOC" {
 					t.Errorf("next handler lost the query: %v", nq)
 				}
-				if logs != "" {
-					t.Errorf("an accepted request was logged: %s", logs)
+				// An accepted callback is one Info line, never a
+				// rejection; the body and the openid stay out of it.
+				if strings.Count(logs, "\n") != 1 || !strings.Contains(logs, `level=INFO msg="wechat callback" outcome=pass`) {
+					t.Errorf("an accepted request was not logged as one Info line: %s", logs)
+				}
+				if strings.Contains(logs, "o9AgO5Kd5ggOC") || tt.body != "" && strings.Contains(logs, tt.body) {
+					t.Errorf("the log holds the openid or the body: %s", logs)
 				}
 			case middleware.OutcomeEcho:
 				q, _ := url.ParseQuery(tt.query)

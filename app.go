@@ -54,7 +54,7 @@ func main() {
 // 1 failure, 2 bad usage or configuration.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || isHelp(args[0])) {
 		cmd, args = args[0], args[1:]
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,12 +68,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fakeWechat(ctx, args, stdout, stderr)
 	case "simulate":
 		return simulate(ctx, args, stdout, stderr)
-	case "help", "-h", "-help", "--help":
+	case "help", "-h", "-help", "--help", "-?":
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "wxcentral: unknown command %q\n\n%s", cmd, usage)
 	return 2
+}
+
+// isHelp reports whether arg asks for the command list: the dash forms of
+// help. Other flags before a command belong to serve.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "--h", "-?":
+		return true
+	}
+	return false
 }
 
 // parse parses a command's flags; it returns -1 to go on, or an exit status.
@@ -133,24 +143,25 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fake-wechat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:3200", "the address to serve the fake API on")
-	var apps wechattest.Apps
-	fs.Var(&apps, "app", "register an app, ID:SECRET (repeatable; default the demo app)")
+	ff := wechattest.NewFlags(fs)
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if len(apps) == 0 {
-		apps = wechattest.Apps{{ID: central.DemoAppID, Secret: central.DemoAppSecret}}
+	opts, err := ff.Options(wechattest.App{ID: central.DemoAppID, Secret: central.DemoAppSecret})
+	if err != nil {
+		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
+		return 2
 	}
-	l, err := net.Listen("tcp", *listen)
+	l, err := net.Listen("tcp", ff.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv := &http.Server{Handler: wechattest.NewPlatform(append(apps.Options(), wechattest.WithLogger(logger))...),
+	srv := &http.Server{Handler: wechattest.NewPlatform(append(opts, wechattest.WithLogger(logger))...),
 		ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\n", l.Addr(), apps.String())
+	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\ncontrol plane: http://%[1]s/_fake/ (stats, advance, clock, fail, invalidate, reset)\n",
+		l.Addr(), ff.Apps.String())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -168,13 +179,18 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	u := fs.String("url", "", "the callback URL, e.g. http://127.0.0.1:3100/")
-	token := fs.String("token", os.Getenv("WECHAT_TOKEN"), "the callback token [$WECHAT_TOKEN]")
+	// No default shown: the token is a secret, read from the environment
+	// after parsing.
+	token := fs.String("token", "", "the callback token (default $WECHAT_TOKEN)")
 	msg := fs.String("message", "", "the text the simulated user sends")
 	aesKey := fs.String("aes-key", "", "the EncodingAESKey: send safe-mode (encrypted) messages; needs -appid")
 	appID := fs.String("appid", "", "the AppID sealed into safe-mode messages (with -aes-key)")
 	compat := fs.Bool("compat", false, "compatible mode: plaintext fields and Encrypt in one body (with -aes-key)")
 	if code := parse(fs, args); code >= 0 {
 		return code
+	}
+	if *token == "" {
+		*token = os.Getenv("WECHAT_TOKEN")
 	}
 	if *u == "" || *token == "" {
 		fmt.Fprintln(stderr, "wxcentral simulate: -url and -token are required")

@@ -408,6 +408,11 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad values", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_REFRESH_BEFORE": "5", "WECHAT_LOG_FORMAT": "xml"}, nil,
 			[]string{"WECHAT_REFRESH_BEFORE", "WECHAT_LOG_FORMAT"}},
 		{"bad flag", map[string]string{"WECHAT_TOKEN": cbToken}, []string{"-listen", "nowhere"}, []string{"WECHAT_LISTEN"}},
+		{"store directory missing", keeperEnv(map[string]string{"WECHAT_STORE": filepath.Join(os.TempDir(), "wxcentral-no-such-dir", "wechat.txt")}),
+			nil, []string{"WECHAT_STORE", "does not exist"}},
+		{"store is a directory", keeperEnv(map[string]string{"WECHAT_STORE": os.TempDir()}), nil, []string{"WECHAT_STORE", "is a directory"}},
+		{"bad trusted proxy", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_TRUSTED_PROXIES": "10.0.0.0/40"}, nil,
+			[]string{"WECHAT_TRUSTED_PROXIES"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,6 +430,17 @@ func TestServeConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keeperEnv is the environment of a keeping server on free loopback
+// ports, plus extra.
+func keeperEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"WECHAT_APP_ID": appID, "WECHAT_APP_SECRET": secret, "WECHAT_TOKEN": cbToken,
+		"WECHAT_LISTEN": "127.0.0.1:0", "WECHAT_ADMIN_LISTEN": "127.0.0.1:0", "WECHAT_API_BASE": "http://127.0.0.1:1"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
 }
 
 func TestServeCallbackOnly(t *testing.T) {
@@ -673,6 +689,45 @@ func TestDemo(t *testing.T) {
 	if _, err := os.Stat(storePath); err != nil {
 		t.Errorf("the store: %v", err)
 	}
+	// Every line of the walkthrough works as pasted into a shell.
+	var lines []string
+	for _, l := range strings.Split(p.stdout.String(), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "curl ") || strings.Contains(l, " simulate -url ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 7 {
+		t.Errorf("%d lines to paste, want 7:\n%s", len(lines), p.stdout.String())
+	}
+	for _, l := range lines {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, "sh", "-c", l).CombinedOutput()
+		cancel()
+		text := string(out)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v\n%s", l, err, out)
+		case strings.Contains(l, " simulate "):
+			if !strings.Contains(text, `PASS message: "hello"`) {
+				t.Errorf("%s:\n%s", l, out)
+			}
+		case strings.Contains(l, "/metrics"):
+			if n := strings.Count(text, "\n"); n == 0 || n > 15 || !strings.Contains(text, `wxcentral_token_fetches_total{result="ok"}`) {
+				t.Errorf("%s: %d lines, want a few useful series:\n%s", l, n, out)
+			}
+		case strings.Contains(l, "/v1/token/refresh"):
+			var m map[string]any
+			if json.Unmarshal(out, &m) != nil || m["access_token"] == nil || !strings.Contains(l, `"stale":"`) ||
+				strings.Contains(l, "<") {
+				t.Errorf("%s: %s, want a new token", l, out)
+			}
+		default:
+			var m map[string]any
+			if json.Unmarshal(out, &m) != nil || m["error"] != nil {
+				t.Errorf("%s: %s", l, out)
+			}
+		}
+	}
 	p.cmd.Process.Signal(os.Interrupt)
 	if code := p.wait(t, 15*time.Second); code != 0 {
 		t.Errorf("demo exit %d after Ctrl-C, want 0", code)
@@ -692,6 +747,11 @@ func TestCommands(t *testing.T) {
 		{[]string{"bogus"}, 2, "unknown command"},
 		{[]string{"simulate"}, 2, "-url and -token"},
 		{[]string{"fake-wechat", "-app", "nocolon"}, 2, "ID:SECRET"},
+		{[]string{"-h"}, 0, "fake-wechat  run the fake"},
+		{[]string{"-help"}, 0, "fake-wechat  run the fake"},
+		{[]string{"--help"}, 0, "fake-wechat  run the fake"},
+		{[]string{"serve", "-h"}, 0, "WECHAT_ADMIN_LISTEN"},
+		{[]string{"-listen", "nowhere"}, 2, "WECHAT_LISTEN"}, // flags before a command are still serve's
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
@@ -701,6 +761,35 @@ func TestCommands(t *testing.T) {
 		if !strings.Contains(out.String()+errb.String(), tt.output) {
 			t.Errorf("%v: output lacks %q:\n%s%s", tt.args, tt.output, out.String(), errb.String())
 		}
+	}
+}
+
+// The dash forms of help list the commands and not serve's flags; serve
+// -h lists serve's flags.
+func TestHelpForms(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{arg}, &out, &errb); code != 0 || !strings.Contains(out.String(), "commands:") ||
+			strings.Contains(out.String()+errb.String(), "-admin-listen") {
+			t.Errorf("wxcentral %s: exit %d, want 0 and the command list only:\n%s%s", arg, code, out.String(), errb.String())
+		}
+	}
+}
+
+// simulate -help never shows the callback token from the environment as a
+// flag default.
+func TestSimulateHelpHidesToken(t *testing.T) {
+	t.Setenv("WECHAT_TOKEN", "env-callback-token-secret")
+	var out, errb bytes.Buffer
+	if code := run([]string{"simulate", "-help"}, &out, &errb); code != 0 {
+		t.Errorf("simulate -help: exit %d", code)
+	}
+	help := out.String() + errb.String()
+	if !strings.Contains(help, "-token") || !strings.Contains(help, "WECHAT_TOKEN") {
+		t.Errorf("simulate -help does not describe -token:\n%s", help)
+	}
+	if strings.Contains(help, "env-callback-token-secret") {
+		t.Errorf("simulate -help shows the token:\n%s", help)
 	}
 }
 

@@ -2,16 +2,20 @@ package central
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -37,15 +41,21 @@ type DemoOptions struct {
 	// Ready, if set, is called with the admin API's base URL once the
 	// demo serves.
 	Ready func(adminURL string)
+	// Command is the command line that runs wxcentral, for the
+	// walkthrough's simulate line. Default: the running executable's path
+	// (os.Executable), which is wxcentral when the demo command runs.
+	Command string
 }
 
 // Demo runs the central control server against a fake WeChat platform
 // started in-process (package wechattest) with a made-up app, a file store
 // in a temporary directory, and the server on its usual ports (or free
-// ones when those are taken). It prints a walkthrough with curl lines for
-// the admin API and a simulate line for the callback, runs until ctx is
-// done, and removes the temporary directory. It needs no WeChat account
-// and no network.
+// ones when those are taken). Once the first token is held it prints a
+// walkthrough with curl lines for the admin API and a simulate line for
+// the callback, each of which works as pasted into a shell (the passive
+// refresh line carries the token just fetched), runs until ctx is done,
+// and removes the temporary directory. It needs no WeChat account and no
+// network.
 func Demo(ctx context.Context, o DemoOptions) error {
 	out := o.Out
 	if out == nil {
@@ -71,6 +81,18 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	}
 	defer os.RemoveAll(dir)
 
+	// The store starts with a token the fake issued a minute ago, as a
+	// server that ran before would hold, so that the walkthrough's
+	// passive refresh line may fetch at once: fetches are at least 10 s
+	// apart.
+	cfg := config.Default()
+	cfg.Store = filepath.Join(dir, "wechat.txt")
+	now := fake.Now()
+	seed := wechat.Credential{Value: fake.IssueToken(DemoAppID), ExpiresAt: now.Add(7140 * time.Second), FetchedAt: now.Add(-time.Minute)}
+	if err := wechat.NewFileStore(cfg.Store, log).Save(ctx, wechat.KindAccessToken, seed); err != nil {
+		return fmt.Errorf("central: demo: seeding the store: %w", err)
+	}
+
 	pub, err := listenOrFree(listen)
 	if err != nil {
 		return err
@@ -81,21 +103,33 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		return err
 	}
 
-	cfg := config.Default()
 	cfg.AppID = DemoAppID
 	cfg.AppSecret = DemoAppSecret
 	cfg.Token = DemoToken
 	cfg.APIBase = fake.URL
-	cfg.Store = filepath.Join(dir, "wechat.txt")
 	cfg.Listen = pub.Addr().String()
 	cfg.AdminListen = adm.Addr().String()
 
+	command := o.Command
+	if command == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			exe = "wxcentral"
+		}
+		command = shellQuote(exe)
+	}
 	ready := func(public, admin net.Addr) {
 		adminURL := "http://" + admin.String()
 		callbackURL := "http://" + public.String() + cfg.CallbackPath
 		page := url.QueryEscape("https://example.com/page?id=7")
+		token, err := demoToken(ctx, adminURL)
+		if err != nil {
+			log.Warn("central: demo: no first token yet; the refresh line below needs a token from GET /v1/token", "err", err)
+			token = "<access_token from GET /v1/token>"
+		}
 		r := strings.NewReplacer("FAKE", fake.URL, "APPID", DemoAppID, "STORE", cfg.Store,
-			"CALLBACK", callbackURL, "TOKEN", DemoToken, "ADMIN", adminURL, "PAGE", page)
+			"CALLBACK", callbackURL, "TOKEN", DemoToken, "ADMIN", adminURL, "PAGE", page,
+			"ACCESS", token, "WXCENTRAL", command)
 		r.WriteString(out, `
 wxcentral demo: no WeChat account needed
   fake WeChat API:  FAKE (app APPID)
@@ -103,18 +137,21 @@ wxcentral demo: no WeChat account needed
   callback URL:     CALLBACK (token TOKEN)
   admin API:        ADMIN
 
+  current token:    ACCESS
+
 Try, in another terminal:
   curl -s ADMIN/v1/token
-  curl -s -X POST -H 'Content-Type: application/json' -d '{"stale":"<access_token from above>"}' ADMIN/v1/token/refresh
+  curl -s -X POST -H 'Content-Type: application/json' -d '{"stale":"ACCESS"}' ADMIN/v1/token/refresh
   curl -s ADMIN/v1/ticket/jsapi
   curl -s 'ADMIN/v1/jssdk/config?url=PAGE'
   curl -s ADMIN/healthz
-  curl -s ADMIN/metrics | grep ^wxcentral_
-  go run . simulate -url CALLBACK -token TOKEN
+  curl -s ADMIN/metrics | grep -E '^wxcentral_(token_fetches_total|token_refreshes_total|token_quota_used|token_expiry_seconds|keeper_up)' | grep -v ' 0$'
+  WXCENTRAL simulate -url CALLBACK -token TOKEN -message hello
 
 A passive refresh (POST /v1/token/refresh) fetches only when "stale" is the
 token the store still holds, and at most once per 10 s; any other token gets
-the current one back. Press Ctrl-C to stop; the temporary directory is removed.
+the current one back (so the refresh line fetches once, then answers the new
+token). Press Ctrl-C to stop; the temporary directory is removed.
 
 `)
 		if o.Ready != nil {
@@ -135,4 +172,42 @@ func listenOrFree(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("central: demo: no free port on 127.0.0.1: %w", err)
 	}
 	return l, nil
+}
+
+// demoToken asks the demo's own admin API for the first token, waiting
+// for it at most 15 s.
+func demoToken(ctx context.Context, adminURL string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/v1/token", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
+		return "", fmt.Errorf("GET /v1/token: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("GET /v1/token: %s: %s", resp.Status, body.Error)
+	}
+	return body.AccessToken, nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but
+// letters, digits and -_./:=+,@.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_./:=+,@", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

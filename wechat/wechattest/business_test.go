@@ -121,8 +121,16 @@ func TestMethodErrors(t *testing.T) {
 		method, path string
 		want         int
 	}{
+		{"POST", PathToken, 43001},
+		{"GET", PathStableToken, 43002},
 		{"POST", PathAPIDomainIP, 43001},
 		{"POST", PathTicket, 43001},
+		{"POST", PathJSCode2Session, 43001},
+		{"GET", PathMenuCreate, 43002},
+		{"POST", PathMenuGet, 43001},
+		{"POST", PathMediaGet, 43001},
+		{"GET", PathMediaUpload, 43002},
+		{"POST", PathShowQRCode, 43001},
 		{"GET", PathClearQuota, 43002},
 		{"GET", PathClearQuotaV2, 43002},
 		{"GET", PathQuotaGet, 43002},

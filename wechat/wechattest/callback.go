@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -83,7 +84,36 @@ type Callback struct {
 
 	// Sealer, if set, sends messages in safe mode (encrypt_type=aes).
 	Sealer Sealer
+
+	// Format is the data format (数据格式) of the pushes: FormatXML (the
+	// default, and the only one an official account has) or FormatJSON,
+	// which a Mini Program or Mini Game may choose. Replies must come in
+	// the same format; in safe mode the envelope is
+	// {"ToUserName":"…","Encrypt":"…"}.
+	Format Format
 }
+
+// A Format is the data format of a Callback's pushes.
+type Format string
+
+// The push formats.
+const (
+	FormatXML  Format = "xml"
+	FormatJSON Format = "json"
+)
+
+// ParseFormat parses "xml" or "json"; "" means FormatXML.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.ToLower(s)); f {
+	case "":
+		return FormatXML, nil
+	case FormatXML, FormatJSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown push format %q: want xml or json", s)
+}
+
+func (c *Callback) json() bool { return c.Format == FormatJSON }
 
 // An HTTPError is an answer with a status other than 200.
 type HTTPError struct {
@@ -157,7 +187,7 @@ func (c *Callback) Verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := c.do(ctx, http.MethodGet, u, nil)
+	body, err := c.do(ctx, http.MethodGet, u, nil, false)
 	if err != nil {
 		return err
 	}
@@ -174,18 +204,22 @@ func (c *Callback) Verify(ctx context.Context) error {
 }
 
 // Send posts msg as WeChat does when a user sends a message or an event
-// happens: XML signed with signature, timestamp, nonce, and the sender in
-// openid. If no answer comes within Timeout it sends the message again, up
+// happens: XML (or JSON, see Format) signed with signature, timestamp,
+// nonce, and the sender in openid. If no answer comes within Timeout it sends the message again, up
 // to Deliveries times in all; a transport error is retried the same way,
 // an HTTP status other than 200 is not.
 //
 // It returns the reply body (in safe mode, decrypted). "" and "success"
-// mean "no reply"; anything else must be an XML reply addressed back to
-// the sender, or Send returns the body with an error saying what is wrong.
+// mean "no reply"; anything else must be a reply in the push's format
+// addressed back to the sender, or Send returns the body with an error
+// saying what is wrong.
 func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err error) {
 	now := c.now()
 	msg.fill(now)
 	body := msg.XML()
+	if c.json() {
+		body = msg.JSON()
+	}
 	ts := strconv.FormatInt(now.Unix(), 10)
 	nonce := randomDigits(10)
 	q := url.Values{
@@ -212,7 +246,7 @@ func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err err
 		n = DefaultDeliveries
 	}
 	for i := 1; ; i++ {
-		reply, err = c.do(ctx, http.MethodPost, u, body)
+		reply, err = c.do(ctx, http.MethodPost, u, body, c.json())
 		if err == nil {
 			break
 		}
@@ -234,6 +268,9 @@ func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err err
 		}
 		reply = plain
 	}
+	if c.json() {
+		return reply, checkJSONReply(reply, msg, c.Sealer != nil)
+	}
 	return reply, checkReply(reply, msg, c.Sealer != nil)
 }
 
@@ -252,6 +289,9 @@ func checkReply(reply []byte, msg Message, sealed bool) error {
 		CreateTime   string
 		MsgType      string
 		Encrypt      string
+	}
+	if startsWith(reply, '{') {
+		return fmt.Errorf("reply %q is JSON, but the push was XML: reply in the push's format", excerpt(reply))
 	}
 	if err := xml.Unmarshal(reply, &r); err != nil {
 		return fmt.Errorf("reply %q is neither \"\", \"success\" nor XML: %v", excerpt(reply), err)
@@ -276,8 +316,40 @@ func checkReply(reply []byte, msg Message, sealed bool) error {
 	return nil
 }
 
+// checkJSONReply is checkReply for a JSON push: the reply must be a JSON
+// object with the same fields.
+func checkJSONReply(reply []byte, msg Message, sealed bool) error {
+	if startsWith(reply, '<') {
+		return fmt.Errorf("reply %q is XML, but the push was JSON: reply in the push's format", excerpt(reply))
+	}
+	var r struct {
+		ToUserName, FromUserName, MsgType, Encrypt string
+		CreateTime                                 json.RawMessage
+	}
+	if err := json.Unmarshal(reply, &r); err != nil {
+		return fmt.Errorf("reply %q is neither \"\", \"success\" nor a JSON object: %v", excerpt(reply), err)
+	}
+	switch {
+	case r.Encrypt != "" && sealed:
+		return errors.New("the decrypted reply is itself an encrypted envelope: the server encrypted its reply twice")
+	case r.Encrypt != "":
+		return errors.New("the reply is encrypted, but the message was sent in plain mode: WeChat cannot read it; " +
+			"encrypt replies only to messages that came with encrypt_type=aes")
+	case r.ToUserName != msg.FromUserName:
+		return fmt.Errorf("reply ToUserName is %q, want the sender %q", r.ToUserName, msg.FromUserName)
+	case r.FromUserName != msg.ToUserName:
+		return fmt.Errorf("reply FromUserName is %q, want the account %q", r.FromUserName, msg.ToUserName)
+	case r.MsgType == "":
+		return errors.New("reply has no MsgType")
+	case len(r.CreateTime) == 0 || string(r.CreateTime) == "null":
+		return errors.New("reply has no CreateTime")
+	}
+	return nil
+}
+
 // do makes one request within the timeout and returns the body of a 200.
-func (c *Callback) do(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+// isJSON labels the body JSON rather than XML.
+func (c *Callback) do(ctx context.Context, method, u string, body []byte, isJSON bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	var rd io.Reader
@@ -289,7 +361,11 @@ func (c *Callback) do(ctx context.Context, method, u string, body []byte) ([]byt
 		return nil, fmt.Errorf("wechattest: %w", err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "text/xml")
+		ct := "text/xml"
+		if isJSON {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	req.Header.Set("User-Agent", "Mozilla/4.0")
 	resp, err := c.client().Do(req)

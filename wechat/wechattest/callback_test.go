@@ -358,8 +358,8 @@ func TestParseApp(t *testing.T) {
 		want    App
 		wantErr bool
 	}{
-		{"wx1:s1", App{"wx1", "s1"}, false},
-		{"wx1:s:with:colons", App{"wx1", "s:with:colons"}, false},
+		{"wx1:s1", App{"wx1", "s1", KindOfficialAccount}, false},
+		{"wx1:s:with:colons", App{"wx1", "s:with:colons", KindOfficialAccount}, false},
 		{"wx1", App{}, true},
 		{":secret", App{}, true},
 		{"wx1:", App{}, true},

@@ -19,19 +19,45 @@ var errmsgs = map[int]string{
 	40002: "invalid grant_type",
 	40013: "invalid appid",
 	40014: "invalid access_token",
+	40003: "invalid openid",
+	40004: "invalid media type",
+	40005: "invalid file type",
+	40007: "invalid media_id",
+	40008: "invalid message type",
+	40009: "invalid image size",
+	40010: "invalid voice size",
+	40011: "invalid video size",
+	40012: "invalid thumb size",
+	40016: "invalid button size",
+	40023: "invalid sub button size",
+	40029: "invalid code",
+	40032: "invalid openid list size",
+	40037: "invalid template_id",
+	40048: "invalid url domain",
+	40066: "invalid url",
 	40097: "invalid args",
 	40125: "invalid appsecret",
 	40243: "appsecret is frozen",
 	41001: "access_token missing",
 	41002: "appid missing",
 	41004: "appsecret missing",
+	41005: "media data missing",
+	41008: "missing code",
 	42001: "access_token expired",
 	43001: "require GET method",
 	43002: "require POST method",
 	44002: "empty post data",
 	45009: "reach max api daily quota limit",
 	45011: "api minute-quota reach limit mustslower retry next minute",
+	45056: "too many tags",
+	45058: "can't modify sys tag",
+	45059: "too many tags on user",
+	45157: "invalid tag name",
+	45158: "tag name too long",
+	45159: "invalid tag id",
+	46003: "menu no exist",
 	47001: "data format error",
+	48001: "api unauthorized",
 	48006: "forbid to clear quota because of reaching the limit",
 	61004: "access clientip is not registered",
 	76003: "invalid cgi_path",
@@ -45,36 +71,109 @@ func ErrMsg(code int) string { return errmsgs[code] }
 
 const contentType = "application/json; encoding=utf-8"
 
-// ServeHTTP answers a request as api.weixin.qq.com would. Paths it does not
-// serve get HTTP 404 with a plain-text body (the live platform's answer
-// for them is not documented); every API error is HTTP 200 with
-// {"errcode":N,"errmsg":"…"}.
+// ServeHTTP answers a request as api.weixin.qq.com would, and serves the
+// control plane under /_fake/ (see the package documentation). Every API
+// answer, errors included, is HTTP 200 with a JSON body (media/get,
+// material/get_material and showqrcode send the file itself): a wrong
+// method gets 43001 or 43002, a path under an API family the platform does
+// not model gets {"errcode":0,"errmsg":"ok"} after the access_token check,
+// and any other path 40066 "invalid url".
 func (p *Platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
+	if !p.noControl && (path == controlPrefix[:len(controlPrefix)-1] || strings.HasPrefix(path, controlPrefix)) {
+		p.serveControl(w, r)
+		return
+	}
+	p.mu.Lock()
+	p.stats.Attempts[path]++
+	p.mu.Unlock()
 	if f, ok := p.takeFault(path); ok {
 		if p.applyFault(w, r, path, f) {
 			return
 		}
 	}
-	switch path {
-	case PathToken:
-		p.serveToken(w, r)
-	case PathStableToken:
-		p.serveStableToken(w, r)
-	case PathTicket:
-		p.serveTicket(w, r)
-	case PathAPIDomainIP, PathCallbackIP:
-		p.serveIPList(w, r)
-	case PathClearQuota:
-		p.serveClearQuota(w, r)
-	case PathClearQuotaV2:
-		p.serveClearQuotaV2(w, r)
-	case PathQuotaGet:
-		p.serveQuotaGet(w, r)
-	default:
-		http.NotFound(w, r)
+	rt, ok := routes[path]
+	if !ok {
+		p.serveOther(w, r)
+		return
+	}
+	if r.Method != rt.method {
+		code := 43001
+		if rt.method == http.MethodPost {
+			code = 43002
+		}
+		p.mu.Lock()
+		p.fail(w, path, code, "")
+		p.mu.Unlock()
+		return
+	}
+	rt.serve(p, w, r)
+}
+
+// A route is how the platform serves one API path.
+type route struct {
+	method string // the only method the path accepts
+	serve  func(p *Platform, w http.ResponseWriter, r *http.Request)
+}
+
+// routes are the API paths the platform models. Business APIs are in
+// business.go.
+var routes = map[string]route{
+	PathToken:          {http.MethodGet, (*Platform).serveToken},
+	PathStableToken:    {http.MethodPost, (*Platform).serveStableToken},
+	PathTicket:         {http.MethodGet, (*Platform).serveTicket},
+	PathAPIDomainIP:    {http.MethodGet, (*Platform).serveIPList},
+	PathCallbackIP:     {http.MethodGet, (*Platform).serveIPList},
+	PathClearQuota:     {http.MethodPost, (*Platform).serveClearQuota},
+	PathClearQuotaV2:   {http.MethodPost, (*Platform).serveClearQuotaV2},
+	PathQuotaGet:       {http.MethodPost, (*Platform).serveQuotaGet},
+	PathJSCode2Session: {http.MethodGet, (*Platform).serveJSCode2Session},
+	PathShowQRCode:     {http.MethodGet, (*Platform).serveShowQRCode},
+}
+
+func init() {
+	for path, b := range businessRoutes {
+		routes[path] = route{b.method, b.serve}
 	}
 }
+
+// apiFamilies are the path prefixes of the API families on
+// api.weixin.qq.com that take ?access_token= (wechat-platform-2 §5.1).
+var apiFamilies = []string{
+	"/cgi-bin/", "/wxa/", "/wxaapi/", "/datacube/", "/customservice/", "/card/", "/cv/", "/semantic/",
+	"/device/", "/marketing/", "/merchant/", "/product/", "/shop/", "/channels/", "/tcb/", "/xpay/",
+	"/promoter/", "/user-order/", "/bizwifi/", "/shakearound/", "/componenttcb/", "/wxopen/",
+}
+
+// serveOther answers a path the platform does not model: under a known
+// API family, {"errcode":0,"errmsg":"ok"} once the access_token checks
+// out; elsewhere 40066 "invalid url".
+func (p *Platform) serveOther(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	known := false
+	for _, f := range apiFamilies {
+		if strings.HasPrefix(path, f) {
+			known = true
+			break
+		}
+	}
+	if !known {
+		p.fail(w, path, 40066, "")
+		return
+	}
+	if p.authorize(w, path, r.URL.Query().Get("access_token"), p.Now()) == nil {
+		return
+	}
+	writeJSON(w, okReply)
+}
+
+// okReply is the answer of a call that has nothing else to say.
+var okReply = struct {
+	Errcode int    `json:"errcode"`
+	Errmsg  string `json:"errmsg"`
+}{0, "ok"}
 
 // writeJSON sends v with the live platform's content type.
 func writeJSON(w http.ResponseWriter, v any) {
@@ -187,7 +286,7 @@ func (p *Platform) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	a.used[PathToken]++
 	rec := p.issueClassic(a, now)
-	p.stats.Fetches[PathToken]++
+	p.countFetch(a, PathToken, true)
 	writeJSON(w, tokenReply{rec.value, seconds(p.lifetime)})
 }
 
@@ -259,10 +358,9 @@ func (p *Platform) serveStableToken(w http.ResponseWriter, r *http.Request) {
 		}
 		a.stablePrev = cur
 		a.stableCur = p.mint(a, now, true)
-		p.stats.Issued[PathStableToken]++
 		p.log.Info("wechattest: issued access_token", "app", a.id, "endpoint", PathStableToken, "force", req.ForceRefresh)
 	}
-	p.stats.Fetches[PathStableToken]++
+	p.countFetch(a, PathStableToken, renew)
 	writeJSON(w, tokenReply{a.stableCur.value, seconds(a.stableCur.expires.Sub(now))})
 }
 
@@ -280,10 +378,14 @@ func (p *Platform) authorize(w http.ResponseWriter, path, token string, now time
 	}
 	if code != 0 {
 		p.stats.Rejected[code]++
+		if rec != nil {
+			p.appStats(rec.app).Rejected[code]++
+		}
 		p.fail(w, path, code, "")
 		return nil
 	}
 	p.stats.Accepted++
+	p.appStats(rec.app).Accepted++
 	p.roll(rec.app, now)
 	return rec.app
 }
@@ -301,6 +403,10 @@ func (p *Platform) serveTicket(w http.ResponseWriter, r *http.Request) {
 	if a == nil {
 		return
 	}
+	if a.kind.mini() {
+		p.fail(w, PathTicket, p.miniTicketCode, "")
+		return
+	}
 	typ := q.Get("type")
 	if typ != "jsapi" && typ != "wx_card" {
 		p.fail(w, PathTicket, 40097, "invalid args, type must be jsapi or wx_card")
@@ -312,13 +418,13 @@ func (p *Platform) serveTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	a.used[PathTicket]++
 	t := a.tickets[typ]
-	if t == nil || !now.Before(t.expires) {
+	issued := t == nil || !now.Before(t.expires)
+	if issued {
 		t = &ticket{value: randomString(64), expires: now.Add(p.ticketLifetime)}
 		a.tickets[typ] = t
-		p.stats.Issued[PathTicket]++
 		p.log.Info("wechattest: issued ticket", "app", a.id, "type", typ)
 	}
-	p.stats.Fetches[PathTicket]++
+	p.countFetch(a, PathTicket, issued)
 	writeJSON(w, struct {
 		Errcode   int    `json:"errcode"`
 		Errmsg    string `json:"errmsg"`

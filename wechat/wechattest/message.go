@@ -3,6 +3,7 @@ package wechattest
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,34 @@ func (m Message) XML() []byte {
 	}
 	b.WriteString("</xml>")
 	return []byte(b.String())
+}
+
+// JSON returns m as WeChat pushes it to an account whose data format is
+// JSON (a Mini Program or Mini Game may choose it): the same fields as XML,
+// as one object, e.g. {"ToUserName":"gh_…","FromUserName":"o…",
+// "CreateTime":1482048670,"MsgType":"text","Content":"hi","MsgId":1234}.
+func (m Message) JSON() []byte {
+	var v struct {
+		ToUserName   string
+		FromUserName string
+		CreateTime   int64
+		MsgType      string
+		Content      *string `json:",omitempty"`
+		MsgID        int64   `json:"MsgId,omitempty"`
+		Event        string  `json:",omitempty"`
+		EventKey     string  `json:",omitempty"`
+	}
+	v.ToUserName, v.FromUserName, v.CreateTime, v.MsgType = m.ToUserName, m.FromUserName, m.CreateTime, m.MsgType
+	if m.MsgType == "event" {
+		v.Event, v.EventKey = m.Event, m.EventKey
+	} else {
+		if m.MsgType == "text" {
+			v.Content = &m.Content
+		}
+		v.MsgID = m.MsgID
+	}
+	b, _ := json.Marshal(v) // strings and numbers always marshal
+	return b
 }
 
 // cdata writes <name><![CDATA[s]]></name>, splitting any "]]>" in s.

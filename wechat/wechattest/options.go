@@ -13,7 +13,36 @@ type Option func(*Platform)
 // WithApp registers an official account. Several apps may be registered;
 // registering an appID again replaces its secret.
 func WithApp(appID, secret string) Option {
-	return func(p *Platform) { p.addApp(appID, secret) }
+	return func(p *Platform) { p.addApp(appID, secret, KindOfficialAccount) }
+}
+
+// WithAppKind registers an app of the given kind ("" means
+// KindOfficialAccount); registering an appID again replaces its secret and
+// kind.
+func WithAppKind(appID, secret string, kind Kind) Option {
+	return func(p *Platform) { p.addApp(appID, secret, kind) }
+}
+
+// WithMiniTicketCode sets the errcode getticket answers for a Mini Program
+// or Mini Game token, which has no jsapi_ticket (default 48001 "api
+// unauthorized", as the notes on Mini Programs suggest; the live platform's
+// answer is not documented, and signing JS-SDK with a Mini Program's AppID
+// fails in wx.config with 40048).
+func WithMiniTicketCode(code int) Option {
+	return func(p *Platform) { p.miniTicketCode = code }
+}
+
+// WithControlKey requires key on every control-plane request (header
+// "Authorization: Bearer KEY" or "X-Fake-Key: KEY"), from any address.
+// Without it the control plane answers loopback callers only.
+func WithControlKey(key string) Option {
+	return func(p *Platform) { p.controlKey = key }
+}
+
+// WithoutControlPlane turns the HTTP control plane under /_fake/ off; its
+// paths then get the answer of any unknown path.
+func WithoutControlPlane() Option {
+	return func(p *Platform) { p.noControl = true }
 }
 
 // WithIPWhitelist restricts appID's calls of /cgi-bin/token and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,10 @@ type Platform struct {
 	ticketFollows  bool
 	noRID          bool
 	log            *slog.Logger
+	miniTicketCode int
+	controlKey     string
+	noControl      bool
+	opts           []Option // what NewPlatform was given, for Reset
 
 	offset atomic.Int64 // added to the clock by Advance, in nanoseconds
 	rid    atomic.Uint64
@@ -90,12 +95,14 @@ type Platform struct {
 	tokens  map[string]*tokenRec // every access token ever issued
 	faults  map[string][]*pendingFault
 	stats   Stats
-	pending []func(*Platform) // per-app options applied after all apps exist
+	perApp  map[string]*AppStats // per-app counters; Stats copies them into Stats.Apps
+	pending []func(*Platform)    // per-app options applied after all apps exist
 }
 
 // An app is one registered official account.
 type app struct {
 	id, secret string
+	kind       Kind
 	whitelist  []netip.Prefix // nil: any caller
 	frozen     bool
 
@@ -112,6 +119,8 @@ type app struct {
 	stablePrev *tokenRec
 	lastForce  time.Time
 	tickets    map[string]*ticket
+
+	biz bizState // menus, users' tags, media, QR codes, messages sent
 }
 
 // A tokenRec is one access token. It is valid while now is before both
@@ -135,36 +144,73 @@ type pendingFault struct {
 	left int
 }
 
-// Stats counts what the platform answered. Stats returns a deep copy.
+// Stats counts what the platform answered. Stats returns a deep copy; its
+// JSON form is what GET /_fake/stats answers (with the clock added).
 type Stats struct {
 	// Fetches counts successful answers of the credential endpoints, keyed
-	// by path (PathToken, PathStableToken, PathTicket). A stable_token call
-	// that returns the still-current token counts too.
-	Fetches map[string]int
+	// by path (PathToken, PathStableToken, PathTicket): the tokens and
+	// tickets handed out. A stable_token call that returns the
+	// still-current token counts too.
+	Fetches map[string]int `json:"fetches"`
 
 	// Issued counts credentials newly minted, keyed like Fetches. For
 	// /cgi-bin/token it equals Fetches; for stable_token and getticket it
 	// counts only new values.
-	Issued map[string]int
+	Issued map[string]int `json:"issued"`
+
+	// Attempts counts every call by path, failed and faulted ones
+	// included (the control plane under /_fake/ is not counted).
+	Attempts map[string]int `json:"attempts"`
 
 	// Errors counts answers with an errcode other than 0, by path and then
 	// errcode, injected faults included.
-	Errors map[string]map[int]int
+	Errors map[string]map[int]int `json:"errors"`
 
 	// Accepted counts calls that presented a valid access_token (business
 	// calls, getticket, clear_quota, openapi/quota/get).
-	Accepted int
+	Accepted int `json:"accepted"`
 
 	// Rejected counts calls refused because of their access_token, by
 	// errcode: 41001 missing, 40014 unknown, 40001 superseded, 42001
 	// expired.
-	Rejected map[int]int
+	Rejected map[int]int `json:"rejected"`
+
+	// Apps holds the same figures per registered app, keyed by AppID.
+	Apps map[string]AppStats `json:"apps"`
+}
+
+// AppStats are the figures of one app in Stats.
+type AppStats struct {
+	Kind Kind `json:"kind"`
+
+	// Fetches, Issued, Accepted and Rejected count as in Stats, for
+	// this app's credentials and tokens. A call with an unknown token
+	// (40014) or none (41001) belongs to no app.
+	Fetches  map[string]int `json:"fetches"`
+	Issued   map[string]int `json:"issued"`
+	Accepted int            `json:"accepted"`
+	Rejected map[int]int    `json:"rejected"`
+
+	// Used is the app's use of each daily quota in the current quota
+	// day, keyed by path (see Used).
+	Used map[string]int `json:"used"`
+
+	// TokenValid and TokenExpiresIn describe the newest /cgi-bin/token
+	// token: whether it works now, and its remaining life in whole
+	// seconds (0 when there is none or it no longer works).
+	TokenValid     bool `json:"token_valid"`
+	TokenExpiresIn int  `json:"token_expires_in"`
+}
+
+func newAppStats(k Kind) *AppStats {
+	return &AppStats{Kind: k, Fetches: map[string]int{}, Issued: map[string]int{}, Rejected: map[int]int{}}
 }
 
 func (s Stats) clone() Stats {
 	c := Stats{
 		Fetches:  maps.Clone(s.Fetches),
 		Issued:   maps.Clone(s.Issued),
+		Attempts: maps.Clone(s.Attempts),
 		Errors:   make(map[string]map[int]int, len(s.Errors)),
 		Accepted: s.Accepted,
 		Rejected: maps.Clone(s.Rejected),
@@ -179,8 +225,31 @@ func newStats() Stats {
 	return Stats{
 		Fetches:  map[string]int{},
 		Issued:   map[string]int{},
+		Attempts: map[string]int{},
 		Errors:   map[string]map[int]int{},
 		Rejected: map[int]int{},
+	}
+}
+
+// appStats returns a's counters. The caller holds p.mu.
+func (p *Platform) appStats(a *app) *AppStats {
+	s := p.perApp[a.id]
+	if s == nil {
+		s = newAppStats(a.kind)
+		p.perApp[a.id] = s
+	}
+	return s
+}
+
+// countFetch counts a successful answer of a credential endpoint for a,
+// and whether it minted a new value. The caller holds p.mu.
+func (p *Platform) countFetch(a *app, path string, issued bool) {
+	s := p.appStats(a)
+	p.stats.Fetches[path]++
+	s.Fetches[path]++
+	if issued {
+		p.stats.Issued[path]++
+		s.Issued[path]++
 	}
 }
 
@@ -188,23 +257,26 @@ func newStats() Stats {
 // no apps and every credential request fails with 40013.
 func NewPlatform(opts ...Option) *Platform {
 	p := &Platform{
-		lifetime:      defaultLifetime,
-		grace:         defaultGrace,
-		renewal:       -1,
-		forceSpacing:  defaultForceSpace,
-		minuteLimit:   10000,
-		clearLimit:    10,
-		loc:           shanghai,
-		expiredCode:   42001,
-		badSecretCode: 40125,
-		whitelistCode: 40164,
-		clearStable:   true,
-		stop:          make(chan struct{}),
-		quotas:        defaultQuotas(),
-		apps:          map[string]*app{},
-		tokens:        map[string]*tokenRec{},
-		faults:        map[string][]*pendingFault{},
-		stats:         newStats(),
+		lifetime:       defaultLifetime,
+		grace:          defaultGrace,
+		renewal:        -1,
+		forceSpacing:   defaultForceSpace,
+		minuteLimit:    10000,
+		clearLimit:     10,
+		loc:            shanghai,
+		expiredCode:    42001,
+		badSecretCode:  40125,
+		whitelistCode:  40164,
+		clearStable:    true,
+		stop:           make(chan struct{}),
+		quotas:         defaultQuotas(),
+		apps:           map[string]*app{},
+		tokens:         map[string]*tokenRec{},
+		faults:         map[string][]*pendingFault{},
+		stats:          newStats(),
+		perApp:         map[string]*AppStats{},
+		opts:           slices.Clone(opts),
+		miniTicketCode: 48001,
 	}
 	for _, o := range opts {
 		o(p)
@@ -248,7 +320,25 @@ func (p *Platform) Advance(d time.Duration) {
 func (p *Platform) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stats.clone()
+	c := p.stats.clone()
+	now := p.Now()
+	c.Apps = make(map[string]AppStats, len(p.order))
+	for _, id := range p.order {
+		a := p.apps[id]
+		s := newAppStats(a.kind)
+		if o := p.perApp[id]; o != nil {
+			s.Fetches, s.Issued, s.Rejected = maps.Clone(o.Fetches), maps.Clone(o.Issued), maps.Clone(o.Rejected)
+			s.Accepted = o.Accepted
+		}
+		p.roll(a, now)
+		s.Used = maps.Clone(a.used)
+		if a.token != nil && p.validAt(a.token, now) == 0 {
+			s.TokenValid = true
+			s.TokenExpiresIn = int(minTime(a.token.expires, a.token.deadline).Sub(now) / time.Second)
+		}
+		c.Apps[id] = *s
+	}
+	return c
 }
 
 // ResetStats zeroes the counters. Tokens, quotas and faults are untouched.
@@ -256,6 +346,7 @@ func (p *Platform) ResetStats() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats = newStats()
+	clear(p.perApp)
 }
 
 // Apps returns the registered app IDs in registration order.
@@ -320,8 +411,9 @@ func (p *Platform) IssueToken(appID string) string {
 		return ""
 	}
 	a.used[PathToken]++
-	p.stats.Fetches[PathToken]++
-	return p.issueClassic(a, now).value
+	rec := p.issueClassic(a, now)
+	p.countFetch(a, PathToken, true)
+	return rec.value
 }
 
 // Used returns how many successful calls of endpoint appID made in the
@@ -391,12 +483,16 @@ func (p *Platform) takeFault(path string) (Fault, bool) {
 
 // addApp registers (or re-registers) an app. Callers hold no lock: it runs
 // from NewPlatform only.
-func (p *Platform) addApp(id, secret string) {
+func (p *Platform) addApp(id, secret string, kind Kind) {
+	if kind == "" {
+		kind = KindOfficialAccount
+	}
 	if a, ok := p.apps[id]; ok {
-		a.secret = secret
+		a.secret, a.kind = secret, kind
 		return
 	}
-	p.apps[id] = &app{id: id, secret: secret, used: map[string]int{}, tickets: map[string]*ticket{}}
+	p.apps[id] = &app{id: id, secret: secret, kind: kind, used: map[string]int{}, tickets: map[string]*ticket{},
+		biz: newBusiness()}
 	p.order = append(p.order, id)
 }
 
@@ -439,7 +535,6 @@ func (p *Platform) issueClassic(a *app, now time.Time) *tokenRec {
 	}
 	rec := p.mint(a, now, false)
 	a.token = rec
-	p.stats.Issued[PathToken]++
 	if p.ticketFollows {
 		clear(a.tickets)
 	}
@@ -460,6 +555,15 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// randomBytes returns n unpredictable bytes.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rand.Reader, b); err != nil {
+		panic("wechattest: crypto/rand failed: " + err.Error())
+	}
+	return b
 }
 
 // randomString returns n unpredictable bytes as URL-safe base64 (4n/3

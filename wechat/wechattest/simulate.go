@@ -3,6 +3,7 @@ package wechattest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -32,6 +33,10 @@ type SimulateConfig struct {
 	// plaintext and Encrypt in one body, and a plaintext reply accepted.
 	Compatible bool
 
+	// Format is the push format: FormatXML (default) or FormatJSON, as
+	// a Mini Program or Mini Game may choose.
+	Format Format
+
 	HTTPClient *http.Client  // nil means http.DefaultClient
 	Timeout    time.Duration // per request; 0 means 5 s, as WeChat
 	Deliveries int           // 0 means 3; 1 reports a slow server at once
@@ -54,6 +59,9 @@ func Simulate(ctx context.Context, out io.Writer, cfg SimulateConfig) bool {
 		fmt.Fprintf(out, "FAIL setup: %v\n", err)
 		return false
 	}
+	if cfg.Format == FormatJSON {
+		mode += "; pushes in JSON"
+	}
 	fmt.Fprintf(out, "mode: %s\n", mode)
 	var rec *recordingSealer
 	cb := &Callback{
@@ -62,6 +70,7 @@ func Simulate(ctx context.Context, out io.Writer, cfg SimulateConfig) bool {
 		HTTPClient: cfg.HTTPClient,
 		Timeout:    cfg.Timeout,
 		Deliveries: cfg.Deliveries,
+		Format:     cfg.Format,
 	}
 	if sealer != nil {
 		rec = &recordingSealer{Sealer: sealer}
@@ -146,7 +155,7 @@ func describeReply(reply []byte) string {
 		MsgType string
 		Content string
 	}
-	if xml.Unmarshal(reply, &r) == nil && r.MsgType == "text" {
+	if (xml.Unmarshal(reply, &r) == nil || json.Unmarshal(reply, &r) == nil) && r.MsgType == "text" {
 		return fmt.Sprintf("text reply %q", r.Content)
 	}
 	return "reply: " + excerpt(reply)

@@ -295,14 +295,23 @@ func TestIssueTokenSupersedes(t *testing.T) {
 	}
 }
 
+// TestUnknownPath: a path outside the API families gets WeChat's JSON
+// 40066, never a plain-text 404; one under a family answers ok after the
+// token check.
 func TestUnknownPath(t *testing.T) {
 	srv := newTestServer(t)
-	resp, err := srv.Client().Get(srv.URL + "/cgi-bin/nope")
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range []string{"GET", "POST"} {
+		if r := call(t, srv, m, "/nope", nil, "{}"); r.Errcode != 40066 {
+			t.Errorf("%s /nope: errcode %d, want 40066", m, r.Errcode)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("status %d, want 404", resp.StatusCode)
+	const family = "/wxa/business/getuserphonenumber"
+	if r := call(t, srv, "POST", family, nil, "{}"); r.Errcode != 41001 {
+		t.Errorf("%s without a token: errcode %d, want 41001", family, r.Errcode)
+	}
+	tok := getToken(t, srv).AccessToken
+	r := call(t, srv, "POST", family, url.Values{"access_token": {tok}}, "{}")
+	if r.Errcode != 0 || r.Errmsg != "ok" {
+		t.Errorf("%s: %+v, want errcode 0, ok", family, r)
 	}
 }

@@ -43,11 +43,53 @@
 // a key, a POST with encrypt_type=aes is refused (400): the account is in
 // safe mode and the server is not configured for it.
 //
+// # Replays with another body
+//
+// In plain mode the signature covers the token, timestamp and nonce, not
+// the body, so one signed URL would carry any body for as long as its
+// timestamp is in the window. The middleware remembers the signature,
+// timestamp and nonce of every plain-mode POST it accepts, with the
+// SHA-256 of its body, until the timestamp leaves the window (at most
+// twice the window; twice DefaultTimestampWindow when the window check is
+// off). The same triple with a byte-identical body is WeChat re-sending
+// the push: it passes, and the dedupe answers it with the first reply. The
+// same triple with any other body is refused with 403 (OutcomeReplay) and
+// logged at Warn, without the body. A plain POST whose store lookup fails
+// is accepted, and the failure logged at Error.
+//
+// The triples are kept in the dedupe store when it is shared (dedupe.Redis
+// given with WithDedupe, so every host behind a load balancer sees the
+// triples the others accepted), and otherwise in a dedupe.Memory of each
+// Verify's own, of at most ReplayMaxEntries triples: when that fills up,
+// the triples closest to leaving the window are forgotten first. Only
+// someone who can sign, that is WeChat or whoever holds the token, can
+// fill it. This narrows plain mode; it does not make it safe: whoever
+// intercepts a signed URL before it reaches the server can still replace
+// its message. Safe and compatible mode need no such memory: msg_signature
+// covers Encrypt, so another body fails the signature check already.
+//
 // # Re-deliveries
 //
 // WeChat re-sends a push whose reply takes more than 5 s, three times in
 // all. The middleware runs the next handler once per push (keyed by
 // Message.DedupeKey) and answers the re-deliveries with the first reply; by
 // default it remembers pushes in memory, WithDedupe chooses another store
-// (dedupe.NewRedis for many processes) or, with nil, turns this off.
+// (dedupe.NewRedis for many processes) or, with nil, turns this off. A
+// reply with a 5xx status is not remembered, and neither is a handler that
+// wrote nothing at all (no WriteHeader, no Write): the next delivery runs
+// the handler again, and the middleware writes nothing for it either, so
+// that a framework around it can still answer (echo's WrapMiddleware
+// reports a handler's error that way). A handler that means "no reply"
+// writes "success".
+//
+// # Logs and reverse proxies
+//
+// A rejected request is logged once at Warn with the reason; an accepted
+// callback once at Info, after the next handler answered, with the
+// message type, event, a short hash of the sender's OpenID, the status
+// and the latency. No line holds the token, a key, the body or an OpenID.
+// Each names the remote address: r.RemoteAddr, or, for a request from a
+// reverse proxy named with WithTrustedProxies, the client address that
+// proxy put in X-Forwarded-For or X-Real-IP. Those headers are ignored
+// from every other peer, since anyone can send them.
 package middleware

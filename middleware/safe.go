@@ -91,8 +91,9 @@ func (s *settings) setAES(option, appID string, k *msgcrypt.Key) {
 // WithAllowPlaintext sets whether plaintext POSTs (without encrypt_type=aes)
 // are accepted when an EncodingAESKey is configured. The default, false,
 // refuses them with 403: in plain mode the signature covers only the
-// timestamp and nonce, not the body, so whoever sees one signed URL can
-// post any message with it for as long as the timestamp window lasts, while
+// timestamp and nonce, not the body, so whoever intercepts a signed URL
+// before it reaches the server can replace its message (the replay check
+// refuses a second body for a signature, not the first), while
 // msg_signature binds the body. WeChat sends encrypt_type=aes in both safe
 // and compatible mode, so the default suits both. Allow plaintext only for
 // the minutes of switching an account from plain mode to safe mode (deploy

@@ -164,12 +164,11 @@ func WithResultFunc(fn func(r *http.Request, res Result)) Option {
 //     the message into a reply envelope (XML, or JSON when the push was
 //     JSON) with a fresh TimeStamp, the request's Nonce and its
 //     MsgSignature. "", "success" and error statuses go out as written.
-//   - Any other method is answered 405 with Allow: GET, POST.
-//
 //   - A plain-mode POST whose signature, timestamp and nonce an accepted
 //     POST had already, with another body, is refused with 403 as a replay;
 //     with a byte-identical body it is WeChat re-sending the push, and
 //     passes (see the package documentation).
+//   - Any other method is answered 405 with Allow: GET, POST.
 //
 // Every rejection has a plain-text body of a few words saying why, and is
 // logged once at level Warn with the reason and the remote address. Every

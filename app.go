@@ -143,24 +143,25 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fake-wechat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:3200", "the address to serve the fake API on")
-	var apps wechattest.Apps
-	fs.Var(&apps, "app", "register an app, ID:SECRET (repeatable; default the demo app)")
+	ff := wechattest.NewFlags(fs)
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if len(apps) == 0 {
-		apps = wechattest.Apps{{ID: central.DemoAppID, Secret: central.DemoAppSecret}}
+	opts, err := ff.Options(wechattest.App{ID: central.DemoAppID, Secret: central.DemoAppSecret})
+	if err != nil {
+		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
+		return 2
 	}
-	l, err := net.Listen("tcp", *listen)
+	l, err := net.Listen("tcp", ff.Listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv := &http.Server{Handler: wechattest.NewPlatform(append(apps.Options(), wechattest.WithLogger(logger))...),
+	srv := &http.Server{Handler: wechattest.NewPlatform(append(opts, wechattest.WithLogger(logger))...),
 		ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\n", l.Addr(), apps.String())
+	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\ncontrol plane: http://%[1]s/_fake/ (stats, advance, clock, fail, invalidate, reset)\n",
+		l.Addr(), ff.Apps.String())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

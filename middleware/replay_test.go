@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/util/redistest"
 )
 
 // forged is a push someone who saw a signed URL posts with it.
@@ -218,5 +221,76 @@ func TestReplayPlaintextAllowed(t *testing.T) {
 		if resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(d.body)); resp.StatusCode != d.status {
 			t.Errorf("push %d: %d %q, want %d", i+1, resp.StatusCode, got, d.status)
 		}
+	}
+}
+
+// TestReplayConcurrent posts one signed URL with eight different bodies at
+// once: exactly one is accepted, whichever comes first, on one host or two
+// sharing Redis.
+func TestReplayConcurrent(t *testing.T) {
+	c := startRedis(t)
+	for _, shared := range []bool{false, true} {
+		name := "memory"
+		if shared {
+			name = "redis"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness()
+			var opts []middleware.Option
+			if shared {
+				opts = append(opts, middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: "test:concurrent:", PollInterval: time.Millisecond}))
+			}
+			hosts := []*httptest.Server{httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next()))}
+			if shared {
+				hosts = append(hosts, httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next())))
+			}
+			for _, s := range hosts {
+				defer s.Close()
+			}
+			u := "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "race").Encode()
+			codes := make(chan int, 8)
+			for i := range 8 {
+				go func() {
+					s := hosts[i%len(hosts)]
+					resp, err := s.Client().Post(s.URL+u, "text/xml", strings.NewReader(textMsg(int64(100+i))))
+					if err != nil {
+						t.Error(err)
+						codes <- 0
+						return
+					}
+					resp.Body.Close()
+					codes <- resp.StatusCode
+				}()
+			}
+			n := map[int]int{}
+			for range 8 {
+				n[recv(t, "an answer", codes)]++
+			}
+			if n[200] != 1 || n[403] != 7 {
+				t.Errorf("answers %v, want one 200 and seven 403", n)
+			}
+		})
+	}
+}
+
+// TestReplayStoreDown checks that a plain push is accepted when the shared
+// store is unreachable (a lost message is worse), and that the failure is
+// logged at Error.
+func TestReplayStoreDown(t *testing.T) {
+	rds := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: rds.Addr, MaxRetries: -1})
+	defer c.Close()
+	rds.Stop()
+	h := newHarness()
+	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithDedupe(dedupe.NewRedis(c)))...)(h.next()))
+	defer srv.Close()
+	u := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "down").Encode()
+	resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(textMsg(1)))
+	logs, _, calls := h.take()
+	if resp.StatusCode != 200 || got != "handled" || calls != 1 {
+		t.Fatalf("with the store down: %d %q, handler ran %d times; want 200 handled once", resp.StatusCode, got, calls)
+	}
+	if !strings.Contains(logs, `level=ERROR msg="wechat callback replay check failed; accepted without it"`) {
+		t.Errorf("the failure was not logged: %s", logs)
 	}
 }

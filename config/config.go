@@ -110,11 +110,11 @@ type Config struct {
 	AdminHosts string
 
 	// TrustedProxies lists, comma-separated, the addresses or CIDRs of the
-	// reverse proxies in front of the public listener
-	// (WECHAT_TRUSTED_PROXIES, -trusted-proxies). Only a request whose
-	// peer is one of them has its client address taken from
-	// X-Forwarded-For or X-Real-IP, for logs and checks. Empty by
-	// default: no proxy is trusted. See TrustedProxyPrefixes.
+	// reverse proxies in front of the listeners (WECHAT_TRUSTED_PROXIES,
+	// -trusted-proxies). Only a request whose peer is one of them has its
+	// client address taken from X-Forwarded-For or X-Real-IP, for the
+	// logs. Empty by default: no proxy is trusted. See
+	// TrustedProxyPrefixes.
 	TrustedProxies string
 
 	// LogFormat is "text" or "json" (WECHAT_LOG_FORMAT, -log-format).

@@ -69,6 +69,13 @@ type AdminOptions struct {
 	// 127.0.0.1. With a Key the Host is not checked: a browser does not
 	// send the bearer key on its own.
 	AllowedHosts []string
+
+	// TrustedProxies are the reverse proxies in front of the admin API,
+	// by address prefix: a request from one of them is logged with the
+	// client address from its X-Forwarded-For or X-Real-IP (see
+	// middleware.WithTrustedProxies). Default: none, r.RemoteAddr is
+	// logged.
+	TrustedProxies []netip.Prefix
 }
 
 // An Admin is the admin API of the central control server, an
@@ -102,6 +109,7 @@ type Admin struct {
 	router   *mux.Router
 	metrics  *metrics
 	hosts    map[string]bool // AllowedHosts, lower case
+	trusted  []netip.Prefix
 	failures failLog
 }
 
@@ -110,7 +118,7 @@ type keeperRef struct{ k Keeper }
 // NewAdmin returns the admin API on k. k may be nil while the keeper is
 // still starting (every route but /metrics answers 503 until SetKeeper).
 func NewAdmin(k Keeper, o AdminOptions) *Admin {
-	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout}
+	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout, trusted: o.TrustedProxies}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -481,7 +489,12 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error
 	if code >= 500 {
 		a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, err.Error())
 	} else {
-		a.log.Info("central: admin request refused", "route", r.URL.Path, "status", code, "remote", r.RemoteAddr, "reason", err)
+		remote := middleware.ClientAddr(r, a.trusted)
+		attrs := []any{"route", r.URL.Path, "status", code, "remote", remote, "reason", err}
+		if remote != r.RemoteAddr {
+			attrs = append(attrs, "peer", r.RemoteAddr)
+		}
+		a.log.Info("central: admin request refused", attrs...)
 	}
 	writeJSON(w, code, errorJSON{Error: err.Error()})
 }

@@ -444,3 +444,57 @@ func TestCheckStore(t *testing.T) {
 		t.Errorf("the check left files behind: %v", entries)
 	}
 }
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// With WECHAT_TRUSTED_PROXIES naming the proxy, the callback middleware
+// and the admin API log the client's address from X-Forwarded-For; from
+// anyone else the header is not believed.
+func TestServeTrustedProxies(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	for _, tt := range []struct {
+		trusted, remote string
+	}{{"127.0.0.1", "remote=203.0.113.9 "}, {"", "remote=127.0.0.1:"}, {"10.0.0.0/8", "remote=127.0.0.1:"}} {
+		var logs lockedBuffer
+		cfg := serveConfig(t, fake.URL)
+		cfg.AdminKey = testKey
+		cfg.TrustedProxies = tt.trusted
+		st := startServe(t, cfg, ServeOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		for _, u := range []string{"http://" + st.public + "/?signature=forged&timestamp=1&nonce=2&echostr=x",
+			"http://" + st.admin + "/v1/token"} {
+			req, _ := http.NewRequest("GET", u, nil)
+			req.Header.Set("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 403 && resp.StatusCode != 401 {
+				t.Errorf("%s: %d, want a refusal", u, resp.StatusCode)
+			}
+		}
+		st.cancel()
+		<-st.done
+		st.done <- nil
+		for _, msg := range []string{"wechat callback rejected", "central: admin request refused"} {
+			var line string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, msg) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, tt.remote) || strings.Contains(line, "198.51.100.1") {
+				t.Errorf("trusted %q: %q logged as %q, want %s…", tt.trusted, msg, line, tt.remote)
+			}
+		}
+	}
+}

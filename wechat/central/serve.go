@@ -152,7 +152,7 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		}
 		defer keeper.Close()
 		admin = NewAdmin(keeper, AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store, Timeout: adminTimeout,
-			Clock: o.Clock, AllowedHosts: cfg.AdminHostList()})
+			Clock: o.Clock, AllowedHosts: cfg.AdminHostList(), TrustedProxies: cfg.TrustedProxyPrefixes()})
 	}
 
 	// Listeners.
@@ -180,6 +180,7 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		middleware.WithPreviousToken(string(cfg.PreviousToken)),
 		middleware.WithTimestampWindow(cfg.TimestampWindow),
 		middleware.WithLogger(log),
+		middleware.WithTrustedProxies(cfg.TrustedProxyPrefixes()),
 	}
 	if admin != nil {
 		verifyOpts = append(verifyOpts, middleware.WithResultFunc(admin.CallbackResult))

@@ -19,8 +19,15 @@ import (
 // The default is a dedupe.Memory, one per call of Verify, which is right
 // for one process. Servers behind a load balancer share a
 // dedupe.NewRedis store instead. WithDedupe(nil) turns deduplication off:
-// then every delivery runs the next handler, and in plain mode the handler
-// writes to the connection directly.
+// then every delivery runs the next handler, and in plain mode its reply
+// goes to the connection unbuffered.
+//
+// A store that is not a dedupe.Memory (dedupe.Redis, or one of the
+// application's own) also keeps the plain-mode replay check's triples,
+// under keys that start with "replay|", so that every host sharing it
+// refuses a signature another host accepted with another body. With a
+// dedupe.Memory or none, each Verify keeps them in a Memory of its own
+// (see the package documentation). The replay check is never off.
 func WithDedupe(store dedupe.Store) Option {
 	return func(s *settings) {
 		s.dedupe, s.dedupeSet = store, true

@@ -1,0 +1,56 @@
+package middleware
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/util"
+)
+
+// TestReplayMemoryBounded checks that the replay memory of a Verify
+// without a shared store is capped and forgets a triple once its timestamp
+// has left the window.
+func TestReplayMemoryBounded(t *testing.T) {
+	const token = "tok"
+	var mu sync.Mutex
+	now := time.Unix(1714036504, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := Verify(token, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).(*handler)
+	mem, ok := h.s.replay.(*dedupe.Memory)
+	if !ok || mem.MaxEntries != ReplayMaxEntries {
+		t.Fatalf("replay store %T %+v, want a Memory of at most ReplayMaxEntries", h.s.replay, h.s.replay)
+	}
+	if mem == h.s.dedupe {
+		t.Fatal("the replay memory is the dedupe's: plain pushes would crowd out its entries")
+	}
+	send := func(nonce string) {
+		t.Helper()
+		ts := strconv.FormatInt(clock().Unix(), 10)
+		q := "signature=" + util.Signature(token, ts, nonce) + "&timestamp=" + ts + "&nonce=" + nonce
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/?"+q, strings.NewReader("<xml><MsgType>text</MsgType><MsgId>"+nonce+"</MsgId></xml>")))
+		if w.Code != 200 {
+			t.Fatalf("push %s: %d %q", nonce, w.Code, w.Body)
+		}
+	}
+	for _, n := range []string{"1", "2", "3"} {
+		send(n)
+	}
+	if got := mem.Len(); got != 3 {
+		t.Fatalf("%d triples remembered, want 3", got)
+	}
+	mu.Lock()
+	now = now.Add(DefaultTimestampWindow + time.Second)
+	mu.Unlock()
+	send("4")
+	if got := mem.Len(); got != 1 {
+		t.Errorf("%d triples remembered after the window, want 1", got)
+	}
+}

@@ -501,9 +501,10 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error
 
 // StatusOf maps an error of the token keeper to the admin API's HTTP
 // status, and the WeChat errcode it carries (0 if none): 503 when the
-// daily quota is exhausted, fetches are paused or rate limited, or the
-// request timed out; 502 when WeChat answered an error (errcode set) or
-// WeChat or the store failed otherwise.
+// daily quota is exhausted, fetches are paused or rate limited, WeChat
+// said it is busy (errcode -1 or -1000: retry later), or the request timed
+// out; 502 when WeChat answered another error (errcode set) or WeChat or
+// the store failed otherwise.
 func StatusOf(err error) (status, errcode int) {
 	var apiErr *wechat.APIError
 	hasAPI := errors.As(err, &apiErr)
@@ -513,6 +514,7 @@ func StatusOf(err error) (status, errcode int) {
 	switch {
 	case errors.Is(err, wechat.ErrQuotaExhausted),
 		errors.Is(err, wechat.ErrRateLimited),
+		hasAPI && (apiErr.Code == -1 || apiErr.Code == -1000),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, errcode

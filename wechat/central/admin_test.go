@@ -210,6 +210,9 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("%w: %w", wechat.ErrNoToken, api), 502, 40125},
 		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), 503, 0},
 		{errors.New("wechat: /cgi-bin/token: HTTP 502 Bad Gateway from WeChat"), 502, 0},
+		// WeChat busy: no token now, retry later (a start-up during an outage).
+		{fmt.Errorf("%w: fetch failed 4 times, last: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1}), 503, -1},
+		{fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1000}), 503, -1000},
 	}
 	for _, tt := range tests {
 		if s, c := StatusOf(tt.err); s != tt.status || c != tt.errcode {

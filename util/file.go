@@ -13,6 +13,10 @@ import (
 // bytes; anything near this size is not one.
 const MaxFileSize = 1 << 20
 
+// ErrTooLarge is the error ReadFile wraps when a file is larger than
+// MaxFileSize.
+var ErrTooLarge = errors.New("file larger than the limit")
+
 // WriteFileAtomic writes data to path so that a reader sees either the old
 // content or the new, never a mix or a truncated file, even if the process
 // dies mid-write or the machine loses power.
@@ -65,8 +69,9 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
 }
 
 // ReadFile reads a file written by WriteFileAtomic. It refuses files larger
-// than MaxFileSize rather than reading them whole. A missing file gives an
-// error that matches fs.ErrNotExist.
+// than MaxFileSize rather than reading them whole, with an error that
+// matches ErrTooLarge. A missing file gives an error that matches
+// fs.ErrNotExist.
 func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -78,7 +83,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", path, MaxFileSize)
+		return nil, fmt.Errorf("read %s: %w of %d bytes", path, ErrTooLarge, MaxFileSize)
 	}
 	return data, nil
 }

@@ -84,7 +84,7 @@ func TestReadFile(t *testing.T) {
 	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadFile(big); err == nil {
-		t.Error("ReadFile of an oversized file succeeded")
+	if _, err := ReadFile(big); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("ReadFile of an oversized file: err = %v, want ErrTooLarge", err)
 	}
 }

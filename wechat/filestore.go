@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
-	"github.com/gofrs/flock"
 	"github.com/tidwall/gjson"
 
 	"github.com/wxcentral/wxcentral/util"
@@ -27,43 +30,153 @@ const fileLockPoll = 2 * time.Millisecond
 // API; older days are dropped on the next write.
 const keepDays = 3
 
+// Suffixes of the files a FileStore keeps next to its store file.
+const (
+	// LockSuffix names the lock file: wechat.txt.lock.
+	LockSuffix = ".lock"
+	// StateSuffix names the state file: wechat.txt.state.
+	StateSuffix = ".state"
+)
+
+// tokenLife is the lifetime WeChat gives an access token. A token that
+// another program wrote without fetched_at is taken to have been fetched
+// this long before its expiry.
+const tokenLife = 7200 * time.Second
+
 // A FileStore keeps credentials in one JSON file, by default wechat.txt, in
 // the format the original Koa app reads and writes:
 //
-//	{"access_token":"…","expires_in":1767225600000, …}
+//	{"access_token":"…","expires_in":1767225600000,"fetched_at":1767218400000}
 //
 // expires_in is the absolute expiry in Unix epoch milliseconds. FileStore
-// adds its own keys (fetched_at, tickets, fetches) and keeps any other key
-// it finds, so the old Node process and wxcentral can share the file.
+// adds fetched_at and keeps any other key it finds, so the old Node process
+// and wxcentral can share the file. A token the original app wrote has no
+// fetched_at; FileStore takes it to have been fetched 7200 s before its
+// expiry, which is how WeChat issues tokens, so a slower fetch of ours
+// cannot overwrite the newer token (Save's fence).
 //
-// Writes are atomic (a temporary file renamed over the old one, mode 0600),
-// so a reader never sees a half-written file, even if the writer is killed.
-// The cross-process lock is a flock(2) on the sidecar file path+".lock".
+// A file holding an access_token in a shape FileStore does not read
+// (expires_in in seconds or as a string, camelCase keys such as
+// accessToken/expireTime, a token nested under another key) loads as no
+// token, and is logged once per shape as a warning naming the shape (never
+// the token): the keeper is about to fetch, which ends the token of the
+// program that wrote the file.
 //
-// Save and AddFetches rewrite the whole file: call them while holding Lock,
+// # The state file
+//
+// Everything the original app would erase when it rewrites wechat.txt
+// lives in the state file path+".state" (mode 0600): the tickets, any
+// other Kind (the credential cooldown, …) and the daily and hourly fetch
+// counts. wechat.txt is read for the access token alone. Counts and
+// tickets that an older version of wxcentral kept in wechat.txt (under
+// "fetches" and "tickets") are still honoured, the larger count and the
+// later ticket winning, and move to the state file on the next save of the
+// token.
+//
+// Writes are atomic (a temporary file in the same directory renamed over
+// the old one, mode 0600), so a reader never sees a half-written file, even
+// if the writer is killed. A file over 1 MiB (util.MaxFileSize) is not a
+// store: it is treated like a corrupt one (logged once, read as empty,
+// replaced by the next save).
+//
+// # Symbolic links and the lock
+//
+// NewFileStore resolves symbolic links in path once: when wechat.txt is a
+// link (or sits in a linked directory), the data, the temporary files, the
+// state file and the lock all live next to the real file, so processes that
+// reach it through different links share one token and one lock. A link
+// created after NewFileStore is not followed: the next save replaces it.
+//
+// The cross-process lock is a flock(2) on path+".lock" (next to the real
+// file). A lock file that is a symbolic link is refused, not followed. A
+// lock file deleted while held does not split the lock: after taking the
+// flock the store checks that the path still names the locked file, and
+// on unix a new lock file is created only while no process holds the lock
+// of any store in the directory (a shared flock on the directory, held by
+// every holder, excludes the creator's exclusive one). The lock needs a
+// local file system.
+//
+// Save and AddFetches rewrite whole files: call them while holding Lock,
 // as the keeper does, or a concurrent writer in another process may lose an
-// update (the file still always parses). Within one process they are safe
+// update (the files still always parse). Within one process they are safe
 // for concurrent use.
 type FileStore struct {
-	path   string
-	logger *slog.Logger
+	path      string // the real store file: symlinks resolved by NewFileStore
+	lockPath  string
+	statePath string
+	logger    *slog.Logger
 
 	sem chan struct{} // the in-process half of Lock
 
-	mu      sync.Mutex // serialises read-modify-write within the process
-	corrupt bool       // the last read found a corrupt file (and logged it)
+	mu      sync.Mutex      // serialises read-modify-write within the process
+	corrupt map[string]bool // files whose corruption was logged, until they parse again
+	shapes  map[string]bool // foreign token shapes already logged
 }
 
 // NewFileStore returns a Store on the file at path (which need not exist
-// yet). A nil logger discards the store's log lines.
+// yet). Symbolic links in path are resolved now, once (see FileStore). A
+// nil logger discards the store's log lines.
 func NewFileStore(path string, logger *slog.Logger) *FileStore {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &FileStore{path: path, logger: logger, sem: make(chan struct{}, 1)}
+	real, err := resolvePath(path)
+	if err != nil {
+		logger.Warn("wechat: file store: cannot resolve symbolic links; using the path as given",
+			"path", path, "err", err)
+		real = path
+	}
+	return &FileStore{
+		path: real, lockPath: real + LockSuffix, statePath: real + StateSuffix,
+		logger: logger, sem: make(chan struct{}, 1),
+		corrupt: map[string]bool{}, shapes: map[string]bool{},
+	}
 }
 
-// Path returns the path of the file s keeps.
+// maxLinks bounds the symbolic links resolvePath follows, as the kernel's
+// ELOOP does.
+const maxLinks = 40
+
+// resolvePath returns the absolute path of the file path names, following
+// symbolic links in the directories and in the last element, even a link
+// whose target does not exist yet (the store creates the target).
+func resolvePath(path string) (string, error) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	for range maxLinks {
+		dir, base := filepath.Split(p)
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		p = filepath.Join(dir, base)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return p, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return p, nil
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(dir, target)
+		}
+		p = target
+	}
+	return "", fmt.Errorf("%s: more than %d symbolic links", path, maxLinks)
+}
+
+// Path returns the path of the file s keeps: the real file, symbolic links
+// resolved. The lock and the state file sit next to it.
 func (s *FileStore) Path() string { return s.path }
 
 // Lock takes the cross-process lock on path+".lock", waiting until it is free
@@ -72,25 +185,19 @@ func (s *FileStore) Lock(ctx context.Context) (func(), error) {
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("wechat: lock %s: %w", s.path, ctx.Err())
+		return nil, fmt.Errorf("wechat: lock %s: %w", s.lockPath, ctx.Err())
 	}
-	fl := flock.New(s.path+".lock", flock.SetPermissions(0o600))
-	ok, err := fl.TryLockContext(ctx, fileLockPoll)
-	if err != nil || !ok {
+	release, err := lockFile(ctx, s.lockPath, fileLockPoll)
+	if err != nil {
 		<-s.sem
-		fl.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
-		return nil, fmt.Errorf("wechat: lock %s.lock: %w", s.path, err)
+		return nil, fmt.Errorf("wechat: lock %s: %w", s.lockPath, err)
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			if err := fl.Unlock(); err != nil {
-				s.logger.Error("wechat: unlock file store", "path", s.path+".lock", "err", err)
+			if err := release(); err != nil {
+				s.logger.Error("wechat: unlock file store", "path", s.lockPath, "err", err)
 			}
-			fl.Close()
 			<-s.sem
 		})
 	}, nil
@@ -104,185 +211,308 @@ func (s *FileStore) Load(ctx context.Context, kind Kind) (Credential, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	doc, err := s.read()
+	doc, err := s.readDoc()
 	if err != nil {
 		return Credential{}, err
 	}
-	return credentialFrom(doc, kind), nil
+	if kind == KindAccessToken {
+		return s.token(doc), nil
+	}
+	st, err := s.readState()
+	if err != nil {
+		return Credential{}, err
+	}
+	return st.cred(doc, kind), nil
 }
 
 // Save stores c as the credential of kind, or returns ErrSuperseded if the
-// file holds one of that kind fetched later.
+// store holds one of that kind fetched later. The access token goes to the
+// store file, every other kind to the state file.
 func (s *FileStore) Save(ctx context.Context, kind Kind, c Credential) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	switch kind {
-	case KindAccessToken, KindJSAPITicket, KindCardTicket, KindCooldown:
-	default:
-		return fmt.Errorf("wechat: file store %s: unknown credential kind %q", s.path, kind)
+	if kind == "" {
+		return fmt.Errorf("wechat: file store %s: empty credential kind", s.path)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	doc, err := s.read()
+	doc, err := s.readDoc()
 	if err != nil {
 		return err
 	}
-	if old := credentialFrom(doc, kind); old.FetchedAt.After(c.FetchedAt) {
+	st, err := s.readState()
+	if err != nil {
+		return err
+	}
+	if kind != KindAccessToken {
+		if old := st.cred(doc, kind); old.FetchedAt.After(c.FetchedAt) {
+			return ErrSuperseded
+		}
+		st.setCred(kind, c)
+		return s.writeState(st)
+	}
+	if old := s.token(doc); old.FetchedAt.After(c.FetchedAt) {
 		return ErrSuperseded
 	}
-	return s.write(doc, kind, &c, "", "", 0)
+	if hasLegacy(doc) {
+		// Move what an older version kept in wechat.txt to the state file
+		// before the rewrite below drops it.
+		st.merge(doc)
+		if err := s.writeState(st); err != nil {
+			return err
+		}
+	}
+	return s.writeDoc(doc, c)
 }
 
 // AddFetches adds n to the count of fetches of api on day and returns the
-// new count.
+// new count. Counts live in the state file.
 func (s *FileStore) AddFetches(ctx context.Context, api, day string, n int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	if n < 0 {
+		return 0, fmt.Errorf("wechat: file store: add %d fetches of %s: n must not be negative", n, api)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	doc, err := s.read()
+	doc, err := s.readDoc()
 	if err != nil {
 		return 0, err
 	}
-	count := int(doc.Get("fetches." + gjsonEscape(api) + "." + gjsonEscape(day)).Int())
-	if n == 0 {
-		return count, nil
+	st, err := s.readState()
+	if err != nil {
+		return 0, err
 	}
-	count += n
-	return count, s.write(doc, "", nil, api, day, count)
+	count := max(st.Fetches[api][day], legacyCount(doc, api, day))
+	if n == 0 {
+		return int(count), nil
+	}
+	count += int64(n)
+	if st.Fetches == nil {
+		st.Fetches = map[string]map[string]int64{}
+	}
+	if st.Fetches[api] == nil {
+		st.Fetches[api] = map[string]int64{}
+	}
+	st.Fetches[api][day] = count
+	return int(count), s.writeState(st)
 }
 
-// read returns the parsed file; a missing, empty or corrupt file is an
-// empty document.
-func (s *FileStore) read() (gjson.Result, error) {
-	data, err := util.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return gjson.Result{}, nil
+// readFile returns the content of the file at path, or nil for a missing
+// file. A file too large to be a store is reported as corrupt (nil data,
+// corrupt true).
+func (s *FileStore) readFile(path string) (data []byte, tooLarge bool, err error) {
+	data, err = util.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, false, nil
+	case errors.Is(err, util.ErrTooLarge):
+		return nil, true, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("wechat: file store: %w", err)
 	}
+	return data, false, nil
+}
+
+// logCorrupt logs, once until the file parses again, that the file at path
+// is not a store.
+func (s *FileStore) logCorrupt(path string, tooLarge bool, size int) {
+	if s.corrupt[path] {
+		return
+	}
+	s.corrupt[path] = true
+	if tooLarge {
+		s.logger.Warn("wechat: file store file is larger than any store; treating it as corrupt and empty, the next save overwrites it",
+			"path", path, "limit_bytes", util.MaxFileSize)
+		return
+	}
+	s.logger.Warn("wechat: file store holds no valid JSON object; treating it as empty, the next save overwrites it",
+		"path", path, "size", size)
+}
+
+// readDoc returns the parsed store file; a missing, empty, oversized or
+// corrupt file is an empty document.
+func (s *FileStore) readDoc() (gjson.Result, error) {
+	data, tooLarge, err := s.readFile(s.path)
 	if err != nil {
-		return gjson.Result{}, fmt.Errorf("wechat: file store: %w", err)
+		return gjson.Result{}, err
 	}
-	if len(bytes.TrimSpace(data)) == 0 || !gjson.ValidBytes(data) || !gjson.ParseBytes(data).IsObject() {
-		if !s.corrupt {
-			s.corrupt = true
-			s.logger.Warn("wechat: file store holds no valid JSON object; treating it as empty, the next save overwrites it",
-				"path", s.path, "size", len(data))
-		}
+	if data == nil && !tooLarge {
 		return gjson.Result{}, nil
 	}
-	s.corrupt = false
+	if tooLarge || len(bytes.TrimSpace(data)) == 0 || !gjson.ValidBytes(data) || !gjson.ParseBytes(data).IsObject() {
+		s.logCorrupt(s.path, tooLarge, len(data))
+		return gjson.Result{}, nil
+	}
+	delete(s.corrupt, s.path)
 	return gjson.ParseBytes(data), nil
 }
 
-// credentialFrom extracts the credential of kind from doc.
-func credentialFrom(doc gjson.Result, kind Kind) Credential {
-	var v, exp, fetched gjson.Result
-	if kind == KindAccessToken {
-		v, exp, fetched = doc.Get("access_token"), doc.Get("expires_in"), doc.Get("fetched_at")
-	} else {
-		t := doc.Get("tickets." + gjsonEscape(string(kind)))
-		v, exp, fetched = t.Get("ticket"), t.Get("expires_at"), t.Get("fetched_at")
+// token returns the access token of the store file, logging (once per
+// shape) a token it cannot read.
+func (s *FileStore) token(doc gjson.Result) Credential {
+	if shape := foreignShape(doc); shape != "" {
+		if !s.shapes[shape] {
+			s.shapes[shape] = true
+			s.logger.Warn("wechat: file store holds an access_token in a shape wxcentral does not read; "+
+				"treating it as no token, so a new one will be fetched, which ends the token of the program that wrote it",
+				"path", s.path, "shape", shape,
+				"want", `{"access_token":"…","expires_in":<expiry in Unix epoch milliseconds>}`)
+		}
+		return Credential{}
 	}
+	v, exp, fetched := doc.Get("access_token"), doc.Get("expires_in"), doc.Get("fetched_at")
 	if v.Type != gjson.String || v.Str == "" || exp.Type != gjson.Number {
 		return Credential{}
 	}
 	c := Credential{Value: v.Str, ExpiresAt: time.UnixMilli(exp.Int())}
-	if fetched.Type == gjson.Number && fetched.Int() > 0 {
+	switch {
+	case fetched.Type == gjson.Number && fetched.Int() > 0:
 		c.FetchedAt = time.UnixMilli(fetched.Int())
+	case exp.Int() > 0:
+		// Written by the original app, which keeps no fetched_at.
+		c.FetchedAt = c.ExpiresAt.Add(-tokenLife)
 	}
 	return c
 }
 
-// write rewrites the file from doc with one change: the credential c of
-// kind (if c != nil), or the fetch count of api on day (if api != "").
-// access_token and expires_in always come first, at the top level.
-func (s *FileStore) write(doc gjson.Result, kind Kind, c *Credential, api, day string, count int) error {
-	tok := credentialFrom(doc, KindAccessToken)
-	if c != nil && kind == KindAccessToken {
-		tok = *c
+// Epoch milliseconds below this (1973) cannot be a token's expiry, but are
+// a lifetime in seconds (7200) or an expiry in epoch seconds.
+const (
+	minEpochMillis = 100_000_000_000
+	minEpochSecs   = 100_000_000
+)
+
+// foreignShape describes how doc holds an access token in a shape
+// FileStore does not read, or returns "" if it holds one in its own shape,
+// or none at all. The description names keys and types, never values
+// (except expires_in, which is no secret).
+func foreignShape(doc gjson.Result) string {
+	if !doc.IsObject() {
+		return ""
 	}
+	tok, exp := doc.Get("access_token"), doc.Get("expires_in")
+	if tok.Exists() {
+		switch {
+		case tok.Type != gjson.String:
+			return "access_token is a JSON " + jsonType(tok) + ", not a string"
+		case tok.Str == "":
+			return ""
+		case !exp.Exists():
+			return "access_token without expires_in"
+		case exp.Type == gjson.String:
+			return "expires_in is a string, not a number of epoch milliseconds"
+		case exp.Type != gjson.Number:
+			return "expires_in is a JSON " + jsonType(exp) + ", not a number"
+		case exp.Num > 0 && exp.Num < minEpochSecs:
+			return "expires_in " + exp.Raw + " looks like a lifetime in seconds, not an expiry in epoch milliseconds"
+		case exp.Num >= minEpochSecs && exp.Num < minEpochMillis:
+			return "expires_in " + exp.Raw + " looks like an expiry in epoch seconds, not milliseconds"
+		}
+		return ""
+	}
+	var found string
+	doc.ForEach(func(k, v gjson.Result) bool {
+		switch {
+		case isTokenKey(k.Str):
+			keys := []string{k.Str}
+			doc.ForEach(func(k2, _ gjson.Result) bool {
+				if isExpiryKey(k2.Str) {
+					keys = append(keys, k2.Str)
+				}
+				return true
+			})
+			found = "the token under the key " + strings.Join(keys, "/") + ", not access_token/expires_in"
+		case v.IsObject() && v.Get("access_token").Exists():
+			found = "access_token nested under the key " + strconv.Quote(k.Str) + ", not at the top level"
+		}
+		return found == ""
+	})
+	return found
+}
+
+// isTokenKey reports whether k spells access_token some other way
+// (accessToken, AccessToken, access-token, token).
+func isTokenKey(k string) bool {
+	n := normalizeKey(k)
+	return n == "accesstoken" || n == "token"
+}
+
+// isExpiryKey reports whether k names an expiry some other way
+// (expireTime, expiresIn, expires_at, expire_time, expires).
+func isExpiryKey(k string) bool {
+	switch normalizeKey(k) {
+	case "expiretime", "expirestime", "expiresin", "expirein", "expiresat", "expireat", "expires", "expire", "expiry":
+		return true
+	}
+	return false
+}
+
+func normalizeKey(k string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, k)
+}
+
+func jsonType(r gjson.Result) string {
+	switch r.Type {
+	case gjson.Null:
+		return "null"
+	case gjson.False, gjson.True:
+		return "boolean"
+	case gjson.Number:
+		return "number"
+	case gjson.String:
+		return "string"
+	}
+	if r.IsArray() {
+		return "array"
+	}
+	return "object"
+}
+
+// hasLegacy reports whether doc holds what an older version kept in
+// wechat.txt and now lives in the state file.
+func hasLegacy(doc gjson.Result) bool {
+	return doc.Get("tickets").Exists() || doc.Get("fetches").Exists()
+}
+
+// legacyCount is the fetch count of api on day that an older version kept
+// in wechat.txt.
+func legacyCount(doc gjson.Result, api, day string) int64 {
+	return doc.Get("fetches." + gjsonEscape(api) + "." + gjsonEscape(day)).Int()
+}
+
+// legacyCred is the credential of kind that an older version kept in
+// wechat.txt under "tickets".
+func legacyCred(doc gjson.Result, kind Kind) Credential {
+	t := doc.Get("tickets." + gjsonEscape(string(kind)))
+	v, exp, fetched := t.Get("ticket"), t.Get("expires_at"), t.Get("fetched_at")
+	if v.Type != gjson.String || v.Str == "" || exp.Type != gjson.Number {
+		return Credential{}
+	}
+	return Credential{Value: v.Str, ExpiresAt: time.UnixMilli(exp.Int()), FetchedAt: millisOrZero(fetched.Int())}
+}
+
+// writeDoc rewrites the store file with the access token c: access_token
+// and expires_in first, at the top level, then fetched_at, then every key
+// written by someone else as it was. Keys that moved to the state file are
+// dropped.
+func (s *FileStore) writeDoc(doc gjson.Result, c Credential) error {
 	var b bytes.Buffer
 	b.WriteString(`{"access_token":`)
-	writeJSONString(&b, tok.Value)
+	writeJSONString(&b, c.Value)
 	b.WriteString(`,"expires_in":`)
-	b.WriteString(strconv.FormatInt(msOrZero(tok.ExpiresAt), 10))
-	if !tok.FetchedAt.IsZero() {
+	b.WriteString(strconv.FormatInt(msOrZero(c.ExpiresAt), 10))
+	if !c.FetchedAt.IsZero() {
 		b.WriteString(`,"fetched_at":`)
-		b.WriteString(strconv.FormatInt(tok.FetchedAt.UnixMilli(), 10))
+		b.WriteString(strconv.FormatInt(c.FetchedAt.UnixMilli(), 10))
 	}
-
-	// Tickets, by kind.
-	tickets := map[string]Credential{}
-	doc.Get("tickets").ForEach(func(k, _ gjson.Result) bool {
-		if cr := credentialFrom(doc, Kind(k.String())); !cr.IsZero() {
-			tickets[k.String()] = cr
-		}
-		return true
-	})
-	if c != nil && kind != KindAccessToken {
-		tickets[string(kind)] = *c
-	}
-	if len(tickets) > 0 {
-		b.WriteString(`,"tickets":{`)
-		for i, k := range sortedKeys(tickets) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			t := tickets[k]
-			writeJSONString(&b, k)
-			b.WriteString(`:{"ticket":`)
-			writeJSONString(&b, t.Value)
-			fmt.Fprintf(&b, `,"expires_at":%d,"fetched_at":%d}`, msOrZero(t.ExpiresAt), msOrZero(t.FetchedAt))
-		}
-		b.WriteByte('}')
-	}
-
-	// Fetch counters, by api and day; only the latest keepDays days.
-	fetches := map[string]map[string]int64{}
-	doc.Get("fetches").ForEach(func(a, days gjson.Result) bool {
-		days.ForEach(func(d, n gjson.Result) bool {
-			if fetches[a.String()] == nil {
-				fetches[a.String()] = map[string]int64{}
-			}
-			fetches[a.String()][d.String()] = n.Int()
-			return true
-		})
-		return true
-	})
-	if api != "" {
-		if fetches[api] == nil {
-			fetches[api] = map[string]int64{}
-		}
-		fetches[api][day] = int64(count)
-	}
-	if len(fetches) > 0 {
-		b.WriteString(`,"fetches":{`)
-		for i, a := range sortedKeys(fetches) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeJSONString(&b, a)
-			b.WriteString(":{")
-			days := sortedKeys(fetches[a])
-			if len(days) > keepDays {
-				days = days[len(days)-keepDays:]
-			}
-			for j, d := range days {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				writeJSONString(&b, d)
-				b.WriteByte(':')
-				b.WriteString(strconv.FormatInt(fetches[a][d], 10))
-			}
-			b.WriteByte('}')
-		}
-		b.WriteByte('}')
-	}
-
-	// Keys written by someone else are kept as they were.
 	doc.ForEach(func(k, v gjson.Result) bool {
 		switch k.String() {
 		case "access_token", "expires_in", "fetched_at", "tickets", "fetches":
@@ -299,6 +529,112 @@ func (s *FileStore) write(doc gjson.Result, kind Kind, c *Credential, api, day s
 		return fmt.Errorf("wechat: file store: %w", err)
 	}
 	return nil
+}
+
+// fileState is the content of the state file.
+type fileState struct {
+	// Creds holds every credential but the access token, by kind.
+	Creds map[Kind]stateCred `json:"creds,omitempty"`
+	// Fetches holds the fetch counts by api and quota day.
+	Fetches map[string]map[string]int64 `json:"fetches,omitempty"`
+}
+
+type stateCred struct {
+	Value     string `json:"value"`
+	ExpiresAt int64  `json:"expires_at"` // Unix epoch milliseconds
+	FetchedAt int64  `json:"fetched_at"`
+}
+
+// cred returns the credential of kind: the state file's, or the one an
+// older version kept in wechat.txt if that was fetched later.
+func (st *fileState) cred(doc gjson.Result, kind Kind) Credential {
+	var c Credential
+	if sc, ok := st.Creds[kind]; ok && sc.Value != "" {
+		c = Credential{Value: sc.Value, ExpiresAt: millisOrZero(sc.ExpiresAt), FetchedAt: millisOrZero(sc.FetchedAt)}
+	}
+	if old := legacyCred(doc, kind); !old.IsZero() && (c.IsZero() || old.FetchedAt.After(c.FetchedAt)) {
+		c = old
+	}
+	return c
+}
+
+func (st *fileState) setCred(kind Kind, c Credential) {
+	if st.Creds == nil {
+		st.Creds = map[Kind]stateCred{}
+	}
+	st.Creds[kind] = stateCred{Value: c.Value, ExpiresAt: msOrZero(c.ExpiresAt), FetchedAt: msOrZero(c.FetchedAt)}
+}
+
+// merge takes into st the tickets and counts an older version kept in
+// doc: the later ticket and the larger count win.
+func (st *fileState) merge(doc gjson.Result) {
+	doc.Get("tickets").ForEach(func(k, _ gjson.Result) bool {
+		kind := Kind(k.String())
+		if c := st.cred(doc, kind); !c.IsZero() {
+			st.setCred(kind, c)
+		}
+		return true
+	})
+	doc.Get("fetches").ForEach(func(a, days gjson.Result) bool {
+		days.ForEach(func(d, n gjson.Result) bool {
+			api, day := a.String(), d.String()
+			if st.Fetches == nil {
+				st.Fetches = map[string]map[string]int64{}
+			}
+			if st.Fetches[api] == nil {
+				st.Fetches[api] = map[string]int64{}
+			}
+			st.Fetches[api][day] = max(st.Fetches[api][day], n.Int())
+			return true
+		})
+		return true
+	})
+}
+
+// readState returns the parsed state file; a missing, oversized or corrupt
+// one is empty.
+func (s *FileStore) readState() (*fileState, error) {
+	st := &fileState{}
+	data, tooLarge, err := s.readFile(s.statePath)
+	if err != nil || (data == nil && !tooLarge) {
+		return st, err
+	}
+	if tooLarge || json.Unmarshal(data, st) != nil {
+		s.logCorrupt(s.statePath, tooLarge, len(data))
+		return &fileState{}, nil
+	}
+	delete(s.corrupt, s.statePath)
+	return st, nil
+}
+
+// writeState rewrites the state file from st, keeping only the latest
+// keepDays days of counts per API.
+func (s *FileStore) writeState(st *fileState) error {
+	for api, days := range st.Fetches {
+		if len(days) > keepDays {
+			for _, d := range sortedKeys(days)[:len(days)-keepDays] {
+				delete(days, d)
+			}
+		}
+		if len(days) == 0 {
+			delete(st.Fetches, api)
+		}
+	}
+	data, err := json.Marshal(st) // map keys come out sorted
+	if err != nil {
+		return fmt.Errorf("wechat: file store state: %w", err)
+	}
+	if err := util.WriteFileAtomic(s.statePath, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("wechat: file store state: %w", err)
+	}
+	return nil
+}
+
+func millisOrZero(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func msOrZero(t time.Time) int64 {

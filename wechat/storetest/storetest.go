@@ -8,8 +8,9 @@
 //		})
 //	}
 //
-// The suite checks what the keeper relies on: round trips of every Kind,
-// fenced saves, a lock that excludes other handles (as other processes or
+// The suite checks what the keeper relies on: round trips of every Kind
+// (the credentials, wechat.KindCooldown and any other name a caller may
+// choose), fenced saves, a lock that excludes other handles (as other processes or
 // hosts would hold them) and honours its context, and exact fetch counts.
 // Like the keeper, it writes from different handles concurrently only under
 // the lock; goroutines sharing one handle also write without it.
@@ -36,6 +37,15 @@ type Factory func(t *testing.T) wechat.Store
 // Kinds are the credential kinds the suite round-trips.
 var kinds = []wechat.Kind{wechat.KindAccessToken, wechat.KindJSAPITicket, wechat.KindCardTicket}
 
+// otherKinds are names a store must keep as well as the built-in ones:
+// the cooldown, and kinds a caller may add later (with characters that a
+// path syntax or a key separator could give a meaning).
+var otherKinds = []wechat.Kind{
+	wechat.KindCooldown,
+	"authorizer_token:wx0123456789abcdef",
+	"component.verify*ticket?#1",
+}
+
 // Run runs the contract suite as subtests of t. newBacking is called once
 // per subtest and returns a Factory for a fresh, empty backing store.
 func Run(t *testing.T, newBacking func(t *testing.T) Factory) {
@@ -47,6 +57,7 @@ func Run(t *testing.T, newBacking func(t *testing.T) Factory) {
 		{"RoundTrip", testRoundTrip},
 		{"NewerSaveWins", testNewerSaveWins},
 		{"FencedSave", testFencedSave},
+		{"AnyKind", testAnyKind},
 		{"ConcurrentSaves", testConcurrentSaves},
 		{"RefreshUnderLock", testRefreshUnderLock},
 		{"LockExcludes", testLockExcludes},
@@ -170,6 +181,47 @@ func testFencedSave(t *testing.T, open Factory) {
 			}
 			checkCred(t, "Load after a refused save", mustLoad(t, fast, kind), newer)
 		})
+	}
+}
+
+// testAnyKind round-trips kinds beyond the credentials through two
+// handles, fenced by FetchedAt like the others, each kept apart from the
+// rest.
+func testAnyKind(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	tok := cred("the-token", base)
+	if err := a.Save(ctx(t), wechat.KindAccessToken, tok); err != nil {
+		t.Fatal(err)
+	}
+	want := map[wechat.Kind]wechat.Credential{}
+	for i, k := range otherKinds {
+		fetched := base.Add(time.Duration(i+1) * time.Minute)
+		c := wechat.Credential{Value: fmt.Sprintf("value of %s", k), FetchedAt: fetched, ExpiresAt: fetched.Add(time.Duration(i+1) * time.Hour)}
+		if err := a.Save(ctx(t), k, c); err != nil {
+			t.Fatalf("Save(%q): %v", k, err)
+		}
+		want[k] = c
+	}
+	// An ended pause, as the keeper saves it: ExpiresAt before FetchedAt.
+	ended := wechat.Credential{Value: "ended", FetchedAt: base.Add(time.Hour), ExpiresAt: base.Add(30 * time.Minute)}
+	if err := b.Save(ctx(t), wechat.KindCooldown, ended); err != nil {
+		t.Fatalf("Save(%s) of a newer, ended pause: %v", wechat.KindCooldown, err)
+	}
+	want[wechat.KindCooldown] = ended
+	for _, k := range otherKinds {
+		checkCred(t, fmt.Sprintf("Load(%q) on the saving handle", k), mustLoad(t, a, k), want[k])
+		checkCred(t, fmt.Sprintf("Load(%q) on a second handle", k), mustLoad(t, b, k), want[k])
+		older := cred("older", want[k].FetchedAt.Add(-time.Second))
+		if err := b.Save(ctx(t), k, older); !errors.Is(err, wechat.ErrSuperseded) {
+			t.Errorf("Save(%q) of a credential fetched before the stored one = %v, want ErrSuperseded", k, err)
+		}
+		checkCred(t, fmt.Sprintf("Load(%q) after a refused save", k), mustLoad(t, a, k), want[k])
+	}
+	checkCred(t, "Load(access_token) after saving other kinds", mustLoad(t, b, wechat.KindAccessToken), tok)
+	for _, k := range kinds[1:] {
+		if c := mustLoad(t, b, k); !c.IsZero() {
+			t.Errorf("Load(%s) = %+v after saving only other kinds, want zero", k, c)
+		}
 	}
 }
 

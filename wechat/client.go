@@ -20,12 +20,25 @@ import (
 // any secret appears in an error it returns.
 //
 // The zero value is not usable: Source is required. A Client is safe for
-// concurrent use.
+// concurrent use. Like every upstream client of this package it refuses
+// redirects (see RedirectError).
 type Client struct {
-	Source     TokenSource
-	APIBase    string       // default DefaultAPIBase
-	HTTPClient *http.Client // default http.DefaultClient; bound calls with ctx
+	Source TokenSource
+
+	// APIBase is the scheme and host of the WeChat API. Default: the
+	// source's, when it has a method APIBase() string (the keeper has: its
+	// Options.APIBase, so a keeper on a fake WeChat gives a Client on the
+	// same fake), and otherwise DefaultAPIBase.
+	APIBase string
+
+	// HTTPClient makes the calls (a copy that refuses redirects is used).
+	// Default http.DefaultClient; bound calls with ctx.
+	HTTPClient *http.Client
 }
+
+// apiBaser is a TokenSource that knows the WeChat API base its tokens
+// belong to; *Wechat is one.
+type apiBaser interface{ APIBase() string }
 
 // Get calls GET APIBase+path?query&access_token=… and returns the JSON
 // body (its Raw field holds the bytes).
@@ -59,7 +72,11 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#") {
 		return gjson.Result{}, fmt.Errorf("wechat: API path %q must start with / and carry no query (pass it separately)", path)
 	}
-	base := strings.TrimRight(c.APIBase, "/")
+	base := c.APIBase
+	if b, ok := c.Source.(apiBaser); ok && base == "" {
+		base = b.APIBase()
+	}
+	base = strings.TrimRight(base, "/")
 	if base == "" {
 		base = DefaultAPIBase
 	}
@@ -67,6 +84,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	hc = upstreamClient(hc)
 	tok, err := c.Source.AccessToken(ctx)
 	if err != nil {
 		return gjson.Result{}, fmt.Errorf("wechat: %s: getting a token: %w", path, err)

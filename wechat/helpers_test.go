@@ -2,9 +2,11 @@ package wechat
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,4 +122,48 @@ func newKeeper(t testing.TB, o Options) (*Wechat, error) {
 		t.Cleanup(w.Close)
 	}
 	return w, err
+}
+
+// openKeeper is Open for tests, with waits (retry back-off, Run's pauses)
+// that advance the fake clock instead of sleeping: a test that calls the
+// keeper from one goroutine at a time, and lets background refreshes end
+// before it moves on (see settle), is deterministic in fake time.
+func openKeeper(t testing.TB, e *env) *Wechat {
+	t.Helper()
+	w, err := Open(t.Context(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	w.sleep = func(ctx context.Context, d time.Duration) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.srv.Advance(d)
+		return nil
+	}
+	return w
+}
+
+// settle waits until no background refresh of w runs.
+func settle(t testing.TB, w *Wechat) {
+	t.Helper()
+	eventually(t, "background refreshes to end", func() bool {
+		return !w.bgBusy.Load() && !w.ticketBusy[0].Load() && !w.ticketBusy[1].Load()
+	})
+}
+
+// countLines counts the lines of logs that contain every one of parts.
+func countLines(logs string, parts ...string) int {
+	n := 0
+	for line := range strings.Lines(logs) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

@@ -55,17 +55,30 @@ type Wechat struct {
 	work       sync.WaitGroup // refreshes that may still write to the Store
 	bgFailedAt atomic.Int64   // clock UnixNano of the last failed background refresh
 
+	sleep         func(ctx context.Context, d time.Duration) error // waits d; tests replace it
+	lockWarnAfter time.Duration                                    // see lockStore
+
 	mu            sync.Mutex // guards the fields below
 	closed        bool
+	cooldownAt    time.Time // when the cooldown state below was decided
 	cooldownUntil time.Time
 	cooldownErr   error
-	cooldownN     int
+	cooldownN     int // credential rejections in a row
+	failN         int // failed fetch attempts in a row (see noteFailure)
+	nextAttemptAt time.Time
+	overCapAt     time.Time // the last fetch past the hourly cap
+	overCapLogged string    // the hour key of the last one logged
+	countsDay     string
+	counts        map[string]int // the highest count seen, by AddFetches key, on countsDay
+	lockWaitSince time.Time
 	lastErr       error
 	lastErrAt     time.Time
 	lastRefresh   time.Time
 	quotaDay      string
 	quotaUsed     int
-	lastForce     time.Time
+
+	logMu   sync.Mutex
+	repeats map[string]repeat // by warnRepeat key
 
 	stats counters
 }
@@ -123,7 +136,8 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger}
+	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger,
+		sleep: sleepCtx, lockWarnAfter: lockWarnAfter, repeats: map[string]repeat{}}
 	w.life, w.stop = context.WithCancel(context.Background())
 	c, err := w.store.Load(ctx, KindAccessToken)
 	if err != nil {
@@ -163,6 +177,11 @@ func (w *Wechat) track() bool {
 
 // AppID returns the AppID the keeper was built with.
 func (w *Wechat) AppID() string { return w.opts.AppID }
+
+// APIBase returns the WeChat API base the keeper fetches from
+// (Options.APIBase, without a trailing slash). A Client whose Source is the
+// keeper calls the same base unless told otherwise.
+func (w *Wechat) APIBase() string { return w.opts.APIBase }
 
 // AccessToken returns a valid access token. A fresh token comes from memory
 // without I/O or allocation; a stale one is returned at once while one
@@ -311,7 +330,7 @@ func await(ctx context.Context, ch <-chan singleflight.Result, what string) (Cre
 
 // refreshLocked is one refresh under the Store's lock.
 func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
-	unlock, err := w.store.Lock(ctx)
+	unlock, err := w.lockStore(ctx)
 	if err != nil {
 		w.stats.refresh(trig, outcomeFailed)
 		return Credential{}, fmt.Errorf("wechat: refresh: %w", err)
@@ -324,6 +343,25 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 		return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
 	}
 	now := w.clock.Now()
+	if h := w.tok.Load(); h != nil && h.ValidAt(now) && !stored.ValidAt(now) {
+		// The store lost the token this process holds (a deleted or garbled
+		// file, a flushed Redis): save it back rather than fetch, which
+		// would kill it for every other process.
+		w.log.Warn("wechat: the store has lost the valid access token this process holds; saving it back",
+			"store", describeStore(w.store), "expires_at", h.ExpiresAt.UTC().Format(time.RFC3339))
+		switch err := w.store.Save(ctx, KindAccessToken, h.Credential); {
+		case err == nil:
+			stored = h.Credential
+		case errors.Is(err, ErrSuperseded):
+			if stored, err = w.store.Load(ctx, KindAccessToken); err != nil {
+				w.stats.refresh(trig, outcomeFailed)
+				return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
+			}
+		default:
+			w.log.Error("wechat: cannot save the held token back", "err", err)
+			stored = h.Credential // judge by what is held
+		}
+	}
 	switch {
 	case force:
 		// fetch below
@@ -336,12 +374,13 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 		return w.adopt(trig, stored), nil
 	}
 
-	c, err := w.fetchToken(ctx, stored, now, force)
+	c, err := w.fetchToken(ctx, stored, force)
 	if err != nil {
 		w.stats.refresh(trig, outcomeFailed)
-		w.log.Warn("wechat: token refresh failed", "trigger", trig.String(), "err", err)
+		w.warnRepeat("refresh:"+errClass(err), "wechat: token refresh failed", "trigger", trig.String(), "err", err)
 		return Credential{}, err
 	}
+	w.endRepeats("refresh:", "wechat: token refreshes succeed again")
 	switch err := w.store.Save(ctx, KindAccessToken, c); {
 	case errors.Is(err, ErrSuperseded):
 		if newer, lerr := w.store.Load(ctx, KindAccessToken); lerr == nil && newer.ValidAt(now) {
@@ -383,69 +422,37 @@ func (w *Wechat) noteResult(err error) {
 	w.lastRefresh = now
 }
 
-// fetchToken fetches a token from WeChat after checking the guards: the
-// credential cooldown, the daily budget, the per-hour cap and the minimum
-// interval. The caller holds the Store's lock.
-func (w *Wechat) fetchToken(ctx context.Context, stored Credential, now time.Time, force bool) (Credential, error) {
-	api := APIToken
-	if w.opts.TokenAPI == TokenAPIStable {
-		api = APIStableToken
-	}
-	if err := w.checkCooldown(now); err != nil {
-		w.stats.refused(refusedCooldown)
-		return Credential{}, err
-	}
-	if !stored.FetchedAt.IsZero() {
-		life := stored.ExpiresAt.Sub(stored.FetchedAt)
-		minGap := min(w.opts.MinFetchInterval, life/4)
-		if force && w.opts.TokenAPI == TokenAPIStable {
-			minGap = max(minGap, stableForceSpacing)
-		}
-		if since := now.Sub(stored.FetchedAt); since >= 0 && since < minGap {
-			w.stats.refused(refusedRate)
-			return Credential{}, fmt.Errorf("%w: the stored token was fetched %v ago, less than the minimum interval %v",
-				ErrRateLimited, since.Round(time.Millisecond), minGap)
-		}
-	}
-	day, hourKey := QuotaDay(now), hourKey(api, now)
-	if n, err := w.store.AddFetches(ctx, hourKey, day, 0); err != nil {
-		return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
-	} else if n >= w.opts.MaxFetchesPerHour {
-		w.stats.refused(refusedRate)
-		return Credential{}, fmt.Errorf("%w: %d fetches this hour reached the cap MaxFetchesPerHour", ErrRateLimited, n)
-	}
-	if force && w.opts.TokenAPI == TokenAPIStable {
-		n, err := w.store.AddFetches(ctx, APIStableForce, day, 0)
-		if err != nil {
-			return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
-		}
-		if n >= stableForceDaily {
-			w.stats.refused(refusedQuota)
-			return Credential{}, fmt.Errorf("%w: %d forced stable_token refreshes today (WeChat allows %d)", ErrQuotaExhausted, n, stableForceDaily)
-		}
-	}
-
+// fetchToken fetches a token from WeChat, checking the guards (see guard)
+// before every attempt and waiting the back-off of noteFailure after a
+// failed one. The caller holds the Store's lock.
+func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool) (Credential, error) {
+	api := w.tokenAPIName()
+	var lastErr error
 	for attempt := 0; ; attempt++ {
-		used, err := w.store.AddFetches(ctx, api, day, 0)
-		if err != nil {
-			return Credential{}, fmt.Errorf("wechat: reading the fetch count: %w", err)
+		if d := w.attemptWait(); d > 0 {
+			if err := w.sleep(ctx, d); err != nil {
+				if lastErr != nil {
+					return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)
+				}
+				return Credential{}, fmt.Errorf("wechat: waiting to retry a failed token fetch: %w", err)
+			}
 		}
-		w.noteQuota(day, used)
-		if used >= w.opts.DailyBudget {
-			w.stats.refused(refusedQuota)
-			return Credential{}, fmt.Errorf("%w: %d of %d fetches used on %s (Beijing time); fetching resumes at %s",
-				ErrQuotaExhausted, used, w.opts.DailyBudget, day, NextQuotaDay(now).UTC().Format(time.RFC3339))
+		now := w.clock.Now()
+		day, err := w.guard(ctx, api, stored, now, force)
+		if err != nil {
+			if lastErr != nil {
+				return Credential{}, fmt.Errorf("%w (and no retry: %w)", lastErr, err)
+			}
+			return Credential{}, err
 		}
 		// Count before calling: a call whose reply is lost still costs quota.
-		if used, err = w.store.AddFetches(ctx, api, day, 1); err != nil {
+		used, err := w.addCount(ctx, api, day, 1)
+		if err != nil {
 			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 		}
 		w.noteQuota(day, used)
-		if _, err := w.store.AddFetches(ctx, hourKey, day, 1); err != nil {
-			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
-		}
 		if force && w.opts.TokenAPI == TokenAPIStable {
-			if _, err := w.store.AddFetches(ctx, APIStableForce, day, 1); err != nil {
+			if _, err := w.addCount(ctx, APIStableForce, day, 1); err != nil {
 				return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 			}
 		}
@@ -453,22 +460,31 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, now time.Tim
 		method, u, path, body := w.tokenRequest(force)
 		res, err := call(ctx, w.opts.HTTPClient, method, u, path, body)
 		if err == nil {
-			c, perr := parseCredential(res, "access_token", path, w.clock.Now())
+			c, clamped, perr := parseCredential(res, "access_token", path, w.clock.Now())
 			if perr != nil {
 				w.stats.fetch(fetchError)
+				w.noteFailure()
 				return Credential{}, perr
 			}
 			w.stats.fetch(fetchOK)
-			w.clearCooldown()
+			w.noteSuccess()
+			w.clearCooldown(ctx, now)
+			// The hourly cap counts tokens issued: those are what kill each
+			// other in a fight with another program.
+			if _, err := w.addCount(ctx, hourKey(api, now), day, 1); err != nil {
+				w.log.Error("wechat: cannot count the issued token", "err", err)
+			}
+			w.noteLife(path, c, clamped)
 			return c, nil
 		}
+		lastErr = err
 		var apiErr *APIError
 		switch {
 		case errors.As(err, &apiErr) && apiErr.Code == 45009:
 			w.stats.fetch(fetchQuota)
 			// Tell every process: the budget is spent for today.
 			if used < w.opts.DailyBudget {
-				if used, err = w.store.AddFetches(ctx, api, day, w.opts.DailyBudget-used); err == nil {
+				if used, err = w.addCount(ctx, api, day, w.opts.DailyBudget-used); err == nil {
 					w.noteQuota(day, used)
 				}
 			}
@@ -476,24 +492,35 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, now time.Tim
 			return Credential{}, fmt.Errorf("%w: %w", ErrQuotaExhausted, apiErr)
 		case errors.As(err, &apiErr) && isCredentialError(apiErr.Code):
 			w.stats.fetch(fetchRejected)
-			until := w.startCooldown(now, apiErr)
+			until := w.startCooldown(ctx, now, apiErr)
 			w.log.Error("wechat: WeChat rejected the credentials; pausing fetches", "errcode", apiErr.Code,
 				"hint", apiErr.Hint(), "until", until.UTC().Format(time.RFC3339))
 			return Credential{}, err
 		case isTransient(err) && attempt+1 < w.opts.MaxAttempts:
 			w.stats.fetch(fetchRetry)
-			d := backoff(w.opts.RetryBackoff, attempt)
-			w.log.Warn("wechat: token fetch failed; retrying", "attempt", attempt+1, "in", d, "err", err)
-			if serr := sleepCtx(ctx, d); serr != nil {
-				return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", err, serr)
-			}
+			w.noteFailure()
+			w.warnRepeat("retry:"+errClass(err), "wechat: token fetch failed; retrying", "attempt", attempt+1,
+				"in", w.attemptWait().String(), "err", err)
 		default:
 			w.stats.fetch(fetchError)
+			w.noteFailure()
 			if isTransient(err) {
 				return Credential{}, fmt.Errorf("wechat: token fetch failed %d times, last: %w", attempt+1, err)
 			}
 			return Credential{}, err
 		}
+	}
+}
+
+// noteLife logs a lifetime WeChat would not give: one above 7200 s (which
+// parseCredential clamped) or one below a minute.
+func (w *Wechat) noteLife(api string, c Credential, clamped int64) {
+	if clamped > 0 {
+		w.log.Warn("wechat: expires_in above WeChat's 7200 s; clamped to 7200 s", "api", api, "expires_in", clamped)
+	}
+	if life := c.ExpiresAt.Sub(c.FetchedAt); life < shortExpiresIn*time.Second {
+		w.warnRepeat("life:"+api, "wechat: suspiciously short expires_in; fetches stay bounded by MinFetchInterval (or a quarter of the life) and MaxFetchesPerHour",
+			"api", api, "life", life.String())
 	}
 }
 
@@ -512,30 +539,6 @@ func hourKey(api string, t time.Time) string {
 func (w *Wechat) noteQuota(day string, used int) {
 	w.mu.Lock()
 	w.quotaDay, w.quotaUsed = day, used
-	w.mu.Unlock()
-}
-
-func (w *Wechat) checkCooldown(now time.Time) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cooldownErr != nil && now.Before(w.cooldownUntil) {
-		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, w.cooldownUntil.UTC().Format(time.RFC3339), w.cooldownErr)
-	}
-	return nil
-}
-
-func (w *Wechat) startCooldown(now time.Time, err error) time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.cooldownN++
-	d := w.opts.CredentialCooldown << min(w.cooldownN-1, 5)
-	w.cooldownUntil, w.cooldownErr = now.Add(d), err
-	return w.cooldownUntil
-}
-
-func (w *Wechat) clearCooldown() {
-	w.mu.Lock()
-	w.cooldownN, w.cooldownErr, w.cooldownUntil = 0, nil, time.Time{}
 	w.mu.Unlock()
 }
 
@@ -572,7 +575,7 @@ func (w *Wechat) Run(ctx context.Context) error {
 				wait = w.opts.SyncInterval
 			}
 		}
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := w.sleep(ctx, wait); err != nil {
 			return err
 		}
 		w.sync(ctx)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -45,7 +44,9 @@ type Options struct {
 	APIBase string
 
 	// HTTPClient makes the upstream calls. Default: a client with a 10 s
-	// overall timeout and 5 s dial and TLS handshake timeouts.
+	// overall timeout and 5 s dial and TLS handshake timeouts. The keeper
+	// uses a copy that refuses redirects (see RedirectError); the client
+	// given is not changed.
 	HTTPClient *http.Client
 
 	// TokenAPI selects the token endpoint. Default TokenAPIClassic.
@@ -181,9 +182,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Clock == nil {
 		o.Clock = systemClock{}
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = defaultHTTPClient()
-	}
+	o.HTTPClient = upstreamClient(o.HTTPClient)
 	if o.Store == nil {
 		o.Store = NewFileStore(DefaultStorePath, o.Logger)
 	}
@@ -196,11 +195,3 @@ func (o Options) withDefaults() (Options, error) {
 type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
-
-func defaultHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 5 * time.Second
-	t.ResponseHeaderTimeout = 10 * time.Second
-	return &http.Client{Timeout: 10 * time.Second, Transport: t}
-}

@@ -55,7 +55,8 @@ type remoteToken struct {
 type RemoteOption func(*Remote)
 
 // WithRemoteHTTPClient sets the client of the admin API calls. Default: a
-// client with a 35 s timeout (a refresh on the server may take 30 s).
+// client with a 35 s timeout (a refresh on the server may take 30 s). The
+// Remote uses a copy that refuses redirects (see RedirectError).
 func WithRemoteHTTPClient(hc *http.Client) RemoteOption {
 	return func(r *Remote) {
 		if hc != nil {
@@ -116,6 +117,7 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 			o(r)
 		}
 	}
+	r.hc = upstreamClient(r.hc)
 	return r, nil
 }
 
@@ -205,20 +207,25 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 		req.Header.Set("Authorization", r.auth)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := r.hc.Do(req)
+	resp, err := doUpstream(r.hc, req, path)
 	if err != nil {
-		return nil, fmt.Errorf("wechat: central server %s: %w (is the server running at %s?)", path, RedactError(err), r.base)
+		var re *RedirectError
+		if errors.As(err, &re) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("wechat: central server %s: %w (is the server running at %s?)", path, err, r.base)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	data, err := readBody(resp)
 	if err != nil {
-		return nil, fmt.Errorf("wechat: central server %s: reading the answer: %w", path, RedactError(err))
+		return nil, fmt.Errorf("wechat: central server %s: %w", path, err)
 	}
 	res := gjson.ParseBytes(data)
 	if resp.StatusCode != http.StatusOK {
 		msg := res.Get("error").String()
 		if msg == "" || !gjson.ValidBytes(data) {
-			msg = "unexpected answer " + fmt.Sprintf("%q", snippet(data)) + ": is this a wxcentral admin URL?"
+			msg = fmt.Sprintf("unexpected answer (Content-Type %q, %d bytes): is this a wxcentral admin URL?",
+				resp.Header.Get("Content-Type"), len(data))
 		}
 		rerr := &RemoteError{StatusCode: resp.StatusCode, Path: path, Msg: msg}
 		var errs []error
@@ -236,7 +243,8 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 	}
 	tok, in := res.Get("access_token"), res.Get("expires_in")
 	if tok.Type != gjson.String || tok.Str == "" || in.Type != gjson.Number {
-		return nil, fmt.Errorf("wechat: central server %s: the answer lacks access_token or expires_in (starts with %q): is this a wxcentral admin URL?", path, snippet(data))
+		return nil, fmt.Errorf("wechat: central server %s: the answer lacks access_token or expires_in (Content-Type %q, %d bytes): is this a wxcentral admin URL?",
+			path, resp.Header.Get("Content-Type"), len(data))
 	}
 	now := r.clock.Now()
 	left := time.Duration(in.Int()) * time.Second

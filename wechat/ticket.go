@@ -82,7 +82,10 @@ func (w *Wechat) refreshTicket(ctx context.Context, i int) (Credential, error) {
 				continue
 			}
 			if err != nil {
-				w.log.Warn("wechat: ticket refresh failed", "kind", string(ticketKinds[i]), "err", err)
+				w.warnRepeat("ticket:"+string(ticketKinds[i])+":"+errClass(err), "wechat: ticket refresh failed",
+					"kind", string(ticketKinds[i]), "err", err)
+			} else {
+				w.endRepeats("ticket:"+string(ticketKinds[i])+":", "wechat: ticket refreshes succeed again")
 			}
 			return c, err
 		}
@@ -93,7 +96,7 @@ func (w *Wechat) refreshTicket(ctx context.Context, i int) (Credential, error) {
 // ticketLocked adopts or fetches ticket i under the Store's lock.
 func (w *Wechat) ticketLocked(ctx context.Context, i int, tok string) (Credential, error) {
 	kind := ticketKinds[i]
-	unlock, err := w.store.Lock(ctx)
+	unlock, err := w.lockStore(ctx)
 	if err != nil {
 		return Credential{}, fmt.Errorf("wechat: ticket refresh: %w", err)
 	}
@@ -111,23 +114,24 @@ func (w *Wechat) ticketLocked(ctx context.Context, i int, tok string) (Credentia
 	q := url.Values{"access_token": {tok}, "type": {ticketType[i]}}
 	const path = "/cgi-bin/ticket/getticket"
 	for attempt := 0; ; attempt++ {
-		used, err := w.store.AddFetches(ctx, APITicket, day, 0)
+		used, err := w.readCount(ctx, APITicket, day)
 		if err != nil {
 			return Credential{}, fmt.Errorf("wechat: reading the ticket fetch count: %w", err)
 		}
 		if used >= w.opts.TicketDailyBudget {
 			return Credential{}, fmt.Errorf("%w: %d of %d getticket calls used on %s", ErrQuotaExhausted, used, w.opts.TicketDailyBudget, day)
 		}
-		if _, err := w.store.AddFetches(ctx, APITicket, day, 1); err != nil {
+		if _, err := w.addCount(ctx, APITicket, day, 1); err != nil {
 			return Credential{}, fmt.Errorf("wechat: counting the ticket fetch: %w", err)
 		}
 		res, err := call(ctx, w.opts.HTTPClient, http.MethodGet, w.opts.APIBase+path+"?"+q.Encode(), path, nil)
 		if err == nil {
-			c, err := parseCredential(res, "ticket", path, w.clock.Now())
+			c, clamped, err := parseCredential(res, "ticket", path, w.clock.Now())
 			if err != nil {
 				w.stats.tickets[fetchError].Add(1)
 				return Credential{}, err
 			}
+			w.noteLife(path, c, clamped)
 			w.stats.tickets[fetchOK].Add(1)
 			if serr := w.store.Save(ctx, kind, c); errors.Is(serr, ErrSuperseded) {
 				if newer, lerr := w.store.Load(ctx, kind); lerr == nil && newer.ValidAt(now) {
@@ -141,7 +145,7 @@ func (w *Wechat) ticketLocked(ctx context.Context, i int, tok string) (Credentia
 		}
 		if isTransient(err) && attempt+1 < w.opts.MaxAttempts {
 			w.stats.tickets[fetchRetry].Add(1)
-			if serr := sleepCtx(ctx, backoff(w.opts.RetryBackoff, attempt)); serr != nil {
+			if serr := w.sleep(ctx, backoff(w.opts.RetryBackoff, attempt)); serr != nil {
 				return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", err, serr)
 			}
 			continue

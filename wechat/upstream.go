@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -54,10 +55,117 @@ func isTransient(err error) bool {
 	return errors.As(err, &t)
 }
 
+// maxCredentialLen bounds the length of a token or ticket accepted from
+// WeChat, which documents at most 512 characters: a longer one is a
+// malformed response, not a credential to store and serve.
+const maxCredentialLen = 2048
+
+// A RedirectError is returned for an upstream response that redirects.
+// WeChat's API never redirects, and following one would send the
+// AppSecret (in the query of /cgi-bin/token, in the body of a 307/308 of
+// /cgi-bin/stable_token) or a token to another host and accept whatever
+// that host answers, so every upstream client of this package refuses
+// redirects. It names the status and the host of the Location, never its
+// path or query.
+type RedirectError struct {
+	API    string // the path called, e.g. "/cgi-bin/token"; never a query
+	Status int    // the redirecting response's HTTP status, e.g. 302
+	Host   string // the host (and port) the Location names
+}
+
+// Error says which call was redirected where, and that it was refused.
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("wechat: %s: refused a redirect (HTTP %d to host %q): WeChat's API never redirects; is APIBase right, or a proxy in the way?",
+		e.API, e.Status, e.Host)
+}
+
+// refuseRedirect is the CheckRedirect of every upstream client.
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	e := &RedirectError{Host: req.URL.Host}
+	if req.Response != nil {
+		e.Status = req.Response.StatusCode
+		if req.Response.Request != nil {
+			e.API = req.Response.Request.URL.Path
+		}
+	}
+	return e
+}
+
+// upstreamClient is the one place that builds the HTTP client of a call to
+// WeChat (or to a central server): a copy of hc, or of the default client
+// when hc is nil, that refuses redirects. hc itself is not changed.
+func upstreamClient(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	c := *hc
+	c.CheckRedirect = refuseRedirect
+	return &c
+}
+
+// defaultHTTPClient is the upstream client without Options.HTTPClient: a
+// 10 s overall timeout and 5 s dial and TLS handshake timeouts.
+func defaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.ResponseHeaderTimeout = 10 * time.Second
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}
+}
+
+// doUpstream sends req with hc (an upstreamClient). A refused redirect is
+// its *RedirectError, naming api; any other error is redacted, for the
+// caller to name the call.
+func doUpstream(hc *http.Client, req *http.Request, api string) (*http.Response, error) {
+	resp, err := hc.Do(req)
+	if err == nil {
+		return resp, nil
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	var re *RedirectError
+	if errors.As(err, &re) {
+		e := *re
+		e.API = api
+		return nil, &e
+	}
+	return nil, RedactError(err)
+}
+
+// readBody reads a response body of at most maxBody bytes. A read error
+// is transient; a larger body is not (and is not quoted). The error is for
+// the caller to name the call.
+func readBody(resp *http.Response) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, transient(fmt.Errorf("reading the response: %w", RedactError(err)))
+	}
+	if len(data) > maxBody {
+		return nil, fmt.Errorf("the response is larger than %d bytes (Content-Type %q)",
+			maxBody, resp.Header.Get("Content-Type"))
+	}
+	return data, nil
+}
+
+// describeBody says what is wrong with a body that is not a JSON object,
+// without echoing any of it: an upstream body may hold a token.
+func describeBody(data []byte) string {
+	switch {
+	case len(bytes.TrimSpace(data)) == 0:
+		return fmt.Sprintf("is not a JSON object but empty (%d bytes)", len(data))
+	case !gjson.ValidBytes(data):
+		return fmt.Sprintf("is not a JSON object: not JSON at all (%d bytes)", len(data))
+	default:
+		return fmt.Sprintf("is not a JSON object: JSON of another type (%d bytes)", len(data))
+	}
+}
+
 // call makes one HTTP request and returns the JSON body. api is the path
-// (for messages, never with the query). A non-nil error is redacted; it is
-// transient (worth a retry) for network errors, timeouts, HTTP 5xx and
-// errcode -1/-1000, and an *APIError for any other errcode ≠ 0.
+// (for messages, never with the query). A non-nil error is redacted and
+// never quotes the body; it is transient (worth a retry) for network
+// errors, timeouts, HTTP 5xx and errcode -1/-1000, a *RedirectError for a
+// redirect, and an *APIError for any other errcode ≠ 0.
 func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body []byte) (gjson.Result, error) {
 	var rd io.Reader
 	if body != nil {
@@ -70,18 +178,25 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := hc.Do(req)
+	resp, err := doUpstream(hc, req, api)
 	if err != nil {
-		err = fmt.Errorf("wechat: %s: %w", api, RedactError(err))
+		var re *RedirectError
+		if errors.As(err, &re) {
+			return gjson.Result{}, err // no retry
+		}
+		err = fmt.Errorf("wechat: %s: %w", api, err)
 		if ctx.Err() != nil {
 			return gjson.Result{}, err // the caller gave up: no retry
 		}
 		return gjson.Result{}, transient(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	data, err := readBody(resp)
 	if err != nil {
-		return gjson.Result{}, transient(fmt.Errorf("wechat: %s: reading the response: %w", api, RedactError(err)))
+		if t := (*transientError)(nil); errors.As(err, &t) {
+			return gjson.Result{}, transient(fmt.Errorf("wechat: %s: %w", api, t.err))
+		}
+		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", api, err)
 	}
 	if resp.StatusCode >= 500 {
 		return gjson.Result{}, transient(fmt.Errorf("wechat: %s: HTTP %s from WeChat", api, resp.Status))
@@ -90,8 +205,8 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 		return gjson.Result{}, fmt.Errorf("wechat: %s: unexpected HTTP %s (is APIBase right?)", api, resp.Status)
 	}
 	if !gjson.ValidBytes(data) || !gjson.ParseBytes(data).IsObject() {
-		return gjson.Result{}, fmt.Errorf("wechat: %s: the response is not a JSON object (Content-Type %q, starts with %q): is APIBase right, or a proxy in the way?",
-			api, resp.Header.Get("Content-Type"), snippet(data))
+		return gjson.Result{}, fmt.Errorf("wechat: %s: the response %s (Content-Type %q): is APIBase right, or a proxy in the way?",
+			api, describeBody(data), resp.Header.Get("Content-Type"))
 	}
 	res := gjson.ParseBytes(data)
 	if code := res.Get("errcode").Int(); code != 0 {
@@ -102,15 +217,6 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 		return res, apiErr
 	}
 	return res, nil
-}
-
-// snippet returns the start of a body for an error message.
-func snippet(b []byte) string {
-	const n = 48
-	if len(b) > n {
-		return string(b[:n]) + "…"
-	}
-	return string(b)
 }
 
 // backoff returns the delay before retry number i (0-based): full jitter
@@ -147,16 +253,37 @@ func (w *Wechat) tokenRequest(force bool) (method, rawURL, api string, body []by
 	return http.MethodGet, w.opts.APIBase + "/cgi-bin/token?" + q.Encode(), "/cgi-bin/token", nil
 }
 
-// parseCredential reads {"<field>":"…","expires_in":N} fetched at now.
-func parseCredential(res gjson.Result, field, api string, now time.Time) (Credential, error) {
+// maxExpiresIn is the longest lifetime WeChat documents for a token or a
+// ticket; a longer expires_in is clamped to it.
+const maxExpiresIn = 7200
+
+// shortExpiresIn is a lifetime below which a credential is suspicious
+// (logged): WeChat issues 7200 s.
+const shortExpiresIn = 60
+
+// parseCredential reads {"<field>":"…","expires_in":N} fetched at now. An
+// expires_in above 7200 s is clamped to it (clamped is the value WeChat
+// sent, 0 if none was). The error says which field is missing or
+// malformed, never its value.
+func parseCredential(res gjson.Result, field, api string, now time.Time) (c Credential, clamped int64, err error) {
 	v, exp := res.Get(field), res.Get("expires_in")
-	if v.Type != gjson.String || v.Str == "" || exp.Type != gjson.Number || exp.Int() <= 0 {
-		return Credential{}, fmt.Errorf("wechat: %s: the response lacks %s or a positive expires_in", api, field)
+	switch {
+	case v.Type != gjson.String || v.Str == "":
+		return Credential{}, 0, fmt.Errorf("wechat: %s: the response lacks %s (%d bytes)", api, field, len(res.Raw))
+	case len(v.Str) > maxCredentialLen:
+		return Credential{}, 0, fmt.Errorf("wechat: %s: malformed response: %s is %d characters long, more than %d",
+			api, field, len(v.Str), maxCredentialLen)
+	case exp.Type != gjson.Number || exp.Int() <= 0:
+		return Credential{}, 0, fmt.Errorf("wechat: %s: the response lacks a positive expires_in", api)
+	}
+	in := exp.Int()
+	if in > maxExpiresIn {
+		clamped, in = in, maxExpiresIn
 	}
 	now = now.Truncate(time.Millisecond)
 	return Credential{
 		Value:     v.Str,
 		FetchedAt: now,
-		ExpiresAt: now.Add(time.Duration(exp.Int()) * time.Second),
-	}, nil
+		ExpiresAt: now.Add(time.Duration(in) * time.Second),
+	}, clamped, nil
 }

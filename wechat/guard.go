@@ -1,0 +1,374 @@
+package wechat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The guards of token fetches, checked before every attempt (see the
+// Wechat doc comment for what each one prevents).
+
+// overCapInterval is how often a keeper that holds no valid token may
+// fetch past the hourly cap: the cap bounds a token war, which needs a
+// valid token to lose, so it never keeps a server without a token for
+// long, but a broken WeChat (or one giving very short lives) is still
+// called only this often.
+const overCapInterval = 5 * time.Minute
+
+// lockWarnAfter is how long a refresh waits on the Store's lock before it
+// logs that it is waiting and Status says so.
+const lockWarnAfter = 3 * time.Second
+
+// logRepeatWindow is how long a repeated warning is suppressed after it was
+// logged; the next one says how many were suppressed.
+const logRepeatWindow = time.Minute
+
+// tokenAPIName is the AddFetches name of the configured token endpoint.
+func (w *Wechat) tokenAPIName() string {
+	if w.opts.TokenAPI == TokenAPIStable {
+		return APIStableToken
+	}
+	return APIToken
+}
+
+// guard checks, at now, whether a token fetch may be attempted: the
+// credential cooldown, the minimum interval since stored was fetched, the
+// hourly cap of issued tokens (passed at a slow rate when no valid token is
+// held), WeChat's limit on forced stable_token refreshes and the daily
+// budget. It returns the quota day to count the attempt on. The caller
+// holds the Store's lock.
+func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now time.Time, force bool) (day string, err error) {
+	if err := w.checkCooldown(ctx, now); err != nil {
+		w.stats.refused(refusedCooldown)
+		return "", err
+	}
+	if !stored.FetchedAt.IsZero() {
+		life := stored.ExpiresAt.Sub(stored.FetchedAt)
+		minGap := min(w.opts.MinFetchInterval, life/4)
+		if force && w.opts.TokenAPI == TokenAPIStable {
+			minGap = max(minGap, stableForceSpacing)
+		}
+		if since := now.Sub(stored.FetchedAt); since >= 0 && since < minGap {
+			w.stats.refused(refusedRate)
+			return "", fmt.Errorf("%w: the stored token was fetched %v ago, less than the minimum interval %v",
+				ErrRateLimited, since.Round(time.Millisecond), minGap)
+		}
+	}
+	day = QuotaDay(now)
+	hk := hourKey(api, now)
+	issued, err := w.readCount(ctx, hk, day)
+	if err != nil {
+		return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
+	}
+	if issued >= w.opts.MaxFetchesPerHour {
+		if w.holdsValid(stored, now) || !w.passCap(hk, now) {
+			w.stats.refused(refusedRate)
+			return "", fmt.Errorf("%w: %d tokens issued this hour reached the cap MaxFetchesPerHour", ErrRateLimited, issued)
+		}
+	}
+	if force && w.opts.TokenAPI == TokenAPIStable {
+		n, err := w.readCount(ctx, APIStableForce, day)
+		if err != nil {
+			return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
+		}
+		if n >= stableForceDaily {
+			w.stats.refused(refusedQuota)
+			return "", fmt.Errorf("%w: %d forced stable_token refreshes today (WeChat allows %d)", ErrQuotaExhausted, n, stableForceDaily)
+		}
+	}
+	used, err := w.readCount(ctx, api, day)
+	if err != nil {
+		return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
+	}
+	w.noteQuota(day, used)
+	if used >= w.opts.DailyBudget {
+		w.stats.refused(refusedQuota)
+		return "", fmt.Errorf("%w: %d of %d fetches used on %s (Beijing time); fetching resumes at %s",
+			ErrQuotaExhausted, used, w.opts.DailyBudget, day, NextQuotaDay(now).UTC().Format(time.RFC3339))
+	}
+	return day, nil
+}
+
+// holdsValid reports whether a token that has not expired is held, in
+// memory or in the store.
+func (w *Wechat) holdsValid(stored Credential, now time.Time) bool {
+	if h := w.tok.Load(); h != nil && h.ValidAt(now) {
+		return true
+	}
+	return stored.ValidAt(now)
+}
+
+// passCap reports whether a keeper without a valid token may fetch past the
+// hourly cap hk now: at most once per overCapInterval. The first pass of an
+// hour is logged.
+func (w *Wechat) passCap(hk string, now time.Time) bool {
+	w.mu.Lock()
+	if !w.overCapAt.IsZero() && now.Sub(w.overCapAt) < overCapInterval && now.Sub(w.overCapAt) >= 0 {
+		w.mu.Unlock()
+		return false
+	}
+	w.overCapAt = now
+	first := w.overCapLogged != hk
+	w.overCapLogged = hk
+	w.mu.Unlock()
+	if first {
+		w.log.Warn("wechat: no valid token and the hourly cap of issued tokens is reached: fetching anyway, at most once per "+overCapInterval.String(),
+			"cap", w.opts.MaxFetchesPerHour)
+	}
+	return true
+}
+
+// noteFailure records a failed fetch attempt: the next attempt, of this
+// refresh or a later one, waits a back-off with jitter that doubles with
+// each failure in a row up to 16 times RetryBackoff.
+func (w *Wechat) noteFailure() {
+	now := w.clock.Now()
+	w.mu.Lock()
+	w.failN++
+	w.nextAttemptAt = now.Add(backoff(w.opts.RetryBackoff, w.failN-1))
+	w.mu.Unlock()
+}
+
+// noteSuccess ends the back-off of noteFailure.
+func (w *Wechat) noteSuccess() {
+	w.mu.Lock()
+	w.failN, w.nextAttemptAt = 0, time.Time{}
+	w.mu.Unlock()
+}
+
+// attemptWait is how long the next fetch attempt must wait.
+func (w *Wechat) attemptWait() time.Duration {
+	now := w.clock.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nextAttemptAt.Sub(now)
+}
+
+// readCount reads the store's count of key on day. A count lower than one
+// this keeper saw before (the store lost it: a deleted file, a flushed
+// Redis) is re-added, so that losing the store does not reset the guards.
+func (w *Wechat) readCount(ctx context.Context, key, day string) (int, error) {
+	return w.addCount(ctx, key, day, 0)
+}
+
+// addCount adds n to the store's count of key on day, like readCount.
+func (w *Wechat) addCount(ctx context.Context, key, day string, n int) (int, error) {
+	got, err := w.store.AddFetches(ctx, key, day, n)
+	if err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	if w.countsDay != day {
+		w.countsDay, w.counts = day, map[string]int{}
+	}
+	seen := w.counts[key] + n
+	w.mu.Unlock()
+	if got < seen {
+		w.log.Warn("wechat: the store lost fetch counts it held (deleted or flushed?); adding back what this process knows",
+			"count", key, "day", day, "stored", got, "known", seen)
+		if got, err = w.store.AddFetches(ctx, key, day, seen-got); err != nil {
+			return 0, err
+		}
+	}
+	w.mu.Lock()
+	if w.countsDay == day {
+		w.counts[key] = max(w.counts[key], got)
+	}
+	w.mu.Unlock()
+	return got, nil
+}
+
+// cooldownRecord is the Value of a KindCooldown entry.
+type cooldownRecord struct {
+	Code int    `json:"errcode"`
+	Msg  string `json:"errmsg"`
+	API  string `json:"api"`
+	N    int    `json:"n"` // rejections in a row
+}
+
+// checkCooldown returns an ErrCooldown error, wrapping the *APIError that
+// started it, while a cooldown saved in the Store (by any process) or known
+// in memory lasts.
+func (w *Wechat) checkCooldown(ctx context.Context, now time.Time) error {
+	c, err := w.store.Load(ctx, KindCooldown)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil && !c.IsZero() {
+		var rec cooldownRecord
+		if json.Unmarshal([]byte(c.Value), &rec) == nil && !c.FetchedAt.Before(w.cooldownAt) {
+			w.cooldownAt, w.cooldownN, w.cooldownUntil = c.FetchedAt, rec.N, c.ExpiresAt
+			w.cooldownErr = nil
+			if rec.Code != 0 {
+				w.cooldownErr = &APIError{Code: rec.Code, Msg: rec.Msg, API: rec.API}
+			}
+		}
+	}
+	if w.cooldownErr != nil && now.Before(w.cooldownUntil) {
+		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, w.cooldownUntil.UTC().Format(time.RFC3339), w.cooldownErr)
+	}
+	return nil
+}
+
+// startCooldown pauses fetches after WeChat rejected the credentials, in
+// memory and in the Store, for CredentialCooldown doubled for each
+// rejection in a row, and returns the end of the pause.
+func (w *Wechat) startCooldown(ctx context.Context, now time.Time, apiErr *APIError) time.Time {
+	w.mu.Lock()
+	w.cooldownN++
+	d := w.opts.CredentialCooldown << min(w.cooldownN-1, 5)
+	w.cooldownAt, w.cooldownUntil, w.cooldownErr = now, now.Add(d), apiErr
+	rec := cooldownRecord{Code: apiErr.Code, Msg: apiErr.Msg, API: apiErr.API, N: w.cooldownN}
+	until := w.cooldownUntil
+	w.mu.Unlock()
+	w.saveCooldown(ctx, rec, now, until)
+	return until
+}
+
+// clearCooldown ends the rejections in a row after a successful fetch.
+func (w *Wechat) clearCooldown(ctx context.Context, now time.Time) {
+	w.mu.Lock()
+	was := w.cooldownN
+	w.cooldownN, w.cooldownErr, w.cooldownUntil, w.cooldownAt = 0, nil, time.Time{}, now
+	w.mu.Unlock()
+	if was > 0 {
+		w.saveCooldown(ctx, cooldownRecord{}, now, now)
+	}
+}
+
+func (w *Wechat) saveCooldown(ctx context.Context, rec cooldownRecord, now, until time.Time) {
+	v, _ := json.Marshal(rec) // plain fields always marshal
+	err := w.store.Save(ctx, KindCooldown, Credential{Value: string(v), ExpiresAt: until, FetchedAt: now})
+	if err != nil && !errors.Is(err, ErrSuperseded) {
+		w.log.Error("wechat: cannot save the fetch cooldown; other processes will not honour it", "err", err)
+	}
+}
+
+// lockStore takes the Store's lock. A wait longer than lockWarnAfter is
+// logged once, naming the store, and shown by Status.LockWaitSince until
+// the lock is taken or the wait ends; its end is logged with how long it
+// took.
+func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
+	start, realStart := w.clock.Now(), time.Now()
+	var (
+		mu           sync.Mutex
+		done, warned bool
+	)
+	t := time.AfterFunc(w.lockWarnAfter, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		warned = true
+		w.mu.Lock()
+		if w.lockWaitSince.IsZero() {
+			w.lockWaitSince = start
+		}
+		w.mu.Unlock()
+		w.log.Warn("wechat: a refresh is waiting for the store's lock (held by another process or host?)",
+			"store", describeStore(w.store), "waited", time.Since(realStart).Round(time.Millisecond).String())
+	})
+	unlock, err := w.store.Lock(ctx)
+	t.Stop()
+	mu.Lock()
+	done = true
+	if warned {
+		w.mu.Lock()
+		w.lockWaitSince = time.Time{}
+		w.mu.Unlock()
+		waited := time.Since(realStart).Round(time.Millisecond).String()
+		if err != nil {
+			w.log.Warn("wechat: gave up waiting for the store's lock", "store", describeStore(w.store), "waited", waited, "err", err)
+		} else {
+			w.log.Info("wechat: got the store's lock", "store", describeStore(w.store), "waited", waited)
+		}
+	}
+	mu.Unlock()
+	return unlock, err
+}
+
+// describeStore names a Store for a log line: its path or its String, or
+// else its type.
+func describeStore(s Store) string {
+	switch v := s.(type) {
+	case interface{ Path() string }:
+		return v.Path()
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
+// warnRepeat logs a warning unless the same key was logged less than
+// logRepeatWindow ago (by the keeper's clock); then it only counts it, and
+// the next line of that key says how many were suppressed.
+func (w *Wechat) warnRepeat(key, msg string, args ...any) {
+	now := w.clock.Now()
+	w.logMu.Lock()
+	r := w.repeats[key]
+	if r.n > 0 && now.Sub(r.at) < logRepeatWindow && now.Sub(r.at) >= 0 {
+		r.suppressed++
+		w.repeats[key] = r
+		w.logMu.Unlock()
+		return
+	}
+	suppressed := r.suppressed
+	w.repeats[key] = repeat{at: now, n: r.n + 1}
+	w.logMu.Unlock()
+	if suppressed > 0 {
+		args = append(args, "repeats_suppressed", suppressed)
+	}
+	w.log.Warn(msg, args...)
+}
+
+// endRepeats forgets the repeats of the keys with prefix, after a state
+// change (a refresh that succeeded): it logs how many were suppressed
+// since their last line, if any, and the next warning is logged at once.
+func (w *Wechat) endRepeats(prefix, msg string) {
+	w.logMu.Lock()
+	suppressed, had := 0, false
+	for k, r := range w.repeats {
+		if strings.HasPrefix(k, prefix) {
+			suppressed += r.suppressed
+			had = true
+			delete(w.repeats, k)
+		}
+	}
+	w.logMu.Unlock()
+	if had {
+		w.log.Info(msg, "repeats_suppressed", suppressed)
+	}
+}
+
+// repeat is the state of one key of warnRepeat.
+type repeat struct {
+	at         time.Time // of the last line logged
+	n          int       // lines logged
+	suppressed int       // since the last line
+}
+
+// errClass is a short stable name of what kind of failure err is, for
+// warnRepeat keys.
+func errClass(err error) string {
+	var apiErr *APIError
+	switch {
+	case errors.Is(err, ErrCooldown):
+		return "cooldown"
+	case errors.Is(err, ErrRateLimited):
+		return "rate"
+	case errors.Is(err, ErrQuotaExhausted):
+		return "quota"
+	case errors.Is(err, ErrClosed):
+		return "closed"
+	case errors.As(err, &apiErr):
+		return fmt.Sprintf("errcode %d", apiErr.Code)
+	case isTransient(err):
+		return "transient"
+	}
+	return "other"
+}

@@ -1,0 +1,249 @@
+package wechat
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+// redirector is a fake upstream that redirects the paths of redirect to a
+// second listener, which counts what reaches it (it must be nothing), and
+// answers a token itself on /cgi-bin/token otherwise.
+type redirector struct {
+	first, second *httptest.Server
+	reached       atomic.Int64
+}
+
+func newRedirector(t *testing.T, status int, redirect ...string) *redirector {
+	t.Helper()
+	r := &redirector{}
+	r.second = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.reached.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"EVIL-token","ticket":"EVIL-ticket","expires_in":7200,"errcode":0}`)
+	}))
+	t.Cleanup(r.second.Close)
+	r.first = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		for _, p := range redirect {
+			if req.URL.Path == p {
+				http.Redirect(w, req, r.second.URL+req.URL.RequestURI(), status)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"GOOD-token","expires_in":7200}`)
+	}))
+	t.Cleanup(r.first.Close)
+	return r
+}
+
+func (r *redirector) secondHost() string {
+	u, _ := url.Parse(r.second.URL)
+	return u.Host
+}
+
+// checkRedirect asserts that err is a refused redirect naming status and
+// the second listener, without a secret, and that nothing reached it.
+func (r *redirector) check(t *testing.T, err error, api string, status int, secrets ...string) {
+	t.Helper()
+	var re *RedirectError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v, want a *RedirectError", err)
+	}
+	if re.Status != status || re.Host != r.secondHost() || re.API != api {
+		t.Errorf("RedirectError = %+v, want status %d, host %s, API %s", re, status, r.secondHost(), api)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(status)) || !strings.Contains(err.Error(), r.secondHost()) {
+		t.Errorf("err = %q, want it to name HTTP %d and host %s", err, status, r.secondHost())
+	}
+	if strings.Contains(err.Error(), "?") && strings.Contains(err.Error(), "secret=") {
+		t.Errorf("err = %q carries a query", err)
+	}
+	assertNoSecret(t, err.Error(), append(secrets, testSecret)...)
+	if n := r.reached.Load(); n != 0 {
+		t.Errorf("the redirect target received %d requests, want none", n)
+	}
+}
+
+func TestRedirectsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		api    TokenAPI
+		path   string
+		status int
+	}{
+		{TokenAPIClassic, "/cgi-bin/token", http.StatusFound},
+		{TokenAPIClassic, "/cgi-bin/token", http.StatusTemporaryRedirect},
+		{TokenAPIClassic, "/cgi-bin/token", http.StatusPermanentRedirect},
+		{TokenAPIStable, "/cgi-bin/stable_token", http.StatusFound},
+		{TokenAPIStable, "/cgi-bin/stable_token", http.StatusTemporaryRedirect},
+		{TokenAPIStable, "/cgi-bin/stable_token", http.StatusPermanentRedirect},
+	} {
+		for _, own := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/%d/own client %v", tc.api, tc.status, own), func(t *testing.T) {
+				r := newRedirector(t, tc.status, tc.path)
+				e := newEnv(t, newFake(t))
+				e.opts.APIBase, e.opts.TokenAPI = r.first.URL, tc.api
+				var hc *http.Client
+				if own {
+					hc = &http.Client{Timeout: 2 * time.Second}
+					e.opts.HTTPClient = hc
+				} else {
+					e.opts.HTTPClient = nil
+				}
+				w := openKeeper(t, e)
+				tok, err := w.AccessToken(t.Context())
+				if tok != "" {
+					t.Errorf("served %q after a redirect", tok)
+				}
+				r.check(t, err, tc.path, tc.status)
+				assertNoSecret(t, e.logs.String(), testSecret)
+				if c, _ := e.store.Load(t.Context(), KindAccessToken); !c.IsZero() {
+					t.Errorf("stored %+v after a redirect", c)
+				}
+				if own && hc.CheckRedirect != nil {
+					t.Error("the caller's HTTPClient was changed")
+				}
+			})
+		}
+	}
+}
+
+func TestRedirectsRefusedByEveryUpstreamClient(t *testing.T) {
+	t.Run("getticket", func(t *testing.T) {
+		r := newRedirector(t, http.StatusFound, wechattest.PathTicket)
+		e := newEnv(t, newFake(t))
+		e.opts.APIBase, e.opts.HTTPClient = r.first.URL, nil
+		w := openKeeper(t, e)
+		tok, err := w.AccessToken(t.Context())
+		if err != nil || tok != "GOOD-token" {
+			t.Fatalf("AccessToken = %q, %v", tok, err)
+		}
+		c, err := w.JSAPITicket(t.Context())
+		if !c.IsZero() {
+			t.Errorf("served ticket %+v after a redirect", c)
+		}
+		r.check(t, err, wechattest.PathTicket, http.StatusFound, tok)
+	})
+	t.Run("Client", func(t *testing.T) {
+		r := newRedirector(t, http.StatusTemporaryRedirect, wechattest.PathAPIDomainIP)
+		e := newEnv(t, newFake(t))
+		e.opts.APIBase, e.opts.HTTPClient = r.first.URL, nil
+		w := openKeeper(t, e)
+		for _, hc := range []*http.Client{nil, {Timeout: time.Second}} {
+			c := &Client{Source: w, HTTPClient: hc}
+			_, err := c.PostJSON(t.Context(), wechattest.PathAPIDomainIP, map[string]string{"a": "b"})
+			r.check(t, err, wechattest.PathAPIDomainIP, http.StatusTemporaryRedirect, "GOOD-token")
+			if hc != nil && hc.CheckRedirect != nil {
+				t.Error("the caller's HTTPClient was changed")
+			}
+		}
+	})
+	t.Run("Remote", func(t *testing.T) {
+		r := newRedirector(t, http.StatusPermanentRedirect, "/v1/token")
+		for _, opts := range [][]RemoteOption{nil, {WithRemoteHTTPClient(&http.Client{Timeout: time.Second})}} {
+			rem, err := NewRemote(r.first.URL, "admin-key-secret", opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := rem.AccessToken(t.Context())
+			if tok != "" {
+				t.Errorf("served %q after a redirect", tok)
+			}
+			r.check(t, err, "/v1/token", http.StatusPermanentRedirect, "admin-key-secret")
+		}
+	})
+}
+
+// An upstream body is never echoed into an error or a log line, whatever
+// is wrong with it: it may hold a token.
+func TestUpstreamBodyNeverEchoed(t *testing.T) {
+	const tokenish = "PARTOFATOKEN0123456789abcdefghij"
+	for _, tc := range []struct {
+		name, body, want string
+		contentType      bool // the error names the Content-Type
+	}{
+		{"html", "<html><body>" + tokenish + "</body></html>", "not JSON at all (58 bytes)", true},
+		{"not an object", `["` + tokenish + `"]`, "JSON of another type", true},
+		{"truncated", `{"access_token":"` + tokenish, "not JSON at all", true},
+		{"too long a token", `{"access_token":"` + tokenish + strings.Repeat("x", 2048) + `","expires_in":7200}`, "2080 characters long, more than 2048", false},
+		{"no token", `{"acess_token":"` + tokenish + `","expires_in":7200}`, "lacks access_token", false},
+		{"no expiry", `{"access_token":"` + tokenish + `"}`, "positive expires_in", false},
+		{"larger than 1 MiB", `{"access_token":"` + tokenish + strings.Repeat(" ", maxBody) + `"}`, "larger than", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, newFake(t))
+			e.srv.Fail(wechattest.PathToken, wechattest.Fault{Body: tc.body})
+			w := openKeeper(t, e)
+			_, err := w.AccessToken(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
+			}
+			if tc.contentType && !strings.Contains(err.Error(), "Content-Type") {
+				t.Errorf("err = %q, want the Content-Type", err)
+			}
+			st := w.Status(t.Context())
+			assertNoSecret(t, err.Error()+st.LastError+e.logs.String(), tokenish[:12], testSecret)
+			if got := e.rt.count(wechattest.PathToken); got != 1 {
+				t.Errorf("calls = %d, want 1 (a malformed answer is not retried)", got)
+			}
+		})
+	}
+}
+
+func TestExpiresInClamped(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Body: `{"access_token":"tok-long-life","expires_in":99999999}`})
+	w := openKeeper(t, e)
+	c, err := w.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := e.srv.Now().Add(7200 * time.Second); !c.ExpiresAt.Equal(want) {
+		t.Errorf("ExpiresAt = %v, want %v (clamped to 7200 s)", c.ExpiresAt, want)
+	}
+	if countLines(e.logs.String(), "clamped", "expires_in=99999999") != 1 {
+		t.Errorf("the clamp was not logged once:\n%s", e.logs)
+	}
+}
+
+// A very short lifetime (10 s, as a broken upstream gave) is logged, and
+// the fetches it causes are bounded: by the minimum interval (a quarter of
+// the life for a life under 4·MinFetchInterval, so one fetch per half-life
+// as the token turns stale), by MaxFetchesPerHour issued tokens, and past
+// that cap by one fetch per 5 min while no valid token is held.
+func TestShortLifeBounded(t *testing.T) {
+	e := newEnv(t, newFake(t, wechattest.WithTokenLifetime(10*time.Second)))
+	w := openKeeper(t, e)
+	perMinute := map[int]int{}
+	last := 0
+	for i := range 3600 { // one hour, 18:00 to 19:00 Beijing time, 1 s steps
+		w.AccessToken(t.Context())
+		settle(t, w)
+		n := e.rt.count(wechattest.PathToken)
+		perMinute[i/60] += n - last
+		last = n
+		e.srv.Advance(time.Second)
+	}
+	for m, n := range perMinute {
+		if n > 12 {
+			t.Errorf("minute %d: %d fetches, want at most 12", m, n)
+		}
+	}
+	if max := 30 + 60/5 + 1; last > max || last < 30 {
+		t.Errorf("fetches in the hour = %d, want 30 (the cap) to %d (one per 5 min past it)", last, max)
+	}
+	if countLines(e.logs.String(), "suspiciously short") > 60 {
+		t.Errorf("the short life was logged %d times; want it rate-limited", countLines(e.logs.String(), "suspiciously short"))
+	}
+	if countLines(e.logs.String(), "suspiciously short") == 0 {
+		t.Error("the short life was not logged")
+	}
+}

@@ -19,6 +19,30 @@ type Flags struct {
 	Clock          string        // -clock: WithClock at this RFC 3339 time; "" is real time
 	ControlKey     string        // -control-key: WithControlKey
 	MiniTicketCode int           // -mini-ticket-errcode: WithMiniTicketCode
+
+	errs []error // bad -app values, reported by Options
+}
+
+// appFlag is -app. It keeps a bad value's error for Options instead of
+// failing the parse, because package flag would print the value, secret
+// and all, in its message.
+type appFlag struct{ f *Flags }
+
+func (a appFlag) String() string {
+	if a.f == nil {
+		return ""
+	}
+	return a.f.Apps.String()
+}
+
+func (a appFlag) Set(s string) error {
+	app, err := ParseApp(s)
+	if err != nil {
+		a.f.errs = append(a.f.errs, fmt.Errorf("-app %w", err))
+		return nil
+	}
+	a.f.Apps = append(a.f.Apps, app)
+	return nil
 }
 
 // NewFlags registers the fake-wechat flags on fs, with defaults as on the
@@ -26,7 +50,7 @@ type Flags struct {
 func NewFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	fs.StringVar(&f.Listen, "listen", "127.0.0.1:3200", "the address to serve the fake API and its control plane (/_fake/) on")
-	fs.Var(&f.Apps, "app", "register an app, ID:SECRET[:KIND], KIND official_account (default), mini_program or mini_game (repeatable)")
+	fs.Var(appFlag{f}, "app", "register an app, ID:SECRET[:KIND], KIND official_account (default), mini_program or mini_game (repeatable)")
 	fs.DurationVar(&f.Lifetime, "lifetime", defaultLifetime, "how long an access token (and a ticket) lives")
 	fs.DurationVar(&f.Grace, "grace", defaultGrace, "how long a superseded token keeps working after the next fetch")
 	fs.IntVar(&f.Quota, "quota", 2000, "daily /cgi-bin/token calls per app (0: no limit), then 45009")
@@ -39,7 +63,7 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 // Options returns the Platform options the flags ask for; defaults become
 // f.Apps when no -app was given. The error names the flag at fault.
 func (f *Flags) Options(defaults ...App) ([]Option, error) {
-	var errs []error
+	errs := append([]error(nil), f.errs...)
 	if f.Lifetime < time.Second {
 		errs = append(errs, fmt.Errorf("-lifetime %v: want at least 1s", f.Lifetime))
 	}

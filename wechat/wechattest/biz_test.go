@@ -502,3 +502,17 @@ func TestMiniProgram(t *testing.T) {
 	q := url.Values{"access_token": {miniToken(t, srv)}, "type": {"jsapi"}}
 	wantCode(t, "WithMiniTicketCode(40048)", api(t, srv, "GET", PathTicket, q, ""), 40048)
 }
+
+// TestBusinessQuotas: the business APIs count against daily quotas that
+// openapi/quota/get reports, and answer 45009 past them.
+func TestBusinessQuotas(t *testing.T) {
+	srv := newTestServer(t, WithDailyQuota(PathMenuGet, 1))
+	q := tokenQ(t, srv)
+	api(t, srv, "POST", PathMenuCreate, q, `{"button":[{"type":"click","name":"a","key":"k"}]}`)
+	got := api(t, srv, "POST", PathQuotaGet, q, `{"cgi_path":"`+PathMenuCreate+`"}`)
+	if num(got, "quota", "daily_limit") != 1000 || num(got, "quota", "used") != 1 || num(got, "quota", "remain") != 999 {
+		t.Errorf("quota/get menu/create: %v", got)
+	}
+	wantCode(t, "first menu/get", api(t, srv, "GET", PathMenuGet, q, ""), 0)
+	wantCode(t, "second menu/get", api(t, srv, "GET", PathMenuGet, q, ""), 45009)
+}

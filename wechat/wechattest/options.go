@@ -158,9 +158,10 @@ func WithStableMinuteLimit(n int) Option {
 // WithDailyQuota sets the per-app daily limit of endpoint; calls beyond it
 // get 45009 until the quota day changes or clear_quota is called. n <= 0
 // removes the limit. Defaults: /cgi-bin/token 2000, /cgi-bin/stable_token
-// 500 000, QuotaStableForce (force_refresh calls) 20, and
-// 100 000 for getticket and the business calls (their real limits are not
-// published).
+// 500 000, QuotaStableForce (force_refresh calls) 20; the published
+// examples for menu/create 1000, menu/get 10 000, message/custom/send
+// 500 000, user/info 5 000 000 and qrcode/create 100 000; 100 000 for
+// getticket, get_api_domain_ip and getcallbackip; other paths have none.
 func WithDailyQuota(endpoint string, n int) Option {
 	return func(p *Platform) { p.quotas[endpoint] = n }
 }

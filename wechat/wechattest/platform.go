@@ -50,6 +50,12 @@ func defaultQuotas() map[string]int {
 		PathTicket:      100000,
 		PathAPIDomainIP: 100000,
 		PathCallbackIP:  100000,
+		// The published examples of business API limits.
+		PathMenuCreate:   1000,
+		PathMenuGet:      10000,
+		PathCustomSend:   500000,
+		PathUserInfo:     5000000,
+		PathQRCodeCreate: 100000,
 	}
 }
 

@@ -110,9 +110,11 @@ func Hint(code int) string {
 var (
 	// ErrRateLimited: a fetch was refused because the previous one was too
 	// recent (Options.MinFetchInterval, checked against the stored token's
-	// fetch time) or the hour's cap (Options.MaxFetchesPerHour) is reached.
-	// It guards the daily quota against storms of passive refreshes and
-	// against a fight with another program that also fetches tokens.
+	// fetch time) or the hour's cap of issued tokens
+	// (Options.MaxFetchesPerHour) is reached while a valid token is held
+	// (or was passed less than 5 minutes ago). It guards the daily quota
+	// against storms of passive refreshes and against a fight with another
+	// program that also fetches tokens.
 	ErrRateLimited = errors.New("wechat: token fetch rate limited")
 
 	// ErrCooldown: a fetch was refused because WeChat recently rejected the

@@ -37,7 +37,37 @@ const defaultLifetime = 7200 * time.Second
 // keeps the old token working 5 minutes after a fetch, so adoption is well
 // within the grace. A token fetched out of turn (passive or forced refresh,
 // another program) is adopted by the next passive refresh of a caller whose
-// call WeChat rejected, or by Run within SyncInterval.
+// call WeChat rejected, or by Run within SyncInterval. A store that lost
+// the token this process holds (a deleted file, a flushed Redis) gets it
+// saved back instead of a fetch.
+//
+// The guards, checked under the lock before every fetch attempt (retries
+// included), each prevent one thing:
+//
+//   - The credential cooldown (CredentialCooldown) stops calling WeChat
+//     with credentials it rejected (40125, 40164, …) until a person fixes
+//     them. It is kept in the Store (KindCooldown), so every process and
+//     host honours it, and a restart does not end it.
+//   - The minimum interval (MinFetchInterval, or a quarter of the token's
+//     life if less) stops a storm of passive refreshes: no fetch that soon
+//     after the stored token was fetched.
+//   - The hourly cap (MaxFetchesPerHour) bounds a token war with another
+//     program using the same AppSecret: it counts tokens issued (successful
+//     fetches), which are what kill each other, not failed attempts. While
+//     no valid token is held there is nothing to lose, and a fetch passes
+//     the cap once per 5 minutes (logged once an hour), so the cap never
+//     keeps a server without a token for long.
+//   - The daily budget (DailyBudget, and WeChat's 45009) protects the
+//     day's quota: it counts every call that may have reached WeChat,
+//     failed or not.
+//   - Failed attempts (errcode -1, HTTP 5xx, network errors, malformed
+//     answers) are spaced by a back-off with jitter, RetryBackoff doubling
+//     up to 16 times, that carries over from one refresh to the next until
+//     a fetch succeeds; one refresh makes at most MaxAttempts attempts.
+//
+// Every upstream call refuses redirects (see RedirectError), never quotes
+// an upstream body in an error, and rejects a token longer than 2048
+// characters; an expires_in above WeChat's 7200 s is clamped to it.
 type Wechat struct {
 	opts  Options
 	store Store

@@ -57,16 +57,21 @@ type Options struct {
 	// the token's lifetime.
 	RefreshBefore time.Duration
 
-	// Logger receives one line per event that matters. Default: discard.
+	// Logger receives one line per event that matters: a failure repeated
+	// within a minute is logged once, and its next line (or the line that
+	// says refreshes succeed again) counts those suppressed. A refresh
+	// waiting on the Store's lock for more than a few seconds is logged
+	// once. Default: discard.
 	Logger *slog.Logger
 
 	// Clock tells the time. Default: the system clock. A
 	// *wechattest.Server can be passed to share the fake's clock.
 	Clock Clock
 
-	// DailyBudget is the number of token fetches allowed per quota day
-	// (Beijing time), counted in the Store across processes. Default 2000
-	// for TokenAPIClassic, 10000 for TokenAPIStable.
+	// DailyBudget is the number of token fetch attempts allowed per quota
+	// day (Beijing time), counted in the Store across processes: every
+	// call that may have reached WeChat counts, failed ones included.
+	// Default 2000 for TokenAPIClassic, 10000 for TokenAPIStable.
 	DailyBudget int
 
 	// TicketDailyBudget is the number of getticket calls allowed per quota
@@ -74,26 +79,35 @@ type Options struct {
 	TicketDailyBudget int
 
 	// MinFetchInterval is the least time between two token fetches,
-	// checked against the fetch time of the stored token. Default 10 s.
-	// A passive refresh within that time of the last fetch gets
-	// ErrRateLimited instead of a fetch.
+	// checked against the fetch time of the stored token (a quarter of
+	// that token's lifetime, if less, so that short-lived tokens can be
+	// replaced). Default 10 s. A passive refresh within that time of the
+	// last fetch gets ErrRateLimited instead of a fetch.
 	MinFetchInterval time.Duration
 
-	// MaxFetchesPerHour caps token fetches per clock hour across
-	// processes. Default 30.
+	// MaxFetchesPerHour caps the tokens issued to this app (successful
+	// fetches) per clock hour of Beijing time, counted in the Store across
+	// processes: it bounds a fight with another program that fetches
+	// tokens with the same AppSecret. Failed attempts do not count (the
+	// back-off and DailyBudget govern them). While no valid token is held,
+	// one fetch per 5 minutes passes the cap. Default 30.
 	MaxFetchesPerHour int
 
 	// MaxAttempts bounds the attempts of one fetch when WeChat answers -1
 	// or -1000, an HTTP 5xx, or the network fails. Default 4.
 	MaxAttempts int
 
-	// RetryBackoff is the first retry's mean delay; it doubles on each
-	// retry (with full jitter) up to 16 times its value. Default 200 ms.
+	// RetryBackoff is the mean delay after the first failed fetch attempt;
+	// it doubles with each failure in a row (with jitter) up to 16 times
+	// its value, and carries over to the next refresh until a fetch
+	// succeeds. Default 200 ms.
 	RetryBackoff time.Duration
 
 	// CredentialCooldown is how long fetches pause after WeChat rejects
 	// the credentials (40125, 40164, …); it doubles on each rejection in a
-	// row up to 32 times its value. Default 1 min.
+	// row up to 32 times its value. The pause is kept in the Store
+	// (KindCooldown): every process and host on it honours it, and a
+	// restart does not end it. Default 1 min.
 	CredentialCooldown time.Duration
 
 	// SyncInterval is how often Run re-reads the Store to adopt a token

@@ -154,14 +154,15 @@ type Status struct {
 	LastRefresh    time.Time // when the last refresh succeeded
 	LastError      string    // of the last refresh, "" if it succeeded; never holds a secret
 	LastErrorAt    time.Time
-	CooldownUntil  time.Time // fetches paused after a credential error until then
+	CooldownUntil  time.Time // fetches paused after a credential error until then, by this or another process
 	QuotaDay       string
 	QuotaUsed      int // read from the Store
 	QuotaBudget    int
 	StoreReachable bool // the Store answered
 	// LockWaitSince is when a refresh started waiting for the Store's
-	// lock, held by another process or host, if it is still waiting;
-	// zero otherwise.
+	// lock (held by another process or host), once it has waited more
+	// than a few seconds and while it still waits; zero otherwise. The
+	// wait is also logged once, naming the store.
 	LockWaitSince time.Time
 }
 

@@ -248,10 +248,11 @@ func (w *Wechat) saveCooldown(ctx context.Context, rec cooldownRecord, now, unti
 	}
 }
 
-// lockStore takes the Store's lock. A wait longer than lockWarnAfter is
-// logged once, naming the store, and shown by Status.LockWaitSince until
-// the lock is taken or the wait ends; its end is logged with how long it
-// took.
+// lockStore takes the Store's lock; every refresh takes it through here,
+// whatever the Store. A wait longer than lockWarnAfter is shown by
+// Status.LockWaitSince until the lock is taken or the wait ends, and
+// logged once, naming the store (like every repeated warning, at most once
+// a minute); the end of a logged wait is logged with how long it took.
 func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 	start, realStart := w.clock.Now(), time.Now()
 	var (
@@ -264,23 +265,22 @@ func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 		if done {
 			return
 		}
-		warned = true
 		w.mu.Lock()
 		if w.lockWaitSince.IsZero() {
 			w.lockWaitSince = start
 		}
 		w.mu.Unlock()
-		w.log.Warn("wechat: a refresh is waiting for the store's lock (held by another process or host?)",
+		warned = w.warnRepeat("lock", "wechat: a refresh is waiting for the store's lock (held by another process or host?)",
 			"store", describeStore(w.store), "waited", time.Since(realStart).Round(time.Millisecond).String())
 	})
 	unlock, err := w.store.Lock(ctx)
 	t.Stop()
 	mu.Lock()
 	done = true
+	w.mu.Lock()
+	w.lockWaitSince = time.Time{}
+	w.mu.Unlock()
 	if warned {
-		w.mu.Lock()
-		w.lockWaitSince = time.Time{}
-		w.mu.Unlock()
 		waited := time.Since(realStart).Round(time.Millisecond).String()
 		if err != nil {
 			w.log.Warn("wechat: gave up waiting for the store's lock", "store", describeStore(w.store), "waited", waited, "err", err)
@@ -306,8 +306,9 @@ func describeStore(s Store) string {
 
 // warnRepeat logs a warning unless the same key was logged less than
 // logRepeatWindow ago (by the keeper's clock); then it only counts it, and
-// the next line of that key says how many were suppressed.
-func (w *Wechat) warnRepeat(key, msg string, args ...any) {
+// the next line of that key says how many were suppressed. It reports
+// whether it logged.
+func (w *Wechat) warnRepeat(key, msg string, args ...any) bool {
 	now := w.clock.Now()
 	w.logMu.Lock()
 	r := w.repeats[key]
@@ -315,7 +316,7 @@ func (w *Wechat) warnRepeat(key, msg string, args ...any) {
 		r.suppressed++
 		w.repeats[key] = r
 		w.logMu.Unlock()
-		return
+		return false
 	}
 	suppressed := r.suppressed
 	w.repeats[key] = repeat{at: now, n: r.n + 1}
@@ -324,6 +325,7 @@ func (w *Wechat) warnRepeat(key, msg string, args ...any) {
 		args = append(args, "repeats_suppressed", suppressed)
 	}
 	w.log.Warn(msg, args...)
+	return true
 }
 
 // endRepeats forgets the repeats of the keys with prefix, after a state

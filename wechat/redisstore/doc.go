@@ -9,7 +9,7 @@
 // With the default prefix "wxcentral:" and the app wx1234:
 //
 //	wxcentral:{wx1234}:cred:access_token      hash: value, expires_at, fetched_at (Unix µs)
-//	wxcentral:{wx1234}:lock                   string: random owner, PX = lock TTL
+//	wxcentral:{wx1234}:lock                   string: random owner, PX = lock lease (renewed)
 //	wxcentral:{wx1234}:unlocked               pub/sub channel, published on release
 //	wxcentral:{wx1234}:fetches:token:2026-11-05  integer, EXPIREAT shortly after that day
 //
@@ -19,12 +19,20 @@
 //
 // # Lock
 //
-// Lock is SET NX PX with a random owner value and a TTL (WithLockTTL, 45 s by
-// default) that must outlive one refresh, fetch timeout included. It is
-// released by a Lua compare-and-delete, so a holder whose lock expired can
-// never delete the next holder's lock. A waiter subscribes to the release
-// channel and also polls with backoff, so it returns promptly when the holder
-// unlocks and at the latest shortly after an abandoned lock expires.
+// Lock is SET NX PX with a random owner value and a short lease
+// (WithLockTTL, DefaultLockTTL = 10 s). While the caller holds the lock a
+// goroutine renews the lease every third of it with a Lua
+// compare-and-PEXPIRE, so only the owner extends it and a refresh may take
+// as long as it needs (the keeper's RefreshTimeout, 30 s by default); a
+// holder that dies or loses Redis stops renewing and its lock frees within
+// one lease, not after the longest refresh. Renewal stops at unlock, at
+// Close, when the lock turns out to be lost (logged: another host may be
+// fetching), and after two minutes without an unlock. The lock is released
+// by a Lua compare-and-delete, so a holder whose lock expired can never
+// delete the next holder's lock. A waiter subscribes to the release channel
+// (unlock publishes on it) and also polls with backoff, so it returns
+// promptly when the holder unlocks and at the latest shortly after an
+// abandoned lock expires.
 //
 // # Fenced saves
 //
@@ -56,6 +64,16 @@
 //   - Retry the store on the next refresh; the same Store (and its client)
 //     works again as soon as Redis is back, it need not be rebuilt. A Redis
 //     restarted empty costs one fetch, made under the lock.
+//
+// # Logging
+//
+// The store logs its failures to the logger of WithLogger. go-redis writes
+// lines of its own (a failed dial, a sentinel failover, a pool giving up)
+// through a logger global to the program, unstructured on stderr by
+// default; the first New or Open given WithLogger routes them to that
+// logger as WARN records with component=go-redis, so that
+// WECHAT_LOG_FORMAT=json stays JSON. It is set once per program: later
+// stores, with other loggers, do not change it.
 //
 // # URLs
 //

@@ -34,8 +34,23 @@ end
 return 0
 `)
 
-// Lock takes the app's lock, waiting until it is free or ctx is done. The
-// lock expires after the lock TTL if unlock is never called. unlock may be
+// renewScript extends the lock by ARGV[2] ms only if ARGV[1] still holds
+// it: a holder whose lock expired and was taken by another never extends
+// the other's lock.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// Lock takes the app's lock, waiting until it is free or ctx is done.
+//
+// The lock is a lease of the lock TTL, renewed every third of it while the
+// caller holds it, so a long refresh keeps it and a holder that dies (or
+// loses Redis) frees it within one TTL. Renewal stops at unlock, at Close,
+// when the lock turns out to be lost, and after maxLockHold: a holder that
+// never unlocks cannot keep the other hosts out for good. unlock may be
 // called more than once; it releases the lock only if this caller still
 // holds it.
 //
@@ -55,8 +70,60 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 			return nil, err
 		}
 	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go s.renew(owner, time.Now(), stop, done)
 	var once sync.Once
-	return func() { once.Do(func() { s.unlock(owner) }) }, nil
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			s.unlock(owner)
+		})
+	}, nil
+}
+
+// renew extends owner's lock, taken at start, every third of the TTL until
+// stop or s.closed is closed, the lock is lost or it has been held for
+// s.maxHold. It closes done when it returns.
+func (s *Store) renew(owner string, start time.Time, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	every := s.lockTTL / 3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	held := start.Add(s.lockTTL) // until when the lock is ours for sure
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.closed:
+			return
+		case <-tick.C:
+		}
+		if time.Since(start) >= s.maxHold {
+			s.logger.Error("redis store: lock held too long without unlock; no longer renewing it, it expires by itself",
+				"held", time.Since(start).Round(time.Millisecond), "limit", s.maxHold, "lock_ttl", s.lockTTL)
+			return
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		n, err := renewScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
+		cancel()
+		switch {
+		case err == nil && n == 1:
+			held = sent.Add(s.lockTTL)
+		case err == nil:
+			s.logger.Error("redis store: the lock was lost while held (it expired or was deleted); another host may fetch at the same time",
+				"lock_ttl", s.lockTTL)
+			return
+		default:
+			s.fail("renew", fmt.Errorf("redisstore: renew the lock of app %s: %w", s.appID, err))
+			if time.Now().After(held) {
+				s.logger.Error("redis store: could not renew the lock before it expired; another host may fetch at the same time",
+					"lock_ttl", s.lockTTL)
+				return
+			}
+		}
+	}
 }
 
 // tryLock makes one attempt.
@@ -116,7 +183,7 @@ func (s *Store) unlock(owner string) {
 		return
 	}
 	if n == 0 {
-		s.logger.Warn("redis store: lock had expired before it was released; raise the lock TTL above the refresh time",
+		s.logger.Warn("redis store: the lock was lost before it was released (a renewal failed, or it was held too long)",
 			"lock_ttl", s.lockTTL)
 	}
 }

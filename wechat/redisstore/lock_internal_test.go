@@ -1,6 +1,9 @@
 package redisstore
 
 import (
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,3 +65,47 @@ func TestWaiterWakesOnUnlock(t *testing.T) {
 		t.Fatal("waiter not woken by unlock")
 	}
 }
+
+// TestHeldTooLongExpires: a holder that never unlocks stops renewing after
+// maxHold, so the other hosts are not kept out for good.
+func TestHeldTooLongExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	var logs strings.Builder
+	var mu sync.Mutex
+	a, err := Open(srv.URL(), "wxstuck", WithLockTTL(60*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.maxHold = 300 * time.Millisecond
+	b, err := Open(srv.URL(), "wxstuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	unlockA, err := a.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlockA()
+	unlockB, err := b.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockB()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "held too long") {
+		t.Errorf("no log line about the lock held too long:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,9 +19,17 @@ import (
 // Defaults of the options.
 const (
 	DefaultPrefix = "wxcentral:"
-	// DefaultLockTTL outlives the keeper's default RefreshTimeout (30 s),
-	// which bounds one refresh, fetch retries included.
-	DefaultLockTTL = 45 * time.Second
+	// DefaultLockTTL is the lease of a lock: its holder renews it every
+	// third of it while it holds the lock, so a refresh may take longer,
+	// and a holder that dies frees the lock within this time.
+	DefaultLockTTL = 10 * time.Second
+	// MinLockTTL is the shortest lock TTL WithLockTTL accepts: a renewal
+	// must have time to reach Redis within a third of it.
+	MinLockTTL = 30 * time.Millisecond
+
+	// maxLockHold bounds how long a lock is renewed without an unlock; a
+	// refresh takes at most the keeper's RefreshTimeout (30 s by default).
+	maxLockHold = 2 * time.Minute
 
 	// countGrace is how long a day's fetch count outlives the day.
 	countGrace = time.Hour
@@ -40,6 +49,7 @@ type Store struct {
 	appID     string
 	logger    *slog.Logger
 	lockTTL   time.Duration
+	maxHold   time.Duration // how long a lock is renewed without an unlock
 	pollMin   time.Duration // first wait between two polls of a held lock
 	pollMax   time.Duration // longest wait between two polls of a held lock
 	onError   func(op string, err error)
@@ -51,6 +61,9 @@ type Store struct {
 	countPrefix string
 
 	errors atomic.Uint64
+
+	closed    chan struct{} // closed by Close: held locks stop renewing
+	closeOnce sync.Once
 }
 
 var _ wechat.Store = (*Store)(nil)
@@ -71,22 +84,28 @@ func WithPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
 }
 
-// WithLockTTL sets how long a lock lives if its holder never releases it
-// (default DefaultLockTTL). It must outlive one refresh, including the
-// timeout of the fetch from WeChat (wechat.Options.RefreshTimeout); a
-// shorter TTL lets a second host fetch while the first is still fetching.
-// A longer one makes the hosts wait longer after a holder crashed.
+// WithLockTTL sets the lease of a lock (default DefaultLockTTL, at least
+// MinLockTTL): how long a lock outlives a holder that died or lost Redis.
+// A live holder renews it every third of the TTL, so it need not outlive a
+// refresh; it must outlive a few round trips to Redis (Open's clients time
+// out a read after 1 s), or a slow renewal lets a second host in.
 func WithLockTTL(d time.Duration) Option {
 	return func(c *config) { c.lockTTL = d }
 }
 
 // WithLogger sets the logger of store failures (default slog.Default()).
+//
+// go-redis writes its own lines (a failed dial, a sentinel failover)
+// through one logger global to the program, by default unstructured to
+// stderr. The first New or Open given a logger routes those lines to that
+// logger too, at level WARN with component=go-redis, so that a JSON log
+// stays JSON; later stores do not change it.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
 // WithErrorHook sets a function called with every failure of the store:
-// op is "load", "save", "lock", "unlock" or "add_fetches". It is meant for a
+// op is "load", "save", "lock", "renew", "unlock" or "add_fetches". It is meant for a
 // metrics counter; it must be quick and safe for concurrent use.
 func WithErrorHook(f func(op string, err error)) Option {
 	return func(c *config) { c.onError = f }
@@ -108,11 +127,13 @@ func New(client redis.UniversalClient, appID string, opts ...Option) (*Store, er
 	for _, o := range opts {
 		o(&c)
 	}
-	if c.lockTTL < time.Millisecond {
-		return nil, fmt.Errorf("redisstore: lock TTL %v is too short: it must outlive a refresh", c.lockTTL)
+	if c.lockTTL < MinLockTTL {
+		return nil, fmt.Errorf("redisstore: lock TTL %v is too short: it must be at least %v, to be renewed in time", c.lockTTL, MinLockTTL)
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
+	} else {
+		routeLibraryLogs(c.logger)
 	}
 	base := c.prefix + "{" + appID + "}:"
 	return &Store{
@@ -120,6 +141,8 @@ func New(client redis.UniversalClient, appID string, opts ...Option) (*Store, er
 		appID:       appID,
 		logger:      c.logger.With("store", "redis", "app", appID),
 		lockTTL:     c.lockTTL,
+		maxHold:     maxLockHold,
+		closed:      make(chan struct{}),
 		pollMin:     pollMin,
 		pollMax:     pollMax,
 		onError:     c.onError,
@@ -150,9 +173,11 @@ func Open(rawURL, appID string, opts ...Option) (*Store, error) {
 // Client returns the Redis client the store uses.
 func (s *Store) Client() redis.UniversalClient { return s.client }
 
-// Close closes the Redis client if the store was built by Open, and does
-// nothing if it was built by New.
+// Close stops renewing the locks held through s (they expire within the
+// lock TTL), and closes the Redis client if the store was built by Open;
+// a client given to New stays open.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	if !s.ownClient {
 		return nil
 	}

@@ -205,28 +205,42 @@ func TestCorruptEntryLoadsAsNothing(t *testing.T) {
 	}
 }
 
-// TestExpiredHolderCannotUnlockNext: A's lock expires, B takes it, and A's
-// late unlock must leave B's lock in place.
+// TestExpiredHolderCannotUnlockNext: A's lock is lost while A holds it
+// (it expired: a partition kept A's renewals from Redis), B takes it, and
+// neither A's renewal nor A's late unlock may touch B's lock.
 func TestExpiredHolderCannotUnlockNext(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := testCtx(t)
-	a := open(t, srv.URL(), "wxexpire", redisstore.WithLockTTL(150*time.Millisecond))
+	logs := &lockedBuffer{}
+	a := open(t, srv.URL(), "wxexpire", redisstore.WithLockTTL(150*time.Millisecond),
+		redisstore.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	b := open(t, srv.URL(), "wxexpire")
 	c := open(t, srv.URL(), "wxexpire")
+	const key = "wxcentral:{wxexpire}:lock"
 
 	unlockA, err := a.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// B waits until A's lock expires; nobody unlocks it.
+	if err := b.Client().Del(ctx, key).Err(); err != nil { // A's lease ran out
+		t.Fatal(err)
+	}
 	unlockB, err := b.Lock(ctx)
 	if err != nil {
 		t.Fatalf("Lock after the holder's lock expired: %v", err)
 	}
 	defer unlockB()
+	// A's next renewal finds B's lock and gives up.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "lost while held") {
+		if time.Now().After(deadline) {
+			t.Fatalf("A's renewal did not notice the lost lock:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	unlockA() // too late: must not release B's lock
 
-	ttl, err := b.Client().PTTL(ctx, "wxcentral:{wxexpire}:lock").Result()
+	ttl, err := b.Client().PTTL(ctx, key).Result()
 	if err != nil || ttl <= time.Second {
 		t.Fatalf("after the expired holder's unlock, the lock's TTL = %v, %v; want B's lock (default TTL) still there", ttl, err)
 	}
@@ -236,6 +250,96 @@ func TestExpiredHolderCannotUnlockNext(t *testing.T) {
 		u()
 		t.Fatal("a third handle took the lock while B held it: A's late unlock released it")
 	}
+}
+
+// TestLiveHolderKeepsLock: a holder keeps its lock, a short lease, for
+// many TTLs because it renews it; a waiter gets it only at unlock.
+func TestLiveHolderKeepsLock(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	// A lease long enough that a renewal delayed by a busy machine still
+	// lands in time; the waiter waits three of them.
+	const ttl = time.Second
+	a := open(t, srv.URL(), "wxlease", redisstore.WithLockTTL(ttl))
+	b := open(t, srv.URL(), "wxlease", redisstore.WithLockTTL(ttl))
+	unlock, err := a.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := a.Client().PTTL(ctx, "wxcentral:{wxlease}:lock").Result(); err != nil || left <= 0 || left > ttl {
+		t.Errorf("the lock's PTTL = %v, %v; want a lease of at most %v", left, err, ttl)
+	}
+	wait, cancel := context.WithTimeout(ctx, 3*ttl)
+	defer cancel()
+	if u, err := b.Lock(wait); err == nil {
+		u()
+		t.Fatalf("a second host took the lock within 3 TTLs while its holder was alive: it was not renewed")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting Lock = %v, want it to wait until its context ended", err)
+	}
+	unlock()
+	u, err := b.Lock(ctx)
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	u()
+}
+
+// TestDeadHolderFreesLock: a holder whose connection to Redis is gone (as
+// when its process dies) stops renewing, and its lock frees by itself
+// within the lease; by default that lease is seconds, not the 45 s a lock
+// had to last when it was not renewed.
+func TestDeadHolderFreesLock(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := testCtx(t)
+	const ttl = 300 * time.Millisecond
+	key := "wxcentral:{wxdead}:lock"
+	dying := open(t, srv.URL(), "wxdead", redisstore.WithLockTTL(ttl))
+	other := open(t, srv.URL(), "wxdead")
+	if _, err := dying.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The holder's process is gone: its client is closed, nobody unlocks.
+	if err := dying.Client().Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := other.Client().PTTL(ctx, key).Result(); err != nil || left <= 0 || left > ttl {
+		t.Fatalf("the dead holder's lock has PTTL %v, %v; want it to expire within the lease %v", left, err, ttl)
+	}
+	u, err := other.Lock(ctx)
+	if err != nil {
+		t.Fatalf("Lock after the holder died: %v", err)
+	}
+	u()
+
+	// The default lease: a few seconds.
+	def := open(t, srv.URL(), "wxdefault")
+	u, err = def.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u()
+	if left, err := def.Client().PTTL(ctx, "wxcentral:{wxdefault}:lock").Result(); err != nil || left > redisstore.DefaultLockTTL || redisstore.DefaultLockTTL > 10*time.Second {
+		t.Errorf("default lock PTTL = %v, %v (DefaultLockTTL %v); want a lease of at most 10 s", left, err, redisstore.DefaultLockTTL)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestSlowHostCannotOverwrite: two hosts fetch under an expired lock; the
@@ -369,6 +473,7 @@ func TestNewRejects(t *testing.T) {
 		{"EmptyAppID", client, "", nil},
 		{"BraceInAppID", client, "wx{1}", nil},
 		{"ZeroTTL", client, "wx1", []redisstore.Option{redisstore.WithLockTTL(0)}},
+		{"TTLTooShortToRenew", client, "wx1", []redisstore.Option{redisstore.WithLockTTL(redisstore.MinLockTTL - time.Millisecond)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

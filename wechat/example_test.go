@@ -52,8 +52,10 @@ func ExampleClient_Get() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Any TokenSource works: the local keeper, or a client of a central server.
-	c := &wechat.Client{Source: w, APIBase: srv.URL}
+	// Any TokenSource works: the local keeper, or a client of a central
+	// server. With the keeper, the Client calls the keeper's APIBase (here
+	// the fake); with a Remote, set APIBase in a test.
+	c := &wechat.Client{Source: w}
 	res, err := c.Get(ctx, "/cgi-bin/get_api_domain_ip", url.Values{})
 	if err != nil {
 		log.Fatal(err) // an *wechat.APIError when WeChat reports an errcode

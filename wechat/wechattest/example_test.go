@@ -201,3 +201,33 @@ func ExampleSimulate_safeMode() {
 	// FAIL message: got HTTP 400: Encrypt does not decrypt: check the EncodingAESKey — the signed GET passed, so the token matches: is the EncodingAESKey the same on both sides (and the AppID)?
 	// false
 }
+
+// A test in any language drives the platform over HTTP: the control plane
+// under /_fake/ moves the same clock and reads the same counters as the Go
+// methods.
+func ExampleServer_controlPlane() {
+	srv := wechattest.NewServer(
+		wechattest.WithApp("wx1234567890abcdef", "the-app-secret"),
+		wechattest.WithClock(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)),
+		wechattest.WithTokenLifetime(5*time.Second),
+	)
+	defer srv.Close()
+
+	_, tok := get(srv.URL, "/cgi-bin/token?grant_type=client_credential&appid=wx1234567890abcdef&secret=the-app-secret")
+	resp, _ := http.Post(srv.URL+"/_fake/advance", "application/json", strings.NewReader(`{"seconds":5}`))
+	resp.Body.Close()
+	code, _ := get(srv.URL, "/cgi-bin/getcallbackip?access_token="+tok)
+	fmt.Println("after 5 s:", code)
+
+	resp, _ = http.Get(srv.URL + "/_fake/stats")
+	var st struct {
+		Fetches  map[string]int `json:"fetches"`
+		Rejected map[string]int `json:"rejected"`
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	fmt.Println("fetches:", st.Fetches["/cgi-bin/token"], "rejected 42001:", st.Rejected["42001"])
+	// Output:
+	// after 5 s: 42001
+	// fetches: 1 rejected 42001: 1
+}

@@ -116,9 +116,9 @@ type route struct {
 	serve  func(p *Platform, w http.ResponseWriter, r *http.Request)
 }
 
-// routes are the API paths the platform models. Business APIs are in
-// business.go.
-var routes = map[string]route{
+// routes are the API paths the platform models: those below and the
+// business APIs of business.go.
+var routes = withBusiness(map[string]route{
 	PathToken:          {http.MethodGet, (*Platform).serveToken},
 	PathStableToken:    {http.MethodPost, (*Platform).serveStableToken},
 	PathTicket:         {http.MethodGet, (*Platform).serveTicket},
@@ -129,12 +129,14 @@ var routes = map[string]route{
 	PathQuotaGet:       {http.MethodPost, (*Platform).serveQuotaGet},
 	PathJSCode2Session: {http.MethodGet, (*Platform).serveJSCode2Session},
 	PathShowQRCode:     {http.MethodGet, (*Platform).serveShowQRCode},
-}
+})
 
-func init() {
+// withBusiness adds businessRoutes to m and returns it.
+func withBusiness(m map[string]route) map[string]route {
 	for path, b := range businessRoutes {
-		routes[path] = route{b.method, b.serve}
+		m[path] = route{b.method, b.serve}
 	}
+	return m
 }
 
 // apiFamilies are the path prefixes of the API families on

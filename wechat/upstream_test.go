@@ -148,7 +148,8 @@ func TestRedirectsRefusedByEveryUpstreamClient(t *testing.T) {
 	})
 	t.Run("Remote", func(t *testing.T) {
 		r := newRedirector(t, http.StatusPermanentRedirect, "/v1/token")
-		for _, opts := range [][]RemoteOption{nil, {WithRemoteHTTPClient(&http.Client{Timeout: time.Second})}} {
+		own := &http.Client{Timeout: time.Second}
+		for _, opts := range [][]RemoteOption{nil, {WithRemoteHTTPClient(own)}} {
 			rem, err := NewRemote(r.first.URL, "admin-key-secret", opts...)
 			if err != nil {
 				t.Fatal(err)
@@ -158,6 +159,9 @@ func TestRedirectsRefusedByEveryUpstreamClient(t *testing.T) {
 				t.Errorf("served %q after a redirect", tok)
 			}
 			r.check(t, err, "/v1/token", http.StatusPermanentRedirect, "admin-key-secret")
+		}
+		if own.CheckRedirect != nil {
+			t.Error("the caller's HTTPClient was changed")
 		}
 	})
 }
@@ -237,6 +241,7 @@ func TestShortLifeBounded(t *testing.T) {
 			t.Errorf("minute %d: %d fetches, want at most 12", m, n)
 		}
 	}
+	t.Logf("%d fetches in the hour, %d in the first minute", last, perMinute[0])
 	if max := 30 + 60/5 + 1; last > max || last < 30 {
 		t.Errorf("fetches in the hour = %d, want 30 (the cap) to %d (one per 5 min past it)", last, max)
 	}

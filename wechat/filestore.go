@@ -241,11 +241,11 @@ func (s *FileStore) Save(ctx context.Context, kind Kind, c Credential) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.readState()
-	if err != nil {
-		return err
-	}
 	if kind != KindAccessToken {
+		st, err := s.readState()
+		if err != nil {
+			return err
+		}
 		if old := st.cred(doc, kind); old.FetchedAt.After(c.FetchedAt) {
 			return ErrSuperseded
 		}
@@ -258,6 +258,10 @@ func (s *FileStore) Save(ctx context.Context, kind Kind, c Credential) error {
 	if hasLegacy(doc) {
 		// Move what an older version kept in wechat.txt to the state file
 		// before the rewrite below drops it.
+		st, err := s.readState()
+		if err != nil {
+			return err
+		}
 		st.merge(doc)
 		if err := s.writeState(st); err != nil {
 			return err

@@ -12,9 +12,12 @@ import (
 	"time"
 )
 
-// controlPrefix is where the control plane lives on the platform's
-// listener.
-const controlPrefix = "/_fake/"
+// controlRoot and controlPrefix are where the control plane lives on the
+// platform's listener.
+const (
+	controlRoot   = "/_fake"
+	controlPrefix = controlRoot + "/"
+)
 
 // maxFaultDelay bounds the delay_ms of POST /_fake/fail.
 const maxFaultDelay = 10 * time.Minute
@@ -169,7 +172,7 @@ func (p *Platform) serveControl(w http.ResponseWriter, r *http.Request) {
 		ctlFail(w, http.StatusForbidden, "the control plane answers loopback callers only (this caller is %s); start the fake with -control-key to allow others", ip)
 		return
 	}
-	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, controlPrefix[:len(controlPrefix)-1]), "/")
+	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, controlRoot), "/")
 	if id, ok := strings.CutPrefix(name, "media/"); ok {
 		if r.Method != http.MethodGet {
 			ctlFail(w, http.StatusMethodNotAllowed, "%s /_fake/media/{id}: use GET", r.Method)

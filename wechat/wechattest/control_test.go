@@ -297,6 +297,10 @@ func TestControlMessagesAndIndex(t *testing.T) {
 	if idx := ctl(t, srv, "GET", "/_fake/", "", 200); len(idx["routes"].(obj)) < 8 {
 		t.Errorf("index: %v", idx)
 	}
+	ctl(t, srv, "GET", "/_fake", "", 200)
+	if r := call(t, srv, "GET", "/_fakery", nil, ""); r.Errcode != 40066 {
+		t.Errorf("/_fakery: errcode %d, want 40066", r.Errcode)
+	}
 	ctl(t, srv, "GET", "/_fake/nope", "", 404)
 	ctl(t, srv, "GET", "/_fake/media/nope", "", 404)
 	ctl(t, srv, "GET", "/_fake/advance", "", 405)

@@ -80,7 +80,7 @@ const contentType = "application/json; encoding=utf-8"
 // and any other path 40066 "invalid url".
 func (p *Platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
-	if !p.noControl && (path == controlPrefix[:len(controlPrefix)-1] || strings.HasPrefix(path, controlPrefix)) {
+	if !p.noControl && (path == controlRoot || strings.HasPrefix(path, controlPrefix)) {
 		p.serveControl(w, r)
 		return
 	}

@@ -252,3 +252,24 @@ func TestShortLifeBounded(t *testing.T) {
 		t.Error("the short life was not logged")
 	}
 }
+
+// The same rules hold for getticket: an oversized ticket is malformed, and
+// no part of the body reaches the error.
+func TestTicketBodyChecked(t *testing.T) {
+	const ticketish = "PARTOFATICKET0123456789abcdefghij"
+	for _, tc := range []struct{ name, body, want string }{
+		{"too long", `{"errcode":0,"errmsg":"ok","ticket":"` + ticketish + strings.Repeat("x", 2048) + `","expires_in":7200}`, "more than 2048"},
+		{"not JSON", `<html>` + ticketish, "not JSON at all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, newFake(t))
+			w := openKeeper(t, e)
+			e.srv.Fail(wechattest.PathTicket, wechattest.Fault{Body: tc.body})
+			c, err := w.JSAPITicket(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("JSAPITicket = a %d-character ticket, %v; want an error saying %q", len(c.Value), err, tc.want)
+			}
+			assertNoSecret(t, err.Error()+e.logs.String(), ticketish[:12])
+		})
+	}
+}

@@ -516,3 +516,25 @@ func TestBusinessQuotas(t *testing.T) {
 	wantCode(t, "first menu/get", api(t, srv, "GET", PathMenuGet, q, ""), 0)
 	wantCode(t, "second menu/get", api(t, srv, "GET", PathMenuGet, q, ""), 45009)
 }
+
+// TestClearQuotaMiniTokens: clear_quota leaves a Mini Program's token
+// quota alone unless told otherwise, and resets its other counts.
+func TestClearQuotaMiniTokens(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		opts := []Option{WithAppKind(miniApp, miniSecret, KindMiniProgram), WithDailyQuota(PathToken, 1), WithDailyQuota(PathCallbackIP, 1)}
+		if !keep {
+			opts = append(opts, WithClearQuotaKeepsTokens(KindMiniProgram, false))
+		}
+		srv := newTestServer(t, opts...)
+		tok := miniToken(t, srv)
+		q := url.Values{"access_token": {tok}}
+		api(t, srv, "GET", PathCallbackIP, q, "")
+		wantCode(t, "over the business quota", api(t, srv, "GET", PathCallbackIP, q, ""), 45009)
+		wantCode(t, "clear_quota", api(t, srv, "POST", PathClearQuota, q, `{"appid":"`+miniApp+`"}`), 0)
+		wantCode(t, "business call after clear_quota", api(t, srv, "GET", PathCallbackIP, q, ""), 0)
+		r := call(t, srv, "GET", PathToken, url.Values{"grant_type": {"client_credential"}, "appid": {miniApp}, "secret": {miniSecret}}, "")
+		if want := map[bool]int{true: 45009, false: 0}[keep]; r.Errcode != want {
+			t.Errorf("keep %v: token after clear_quota: errcode %d, want %d", keep, r.Errcode, want)
+		}
+	}
+}

@@ -106,7 +106,7 @@
 // documentation leaves open are options: WithExpiredCode,
 // WithWrongSecretCode, WithWhitelistCode, WithClearQuotaKeepsStable,
 // WithTicketFollowsToken, WithStableForceSpacing, WithDayLocation,
-// WithMiniTicketCode and Callback.Deliveries.
+// WithMiniTicketCode, WithClearQuotaKeepsTokens and Callback.Deliveries.
 //
 // # The callback side
 //

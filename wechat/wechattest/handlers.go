@@ -555,6 +555,9 @@ func (p *Platform) clearQuota(w http.ResponseWriter, path string, a *app) {
 		if !p.clearStable && (k == PathStableToken || k == pathStableForce) {
 			continue
 		}
+		if p.clearKeepsTok[a.kind] && (k == PathToken || k == PathStableToken || k == pathStableForce) {
+			continue
+		}
 		delete(a.used, k)
 	}
 	p.log.Info("wechattest: cleared quota", "app", a.id, "clears_this_month", a.clears)

@@ -179,6 +179,16 @@ func WithClearQuotaKeepsStable() Option {
 	return func(p *Platform) { p.clearStable = false }
 }
 
+// WithClearQuotaKeepsTokens says whether clear_quota leaves the counters
+// of the token endpoints (/cgi-bin/token, /cgi-bin/stable_token and its
+// force_refresh budget) alone for apps of kind. By default it does for Mini
+// Programs and Mini Games, after WeChat staff said the token quota of a
+// Mini Program cannot be reset, and resets them for official accounts, as
+// the documentation says; neither is confirmed.
+func WithClearQuotaKeepsTokens(kind Kind, keep bool) Option {
+	return func(p *Platform) { p.clearKeepsTok[kind] = keep }
+}
+
 // WithDayLocation sets the zone whose midnight starts a new quota day and
 // whose calendar months bound clear_quota (default Asia/Shanghai, UTC+8).
 func WithDayLocation(loc *time.Location) Option {

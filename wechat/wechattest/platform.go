@@ -81,6 +81,7 @@ type Platform struct {
 	badSecretCode  int
 	whitelistCode  int
 	clearStable    bool
+	clearKeepsTok  map[Kind]bool // kinds whose clear_quota leaves the token counters
 	ticketFollows  bool
 	noRID          bool
 	log            *slog.Logger
@@ -274,6 +275,7 @@ func NewPlatform(opts ...Option) *Platform {
 		badSecretCode:  40125,
 		whitelistCode:  40164,
 		clearStable:    true,
+		clearKeepsTok:  map[Kind]bool{KindMiniProgram: true, KindMiniGame: true},
 		stop:           make(chan struct{}),
 		quotas:         defaultQuotas(),
 		apps:           map[string]*app{},

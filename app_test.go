@@ -663,6 +663,63 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 	}
 }
 
+// SIGTERM while a request waits on a WeChat that hangs: the request gets
+// its 503 with the reason, and the process exits 0 within the shutdown
+// timeout (20 s; in-flight requests get the first half).
+func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
+	fake := wechattest.NewPlatform(wechattest.WithApp(appID, secret))
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != wechattest.PathToken {
+			fake.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer api.Close()
+	defer close(release)
+	store, seeded := seed(t, fake)
+	p := startServer(t, api.URL, store, nil)
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	waiting := make(chan result, 1)
+	go func() {
+		// A passive refresh of the stored token fetches: the request is
+		// in flight once WeChat sees the fetch.
+		req, _ := http.NewRequest("POST", p.admin+"/v1/token/refresh", strings.NewReader(fmt.Sprintf(`{"stale":%q}`, seeded)))
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			waiting <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		waiting <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-arrived
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	r := <-waiting
+	if r.err != nil || r.code != 503 || !strings.Contains(r.body, "shutting down") || strings.Contains(r.body, seeded) {
+		t.Errorf("the request waiting at SIGTERM: %d %s %v, want 503 saying the server is shutting down", r.code, r.body, r.err)
+	}
+	if code := p.wait(t, 25*time.Second); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+}
+
 func TestDemo(t *testing.T) {
 	p := start(t, nil, "demo", "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0")
 	var admin, storePath string

@@ -498,3 +498,30 @@ func TestServeTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// Serve without WECHAT_ADMIN_KEY answers loopback Hosts and those of
+// WECHAT_ADMIN_HOSTS, and refuses a DNS rebinding name.
+func TestServeAdminHosts(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	cfg := serveConfig(t, fake.URL)
+	cfg.AdminHosts = "wxcentral.internal"
+	st := startServe(t, cfg, ServeOptions{})
+	for _, tt := range []struct {
+		host string
+		want int
+	}{{"", 200}, {"localhost:3101", 200}, {"wxcentral.internal:3101", 200}, {"rebind.attacker.example:3101", 403}} {
+		req, _ := http.NewRequest("GET", "http://"+st.admin+"/metrics", nil)
+		if tt.host != "" {
+			req.Host = tt.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("Host %q: %d, want %d", tt.host, resp.StatusCode, tt.want)
+		}
+	}
+}

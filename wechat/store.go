@@ -5,7 +5,9 @@ import (
 	"time"
 )
 
-// A Kind names one credential a Store keeps.
+// A Kind names one credential a Store keeps. A Store keeps any non-empty
+// Kind, not only the constants below, each fenced by FetchedAt like the
+// access token (package storetest checks it).
 type Kind string
 
 // The credentials wxcentral keeps for an app.

@@ -38,9 +38,11 @@ commands:
   serve        run the central control server: WeChat callbacks on WECHAT_LISTEN,
                the admin API on WECHAT_ADMIN_LISTEN (the default command)
   demo         run the server against a fake WeChat in-process, no account needed
-  fake-wechat  run the fake WeChat platform alone [-listen 127.0.0.1:3200] [-app ID:SECRET]…
+  fake-wechat  run the fake WeChat platform alone [-listen 127.0.0.1:3200]
+               [-app ID:SECRET[:KIND]]… [-lifetime 7200s] [-grace 5m] [-quota 2000]
+               [-clock RFC3339] [-control-key KEY]; its control plane is under /_fake/
   simulate     act as WeChat towards a callback URL: -url URL -token TOKEN [-message TEXT]
-               [-aes-key KEY -appid ID] for safe mode
+               [-aes-key KEY -appid ID] for safe mode [-format json] for JSON pushes
   help         show this text
 
 Run "wxcentral <command> -h" for a command's flags.
@@ -186,8 +188,14 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	aesKey := fs.String("aes-key", "", "the EncodingAESKey: send safe-mode (encrypted) messages; needs -appid")
 	appID := fs.String("appid", "", "the AppID sealed into safe-mode messages (with -aes-key)")
 	compat := fs.Bool("compat", false, "compatible mode: plaintext fields and Encrypt in one body (with -aes-key)")
+	format := fs.String("format", "xml", "the push format: xml, or json as a Mini Program or Mini Game may choose")
 	if code := parse(fs, args); code >= 0 {
 		return code
+	}
+	pushFormat, err := wechattest.ParseFormat(*format)
+	if err != nil {
+		fmt.Fprintf(stderr, "wxcentral simulate: -format: %v\n", err)
+		return 2
 	}
 	if *token == "" {
 		*token = os.Getenv("WECHAT_TOKEN")
@@ -198,7 +206,7 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if wechattest.Simulate(ctx, stdout, wechattest.SimulateConfig{URL: *u, Token: *token, Message: *msg,
-		AESKey: *aesKey, AppID: *appID, Compatible: *compat}) {
+		AESKey: *aesKey, AppID: *appID, Compatible: *compat, Format: pushFormat}) {
 		return 0
 	}
 	return 1

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -210,6 +211,43 @@ func TestFakeWechatFlagErrors(t *testing.T) {
 		}
 		if strings.Contains(errb.String(), "x y") {
 			t.Errorf("%v: the secret is in the error: %s", args, errb.String())
+		}
+	}
+}
+
+// simulate -format json sends JSON pushes, as a Mini Program or Mini Game
+// that chose JSON receives them; a callback that takes JSON only fails the
+// XML run, and an unknown format is a usage error.
+func TestSimulateFormat(t *testing.T) {
+	var pushes []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			io.WriteString(w, r.URL.Query().Get("echostr"))
+			return
+		}
+		var m map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil || m["MsgType"] == nil {
+			http.Error(w, "want a JSON push", http.StatusBadRequest)
+			return
+		}
+		pushes = append(pushes, m)
+		io.WriteString(w, "success")
+	}))
+	defer srv.Close()
+	tests := []struct {
+		format     string
+		code, seen int
+	}{
+		{"json", 0, 1},
+		{"xml", 1, 0},
+		{"yaml", 2, 0},
+	}
+	for _, tt := range tests {
+		pushes = nil
+		var out, errb bytes.Buffer
+		code := run([]string{"simulate", "-url", srv.URL, "-token", "tok", "-message", "hi", "-format", tt.format}, &out, &errb)
+		if code != tt.code || len(pushes) != tt.seen {
+			t.Errorf("-format %s: exit %d with %d JSON pushes, want exit %d and %d\n%s%s", tt.format, code, len(pushes), tt.code, tt.seen, &out, &errb)
 		}
 	}
 }

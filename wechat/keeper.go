@@ -331,6 +331,11 @@ func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force 
 	if force {
 		key = "force"
 	}
+	if w.life.Err() != nil {
+		// Closed: do not join a refresh that Close cancelled but whose
+		// result has not been handed out yet.
+		return Credential{}, ErrClosed
+	}
 	ch := w.flight.DoChan(key, func() (any, error) {
 		fctx, done, ok := w.startWork(ctx)
 		if !ok {
@@ -338,6 +343,9 @@ func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force 
 		}
 		defer done()
 		c, err := w.refreshLocked(fctx, trig, stale, force)
+		if err != nil && w.life.Err() != nil {
+			err = fmt.Errorf("%w: the refresh in flight was cancelled: %w", ErrClosed, err)
+		}
 		w.noteResult(err)
 		return c, err
 	})

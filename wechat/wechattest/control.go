@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -154,6 +157,60 @@ func controlKeyOf(r *http.Request) string {
 	return ""
 }
 
+// notLocal says why r, a control request without a key, is refused, or
+// returns "" if it comes from this machine and not from a web page. The
+// caller's address must be loopback. So must the Host it asked for
+// (localhost, 127.0.0.0/8 or [::1], any port): a page on a name the
+// attacker controls that resolves to 127.0.0.1 (DNS rebinding) carries
+// that name. And a browser's request must not come from another site: a
+// page the developer visits may send a "simple" cross-site POST (a
+// text/plain body needs no CORS preflight), which the browser marks with
+// Sec-Fetch-Site and an Origin. curl and SDKs send neither header.
+func notLocal(r *http.Request) string {
+	if ip := clientAddr(r); !ip.IsLoopback() {
+		return fmt.Sprintf("this caller is %s, not loopback", ip)
+	}
+	if !loopbackHost(r.Host) {
+		return fmt.Sprintf("the request is for Host %q, not localhost, 127.0.0.1 or [::1]", r.Host)
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "cross-site", "same-site":
+		return fmt.Sprintf("a browser sent it from another site (Sec-Fetch-Site: %s)", site)
+	}
+	if origin, ok := r.Header["Origin"]; ok && !loopbackOrigin(origin[0]) {
+		return fmt.Sprintf("a browser sent it from the page origin %q, not a loopback one", origin[0])
+	}
+	return ""
+}
+
+// loopbackHost reports whether host, a Host header with or without a
+// port, names this machine: localhost, an address in 127.0.0.0/8 or ::1
+// (case-insensitive, a trailing dot allowed).
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
+}
+
+// loopbackOrigin reports whether origin, an Origin header, is an http or
+// https origin on a loopback host.
+func loopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return false
+	}
+	return loopbackHost(u.Host)
+}
+
 // serveControl answers the control plane under /_fake/. It is not WeChat:
 // errors are HTTP statuses with {"error":"…"}.
 func (p *Platform) serveControl(w http.ResponseWriter, r *http.Request) {
@@ -168,8 +225,8 @@ func (p *Platform) serveControl(w http.ResponseWriter, r *http.Request) {
 			ctlFail(w, http.StatusForbidden, "wrong control key")
 			return
 		}
-	} else if ip := clientAddr(r); !ip.IsLoopback() {
-		ctlFail(w, http.StatusForbidden, "the control plane answers loopback callers only (this caller is %s); start the fake with -control-key to allow others", ip)
+	} else if why := notLocal(r); why != "" {
+		ctlFail(w, http.StatusForbidden, "the control plane answers local callers only: %s; start the fake with -control-key to allow others", why)
 		return
 	}
 	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, controlRoot), "/")

@@ -335,7 +335,7 @@ func TestControlKey(t *testing.T) {
 	if rec.Code != 403 || !strings.Contains(rec.Body.String(), "loopback") {
 		t.Errorf("remote caller without a key: HTTP %d %s", rec.Code, rec.Body)
 	}
-	req.RemoteAddr = "[::1]:4242"
+	req.RemoteAddr, req.Host = "[::1]:4242", "[::1]:3200"
 	rec = httptest.NewRecorder()
 	open.ServeHTTP(rec, req)
 	if rec.Code != 200 {
@@ -347,5 +347,70 @@ func TestWithoutControlPlane(t *testing.T) {
 	srv := newTestServer(t, WithoutControlPlane())
 	if r := call(t, srv, "GET", "/_fake/stats", nil, ""); r.Errcode != 40066 {
 		t.Errorf("errcode %d, want 40066", r.Errcode)
+	}
+}
+
+// TestControlLocalOnly checks that, without a key, the control plane
+// serves this machine's programs but not a web page open in its browser:
+// a cross-site "simple" POST (text/plain, no preflight) is refused, and so
+// is a Host that is not loopback (DNS rebinding).
+func TestControlLocalOnly(t *testing.T) {
+	p := NewPlatform(WithApp(testApp, testSecret), WithClock(t0))
+	tests := []struct {
+		name, host string
+		header     []string
+		want       int
+	}{
+		{"curl", "127.0.0.1:3200", []string{"Content-Type", "application/x-www-form-urlencoded"}, 200},
+		{"localhost", "localhost:3200", nil, 200},
+		{"LOCALHOST.", "LOCALHOST.:3200", nil, 200},
+		{"localhost without port", "localhost", nil, 200},
+		{"127/8", "127.1.2.3:80", nil, 200},
+		{"IPv6", "[::1]:3200", nil, 200},
+		{"IPv6 without port", "[::1]", nil, 200},
+		{"same-origin page", "localhost:3200", []string{"Sec-Fetch-Site", "same-origin", "Origin", "http://localhost:3200"}, 200},
+		{"typed in the address bar", "127.0.0.1:3200", []string{"Sec-Fetch-Site", "none"}, 200},
+		{"loopback page on another port", "127.0.0.1:3200", []string{"Origin", "http://127.0.0.1:8080"}, 200},
+
+		{"rebound name", "attacker.example:3200", nil, 403},
+		{"localhost lookalike", "localhost.attacker.example", nil, 403},
+		{"LAN address", "192.168.1.5:3200", nil, 403},
+		{"empty Host", "", nil, 403},
+		{"cross-site", "127.0.0.1:3200", []string{"Sec-Fetch-Site", "cross-site", "Content-Type", "text/plain"}, 403},
+		{"same-site", "127.0.0.1:3200", []string{"Sec-Fetch-Site", "same-site"}, 403},
+		{"foreign Origin", "127.0.0.1:3200", []string{"Origin", "https://attacker.example", "Content-Type", "text/plain"}, 403},
+		{"null Origin", "127.0.0.1:3200", []string{"Origin", "null"}, 403},
+		{"file Origin", "127.0.0.1:3200", []string{"Origin", "file://"}, 403},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest("POST", "/_fake/advance", strings.NewReader(`{"seconds":60}`))
+		req.RemoteAddr, req.Host = "127.0.0.1:4242", tt.host
+		for i := 0; i+1 < len(tt.header); i += 2 {
+			req.Header.Set(tt.header[i], tt.header[i+1])
+		}
+		before := p.Now()
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("%s: HTTP %d, want %d: %s", tt.name, rec.Code, tt.want, rec.Body)
+		}
+		if moved := p.Now().Sub(before); (moved != 0) != (tt.want == 200) {
+			t.Errorf("%s: the clock moved %v", tt.name, moved)
+		}
+		if tt.want == 403 && !strings.Contains(rec.Body.String(), "-control-key") {
+			t.Errorf("%s: the refusal does not say how to allow it: %s", tt.name, rec.Body)
+		}
+	}
+
+	// With the key, a non-loopback Host is fine (the fake may be reached
+	// by name from a container).
+	keyed := NewPlatform(WithApp(testApp, testSecret), WithControlKey("k"))
+	req := httptest.NewRequest("GET", "/_fake/stats", nil)
+	req.Host = "fake-wechat:3200"
+	req.Header.Set("X-Fake-Key", "k")
+	rec := httptest.NewRecorder()
+	keyed.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("with the key, Host %s: HTTP %d %s", req.Host, rec.Code, rec.Body)
 	}
 }

@@ -93,8 +93,13 @@
 //	GET    /_fake/messages     ?appid=: Messages
 //	GET    /_fake/media/{id}   the bytes of uploaded media (video_url and material URLs point here)
 //
-// It answers loopback callers only, unless WithControlKey is given: then
+// It answers local programs only, unless WithControlKey is given: then
 // it wants "Authorization: Bearer KEY" or "X-Fake-Key: KEY" from anyone.
+// Local means a loopback caller asking for a loopback Host (localhost,
+// 127.0.0.0/8 or [::1], any port) and no web page of another site behind
+// the request (no Sec-Fetch-Site cross-site or same-site, no Origin other
+// than a loopback one), so a page open in the developer's browser cannot
+// drive it; curl and SDKs send neither header.
 // Errors are HTTP 4xx with {"error":"…"}; unknown fields in a body are
 // refused. WithoutControlPlane turns it off. NewFlags gives the
 // fake-wechat command's flags for all of this.

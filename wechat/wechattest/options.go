@@ -34,7 +34,8 @@ func WithMiniTicketCode(code int) Option {
 
 // WithControlKey requires key on every control-plane request (header
 // "Authorization: Bearer KEY" or "X-Fake-Key: KEY"), from any address.
-// Without it the control plane answers loopback callers only.
+// Without it the control plane answers local programs only: a loopback
+// caller, a loopback Host, and no other site's web page behind it.
 func WithControlKey(key string) Option {
 	return func(p *Platform) { p.controlKey = key }
 }

@@ -79,7 +79,9 @@ func (e *RedirectError) Error() string {
 		e.API, e.Status, e.Host)
 }
 
-// refuseRedirect is the CheckRedirect of every upstream client.
+// refuseRedirect is the CheckRedirect of every upstream client: a second
+// line of defence, as redirectRefuser turns every 3xx into an error before
+// http.Client sees it.
 func refuseRedirect(req *http.Request, _ []*http.Request) error {
 	e := &RedirectError{Host: req.URL.Host}
 	if req.Response != nil {
@@ -91,15 +93,57 @@ func refuseRedirect(req *http.Request, _ []*http.Request) error {
 	return e
 }
 
+// unparseableHost is the RedirectError.Host of a Location that does not
+// parse as a URL.
+const unparseableHost = "unparseable"
+
+// A redirectRefuser is the Transport of every upstream client: it turns
+// any 3xx response into a *RedirectError (the body drained and closed)
+// before http.Client reads its Location. http.Client parses Location
+// before CheckRedirect runs, and a Location it cannot parse gives an error
+// that quotes all of it, query (with the AppSecret or a token) included.
+type redirectRefuser struct{ base http.RoundTripper }
+
+// RoundTrip sends req with the base transport and refuses a redirect.
+func (t *redirectRefuser) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode < 300 || resp.StatusCode > 399 {
+		return resp, err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	resp.Body.Close()
+	e := &RedirectError{API: req.URL.Path, Status: resp.StatusCode, Host: unparseableHost}
+	if u, err := req.URL.Parse(resp.Header.Get("Location")); err == nil {
+		e.Host = u.Host
+	}
+	return nil, e
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// for http.Client.CloseIdleConnections.
+func (t *redirectRefuser) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // upstreamClient is the one place that builds the HTTP client of a call to
 // WeChat (or to a central server): a copy of hc, or of the default client
-// when hc is nil, that refuses redirects. hc itself is not changed.
+// when hc is nil, whose transport refuses redirects (redirectRefuser), as
+// does its CheckRedirect. hc itself is not changed.
 func upstreamClient(hc *http.Client) *http.Client {
 	if hc == nil {
 		hc = defaultHTTPClient()
 	}
 	c := *hc
 	c.CheckRedirect = refuseRedirect
+	if _, ok := c.Transport.(*redirectRefuser); !ok {
+		base := c.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		c.Transport = &redirectRefuser{base: base}
+	}
 	return &c
 }
 

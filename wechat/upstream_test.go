@@ -273,3 +273,70 @@ func TestTicketBodyChecked(t *testing.T) {
 		})
 	}
 }
+
+// A redirect whose Location Go cannot parse (a bad port) is refused like
+// any other, once: http.Client's own error would quote the whole Location,
+// secret or token included, and was retried as a network error.
+func TestUnparseableRedirect(t *testing.T) {
+	const badLocation = "http://proxy:80x/cgi-bin/token?grant_type=client_credential&appid=a&secret=" + testSecret +
+		"&access_token=TOKEN-IN-LOCATION-0123456789"
+	// first answers a token on /cgi-bin/token unless that path is in bad,
+	// and a bad redirect on the paths of bad.
+	newUpstream := func(t *testing.T, bad ...string) (*httptest.Server, *countingTransport) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			for _, p := range bad {
+				if req.URL.Path == p {
+					w.Header().Set("Location", badLocation)
+					w.WriteHeader(http.StatusFound)
+					return
+				}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"access_token":"GOOD-token-0123456789","expires_in":7200}`)
+		}))
+		t.Cleanup(srv.Close)
+		return srv, &countingTransport{base: srv.Client().Transport}
+	}
+	check := func(t *testing.T, err error, rt *countingTransport, api, text string) {
+		t.Helper()
+		var re *RedirectError
+		if !errors.As(err, &re) || re.Status != http.StatusFound || re.API != api || re.Host != "unparseable" {
+			t.Errorf("err = %v, want a *RedirectError for %s, HTTP 302, host %q", err, api, "unparseable")
+		}
+		assertNoSecret(t, text, testSecret, "TOKEN-IN-LOCATION", "GOOD-token")
+		if n := rt.count(api); n != 1 {
+			t.Errorf("%s was called %d times, want once (a redirect is not retried)", api, n)
+		}
+	}
+	for _, api := range []TokenAPI{TokenAPIClassic, TokenAPIStable} {
+		t.Run(string(api), func(t *testing.T) {
+			path := map[TokenAPI]string{TokenAPIClassic: wechattest.PathToken, TokenAPIStable: wechattest.PathStableToken}[api]
+			srv, rt := newUpstream(t, path)
+			e := newEnv(t, newFake(t))
+			e.opts.APIBase, e.opts.TokenAPI = srv.URL, api
+			e.opts.HTTPClient = &http.Client{Transport: rt, Timeout: 2 * time.Second}
+			w := openKeeper(t, e)
+			_, err := w.AccessToken(t.Context())
+			check(t, err, rt, path, fmt.Sprint(err)+w.Status(t.Context()).LastError+e.logs.String())
+		})
+	}
+	t.Run("getticket", func(t *testing.T) {
+		srv, rt := newUpstream(t, wechattest.PathTicket)
+		e := newEnv(t, newFake(t))
+		e.opts.APIBase = srv.URL
+		e.opts.HTTPClient = &http.Client{Transport: rt, Timeout: 2 * time.Second}
+		w := openKeeper(t, e)
+		_, err := w.JSAPITicket(t.Context())
+		check(t, err, rt, wechattest.PathTicket, fmt.Sprint(err)+w.Status(t.Context()).LastError+e.logs.String())
+	})
+	t.Run("Client", func(t *testing.T) {
+		srv, rt := newUpstream(t, wechattest.PathAPIDomainIP)
+		e := newEnv(t, newFake(t))
+		e.opts.APIBase = srv.URL
+		e.opts.HTTPClient = &http.Client{Transport: rt, Timeout: 2 * time.Second}
+		w := openKeeper(t, e)
+		c := &Client{Source: w, HTTPClient: e.opts.HTTPClient}
+		_, err := c.Get(t.Context(), wechattest.PathAPIDomainIP, nil)
+		check(t, err, rt, wechattest.PathAPIDomainIP, fmt.Sprint(err)+e.logs.String())
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -536,5 +537,67 @@ func TestClearQuotaMiniTokens(t *testing.T) {
 		if want := map[bool]int{true: 45009, false: 0}[keep]; r.Errcode != want {
 			t.Errorf("keep %v: token after clear_quota: errcode %d, want %d", keep, r.Errcode, want)
 		}
+	}
+}
+
+// TestMediaURLsNeedNoControlPlane: the url, video_url and down_url the
+// platform hands out serve the file to any caller that has them, as
+// WeChat's do: with a control key set (the SDK does not know it), from an
+// address that is not loopback, and with the control plane turned off.
+func TestMediaURLsNeedNoControlPlane(t *testing.T) {
+	for name, opt := range map[string]Option{
+		"control key":      WithControlKey("secret-control-key"),
+		"no control plane": WithoutControlPlane(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := newTestServer(t, opt)
+			q := tokenQ(t, srv)
+			upload := func(path, typ, filename string, data []byte) string {
+				body, ct := multipartBody(t, filename, "", data, "description", `{"title":"T","introduction":"I"}`)
+				m := apiReq(t, srv, "POST", path, with(q, "type", typ), body, ct)
+				id, _ := m["media_id"].(string)
+				if id == "" {
+					t.Fatalf("%s %s: %v", path, typ, m)
+				}
+				return id
+			}
+			png := []byte("\x89PNG\r\n\x1a\n0000")
+			body, ct := multipartBody(t, "logo.png", "", png)
+			img := apiReq(t, srv, "POST", PathMaterialAdd, with(q, "type", "image"), body, ct)
+			tmpVideo := upload(PathMediaUpload, "video", "a.mp4", []byte("temporary video"))
+			permVideo := upload(PathMaterialAdd, "video", "b.mp4", []byte("permanent video"))
+			urls := map[string]string{
+				"material url": img["url"].(string),
+				"video_url":    api(t, srv, "GET", PathMediaGet, with(q, "media_id", tmpVideo), "")["video_url"].(string),
+				"down_url":     api(t, srv, "POST", PathMaterialGet, q, `{"media_id":"`+permVideo+`"}`)["down_url"].(string),
+			}
+			want := map[string]string{"material url": string(png), "video_url": "temporary video", "down_url": "permanent video"}
+			for what, u := range urls {
+				if strings.Contains(u, controlPrefix) {
+					t.Errorf("%s %s is in the control plane", what, u)
+				}
+				if resp, b := download(t, srv, u); resp.StatusCode != 200 || string(b) != want[what] {
+					t.Errorf("%s %s: HTTP %d %q", what, u, resp.StatusCode, b)
+				}
+				// An SDK on another machine.
+				pu, _ := url.Parse(u)
+				req := httptest.NewRequest("GET", pu.Path, nil)
+				req.RemoteAddr, req.Host = "203.0.113.7:4242", "fake-wechat:3200"
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				if rec.Code != 200 || rec.Body.String() != want[what] {
+					t.Errorf("%s from a remote caller: HTTP %d %q", what, rec.Code, rec.Body)
+				}
+			}
+			if resp, _ := download(t, srv, srv.URL+mediaPrefix+"nope"); resp.StatusCode != 404 {
+				t.Errorf("unknown media: HTTP %d", resp.StatusCode)
+			}
+			req, _ := http.NewRequest("POST", urls["down_url"], nil)
+			if resp, err := srv.Client().Do(req); err != nil || resp.StatusCode != 405 {
+				t.Errorf("POST to a media URL: %v %v", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+		})
 	}
 }

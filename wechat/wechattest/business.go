@@ -849,14 +849,50 @@ func serveUpload(c *apiCall, permanent bool) {
 	writeJSON(c.w, resp)
 }
 
-// mediaURL is where the control plane serves m's bytes, on the host the
-// call came to.
+// mediaPrefix is where the platform serves uploaded files by ID: the
+// url, video_url and down_url it hands out. It lies outside the control
+// plane, as WeChat's file URLs need no credential: whoever has the URL
+// may fetch it, with or without a control key, and WithoutControlPlane
+// keeps it.
+const mediaPrefix = "/_media/"
+
+// mediaURL is where the platform serves m's bytes, on the host the call
+// came to.
 func (c *apiCall) mediaURL(m *Media) string {
 	scheme := "http"
 	if c.r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + c.r.Host + controlPrefix + "media/" + m.ID
+	return scheme + "://" + c.r.Host + mediaPrefix + m.ID
+}
+
+// serveMediaFile answers GET /_media/{id} (and its control-plane alias
+// /_fake/media/{id}) with the file, temporary or permanent, or 404.
+func (p *Platform) serveMediaFile(w http.ResponseWriter, r *http.Request, id string) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		ctlFail(w, http.StatusMethodNotAllowed, "%s %s: use GET", r.Method, r.URL.Path)
+		return
+	}
+	m := p.mediaByID(id)
+	if m == nil {
+		ctlFail(w, http.StatusNotFound, "no media %q", id)
+		return
+	}
+	writeMedia(w, m)
+}
+
+// mediaByID returns the media stored as id by any app, or nil. A Media is
+// never changed once stored, so the caller may read it without p.mu.
+func (p *Platform) mediaByID(id string) *Media {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.apps {
+		if m := a.biz.media[id]; m != nil {
+			return m
+		}
+	}
+	return nil
 }
 
 // writeMedia sends m's bytes as media/get does.

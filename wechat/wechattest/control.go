@@ -123,7 +123,7 @@ var controlDoc = map[string]string{
 	"POST /_fake/invalidate":     `kill an app's current tokens (next use: 40001): {"appid"}`,
 	"POST /_fake/reset":          "back to the start state",
 	"GET /_fake/messages?appid=": "messages the app sent (custom and template)",
-	"GET /_fake/media/{id}":      "the bytes of uploaded media (video_url, material url)",
+	"GET /_fake/media/{id}":      "the bytes of uploaded media, also at /_media/{id} without the control plane's checks (video_url, material url and down_url point there)",
 }
 
 // ctlError is the body of a refused control request.
@@ -231,11 +231,7 @@ func (p *Platform) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 	name := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, controlRoot), "/")
 	if id, ok := strings.CutPrefix(name, "media/"); ok {
-		if r.Method != http.MethodGet {
-			ctlFail(w, http.StatusMethodNotAllowed, "%s /_fake/media/{id}: use GET", r.Method)
-			return
-		}
-		p.ctlMedia(w, id)
+		p.serveMediaFile(w, r, id) // the old name of /_media/{id}
 		return
 	}
 	methods, ok := controlRoutes[name]
@@ -432,16 +428,4 @@ func (p *Platform) ctlMessages(w http.ResponseWriter, r *http.Request) {
 		msgs = []SentMessage{}
 	}
 	writeJSON(w, map[string]any{"appid": id, "messages": msgs})
-}
-
-func (p *Platform) ctlMedia(w http.ResponseWriter, id string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, a := range p.apps {
-		if m := a.biz.media[id]; m != nil {
-			writeMedia(w, m)
-			return
-		}
-	}
-	ctlFail(w, http.StatusNotFound, "no media %q", id)
 }

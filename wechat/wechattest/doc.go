@@ -91,9 +91,14 @@
 //	POST   /_fake/invalidate   {"appid"}: Invalidate (the app's tokens answer 40001 from now on)
 //	POST   /_fake/reset        Reset: back to the start state
 //	GET    /_fake/messages     ?appid=: Messages
-//	GET    /_fake/media/{id}   the bytes of uploaded media (video_url and material URLs point here)
+//	GET    /_fake/media/{id}   the bytes of uploaded media, an alias of /_media/{id}
 //
-// It answers local programs only, unless WithControlKey is given: then
+// The url, video_url and down_url the platform hands out point to
+// /_media/{id}, outside the control plane: like WeChat's file URLs they
+// need no credential, so they work with a control key, from any address
+// and WithoutControlPlane.
+//
+// The control plane answers local programs only, unless WithControlKey is given: then
 // it wants "Authorization: Bearer KEY" or "X-Fake-Key: KEY" from anyone.
 // Local means a loopback caller asking for a loopback Host (localhost,
 // 127.0.0.0/8 or [::1], any port) and no web page of another site behind

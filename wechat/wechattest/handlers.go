@@ -71,8 +71,9 @@ func ErrMsg(code int) string { return errmsgs[code] }
 
 const contentType = "application/json; encoding=utf-8"
 
-// ServeHTTP answers a request as api.weixin.qq.com would, and serves the
-// control plane under /_fake/ (see the package documentation). Every API
+// ServeHTTP answers a request as api.weixin.qq.com would, serves the
+// files it handed out URLs for under /_media/ and the control plane under
+// /_fake/ (see the package documentation). Every API
 // answer, errors included, is HTTP 200 with a JSON body (media/get,
 // material/get_material and showqrcode send the file itself): a wrong
 // method gets 43001 or 43002, a path under an API family the platform does
@@ -80,6 +81,10 @@ const contentType = "application/json; encoding=utf-8"
 // and any other path 40066 "invalid url".
 func (p *Platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
+	if id, ok := strings.CutPrefix(path, mediaPrefix); ok {
+		p.serveMediaFile(w, r, id)
+		return
+	}
 	if !p.noControl && (path == controlRoot || strings.HasPrefix(path, controlPrefix)) {
 		p.serveControl(w, r)
 		return

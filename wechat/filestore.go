@@ -36,6 +36,8 @@ const (
 	LockSuffix = ".lock"
 	// StateSuffix names the state file: wechat.txt.state.
 	StateSuffix = ".state"
+	// GuardSuffix names the lock's guard file: wechat.txt.lock.guard.
+	GuardSuffix = LockSuffix + ".guard"
 )
 
 // tokenLife is the lifetime WeChat gives an access token. A token that
@@ -91,10 +93,14 @@ const tokenLife = 7200 * time.Second
 // file). A lock file that is a symbolic link is refused, not followed. A
 // lock file deleted while held does not split the lock: after taking the
 // flock the store checks that the path still names the locked file, and
-// on unix a new lock file is created only while no process holds the lock
-// of any store in the directory (a shared flock on the directory, held by
-// every holder, excludes the creator's exclusive one). The lock needs a
-// local file system.
+// on unix a new lock file is created only while no process holds this
+// store's lock: every holder keeps a shared flock on the guard file
+// path+".lock.guard" (mode 0600, created next to the lock file, never
+// followed if a link), which excludes the creator's exclusive one. The
+// guard is the store's own, so stores sharing a directory never wait for
+// each other, and another user cannot open it to block the lock. Deleting
+// the guard is harmless; deleting both the lock file and the guard while
+// the lock is held can split it. The lock needs a local file system.
 //
 // Save and AddFetches rewrite whole files: call them while holding Lock,
 // as the keeper does, or a concurrent writer in another process may lose an
@@ -103,6 +109,7 @@ const tokenLife = 7200 * time.Second
 type FileStore struct {
 	path      string // the real store file: symlinks resolved by NewFileStore
 	lockPath  string
+	guardPath string // guards the creation of the lock file (unix)
 	statePath string
 	logger    *slog.Logger
 
@@ -127,7 +134,7 @@ func NewFileStore(path string, logger *slog.Logger) *FileStore {
 		real = path
 	}
 	return &FileStore{
-		path: real, lockPath: real + LockSuffix, statePath: real + StateSuffix,
+		path: real, lockPath: real + LockSuffix, guardPath: real + GuardSuffix, statePath: real + StateSuffix,
 		logger: logger, sem: make(chan struct{}, 1),
 		corrupt: map[string]bool{}, shapes: map[string]bool{},
 	}
@@ -187,7 +194,7 @@ func (s *FileStore) Lock(ctx context.Context) (func(), error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wechat: lock %s: %w", s.lockPath, ctx.Err())
 	}
-	release, err := lockFile(ctx, s.lockPath, fileLockPoll)
+	release, err := lockFile(ctx, s.lockPath, s.guardPath, fileLockPoll)
 	if err != nil {
 		<-s.sem
 		return nil, fmt.Errorf("wechat: lock %s: %w", s.lockPath, err)

@@ -15,19 +15,25 @@ import (
 	"github.com/wxcentral/wxcentral/util"
 )
 
-// lockedElsewhere reports whether s's lock is held: a Lock through s
-// fails when its context ends.
+// lockedElsewhere reports whether s's lock is held by another store. It
+// never waits: it is one try through lockFile with a context already done,
+// which makes a single non-blocking attempt at each step (LOCK_EX|LOCK_NB
+// on the lock file, and on the guard too when the lock file is missing),
+// and it bypasses s's in-process semaphore. A free lock is taken and
+// released at once.
 func lockedElsewhere(t *testing.T, s *FileStore) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	unlock, err := s.Lock(ctx)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	release, err := lockFile(ctx, s.lockPath, s.guardPath, fileLockPoll)
 	if err == nil {
-		unlock()
+		if err := release(); err != nil {
+			t.Fatalf("release: %v", err)
+		}
 		return false
 	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Lock: %v, want it to wait until its context ends", err)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("try-lock of %s: %v, want it held or free", s.lockPath, err)
 	}
 	return true
 }
@@ -105,7 +111,8 @@ func TestFileStoreSymlinkedStore(t *testing.T) {
 			}
 			entries, _ := os.ReadDir(linkDir)
 			for _, e := range entries {
-				if strings.HasSuffix(e.Name(), LockSuffix) || strings.HasSuffix(e.Name(), StateSuffix) || strings.Contains(e.Name(), ".tmp-") {
+				if strings.HasSuffix(e.Name(), LockSuffix) || strings.HasSuffix(e.Name(), GuardSuffix) ||
+					strings.HasSuffix(e.Name(), StateSuffix) || strings.Contains(e.Name(), ".tmp-") {
 					t.Errorf("%s written next to the link, want it next to the real file", e.Name())
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -151,4 +152,91 @@ func TestFileStoreLockNeverSplits(t *testing.T) {
 	if n := overlaps.Load(); n != 0 {
 		t.Errorf("%d of %d lock holds overlapped another while the lock file was being deleted", n, workers*each)
 	}
+}
+
+// TestFileStoreLockIgnoresDirectoryFlock: an exclusive flock on the store's
+// directory, which any user who can list it may take, blocks neither the
+// creation of the lock file nor a Lock on an existing one.
+func TestFileStoreLockIgnoresDirectoryFlock(t *testing.T) {
+	dir := t.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	s := NewFileStore(filepath.Join(dir, "wechat.txt"), nil)
+	for _, state := range []string{"missing", "present"} {
+		if lockedElsewhere(t, s) {
+			t.Fatalf("lock file %s: the lock reads as held while only the directory is flocked", state)
+		}
+		if _, err := os.Lstat(s.lockPath); err != nil {
+			t.Fatalf("no lock file after a Lock: %v", err)
+		}
+	}
+	mustLock(t, s)()
+	fi, err := os.Lstat(filepath.Join(dir, "wechat.txt"+GuardSuffix))
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Errorf("guard file: %v, %v; want a regular file of mode 0600", fi, err)
+	}
+}
+
+// TestFileStoreStoresShareNoLock: two stores in one directory never wait
+// for each other, not even to create a lock file.
+func TestFileStoreStoresShareNoLock(t *testing.T) {
+	dir := t.TempDir()
+	a := NewFileStore(filepath.Join(dir, "a.txt"), nil)
+	b := NewFileStore(filepath.Join(dir, "b.txt"), nil)
+	unlockA := mustLock(t, a)
+	defer unlockA()
+	if lockedElsewhere(t, b) {
+		t.Fatal("creating b's lock file waits for a's lock")
+	}
+	unlockB := mustLock(t, b)
+	defer unlockB()
+	// b's lock file deleted while b holds it: b's next holder waits, a's
+	// lock is untouched.
+	if err := os.Remove(b.lockPath); err != nil {
+		t.Fatal(err)
+	}
+	if !lockedElsewhere(t, b) || !lockedElsewhere(t, a) {
+		t.Error("a lock was free while its holder held it")
+	}
+	unlockA()
+	if lockedElsewhere(t, a) {
+		t.Error("a's lock waits for b's guard")
+	}
+}
+
+// TestFileStoreRefusesSymlinkedGuard: a guard file that is a symbolic
+// link is refused, never followed, and its target is not created.
+func TestFileStoreRefusesSymlinkedGuard(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wechat.txt")
+	victim := filepath.Join(dir, "victim")
+	if err := os.Symlink(victim, path+GuardSuffix); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := NewFileStore(path, nil).Lock(t.Context())
+	if err == nil {
+		unlock()
+		t.Fatal("Lock through a symbolically linked guard succeeded")
+	}
+	if want := path + GuardSuffix; !containsAll(err.Error(), "symbolic link", want) {
+		t.Errorf("Lock = %v, want an error naming the linked guard %s", err, want)
+	}
+	if _, err := os.Lstat(victim); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the link's target was created (%v): the guard followed the link", err)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -599,5 +600,67 @@ func TestMediaURLsNeedNoControlPlane(t *testing.T) {
 				resp.Body.Close()
 			}
 		})
+	}
+}
+
+// stalledWriter is a client that stops reading: its first Write tells
+// writing and then waits for release.
+type stalledWriter struct {
+	*httptest.ResponseRecorder
+	writing, release chan struct{}
+	once             sync.Once
+}
+
+func (w *stalledWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() { close(w.writing); <-w.release })
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestMediaSlowReader: a file is written without the platform's lock, so
+// a client that does not read a 10 MiB video stalls only itself; a token
+// fetch meanwhile is answered.
+func TestMediaSlowReader(t *testing.T) {
+	srv := newTestServer(t)
+	q := tokenQ(t, srv)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 10<<20/16)
+	upload := func(path, typ string, data []byte) string {
+		body, ct := multipartBody(t, "f", "application/octet-stream", data)
+		m := apiReq(t, srv, "POST", path, with(q, "type", typ), body, ct)
+		if m["media_id"] == nil {
+			t.Fatalf("%s: %v", path, m)
+		}
+		return m["media_id"].(string)
+	}
+	video := upload(PathMediaUpload, "video", big)
+	image := upload(PathMediaUpload, "image", big[:1<<20])
+	material := upload(PathMaterialAdd, "image", big[:1<<20])
+	for what, req := range map[string]*http.Request{
+		"/_media/{id}": httptest.NewRequest("GET", mediaPrefix+video, nil),
+		"/_fake/media": httptest.NewRequest("GET", controlPrefix+"media/"+video, nil),
+		"media/get":    httptest.NewRequest("GET", PathMediaGet+"?"+with(q, "media_id", image).Encode(), nil),
+		"get_material": httptest.NewRequest("POST", PathMaterialGet+"?"+q.Encode(), strings.NewReader(`{"media_id":"`+material+`"}`)),
+	} {
+		req.RemoteAddr, req.Host = "127.0.0.1:4242", "127.0.0.1"
+		w := &stalledWriter{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			srv.ServeHTTP(w, req)
+		}()
+		<-w.writing
+		locked := srv.mu.TryLock()
+		if locked {
+			srv.mu.Unlock()
+			if tok := getToken(t, srv).AccessToken; tok == "" {
+				t.Errorf("%s: no token while the file is stalled", what)
+			}
+		} else {
+			t.Errorf("%s: the platform's lock is held while the file is written", what)
+		}
+		close(w.release)
+		<-done
+		if w.Code != 200 || w.Body.Len() < 1<<20 {
+			t.Errorf("%s: HTTP %d, %d bytes", what, w.Code, w.Body.Len())
+		}
 	}
 }

@@ -115,7 +115,9 @@ func newBusiness() bizState {
 }
 
 // A Media is a file uploaded with media/upload (temporary) or
-// material/add_material (permanent).
+// material/add_material (permanent). The platform never changes one once
+// stored (a deletion drops it from the map), so it sends the bytes
+// without holding its lock.
 type Media struct {
 	ID          string
 	Type        string // image, voice, video or thumb
@@ -172,6 +174,10 @@ type apiCall struct {
 	now  time.Time
 	body []byte
 	err  error // reading the body
+
+	// file is the media to send once p.mu is released: a file may be
+	// 10 MiB, and a slow reader must not hold up the whole platform.
+	file *Media
 }
 
 func (c *apiCall) fail(code int, msg string) { c.p.fail(c.w, c.path, code, msg) }
@@ -203,7 +209,8 @@ type bizRoute struct {
 }
 
 // serve reads the body, checks the access_token, the account kind and the
-// daily quota, and runs the handler under p.mu.
+// daily quota, and runs the handler under p.mu; a file the handler chose
+// (apiCall.file) is written after p.mu is released.
 func (b bizRoute) serve(p *Platform, w http.ResponseWriter, r *http.Request) {
 	c := &apiCall{p: p, w: w, r: r, path: r.URL.Path}
 	if r.Method == http.MethodPost {
@@ -212,10 +219,19 @@ func (b bizRoute) serve(p *Platform, w http.ResponseWriter, r *http.Request) {
 			c.err = errors.New("body too large")
 		}
 	}
+	b.run(c)
+	if c.file != nil {
+		writeMedia(w, c.file) // a Media is never changed once stored
+	}
+}
+
+// run is serve's part under p.mu.
+func (b bizRoute) run(c *apiCall) {
+	p := c.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c.now = p.Now()
-	if c.a = p.authorize(w, c.path, r.URL.Query().Get("access_token"), c.now); c.a == nil {
+	if c.a = p.authorize(c.w, c.path, c.r.URL.Query().Get("access_token"), c.now); c.a == nil {
 		return
 	}
 	if b.oaOnly && c.a.kind.mini() {
@@ -920,7 +936,7 @@ func serveMediaGet(c *apiCall) {
 		writeJSON(c.w, map[string]any{"video_url": c.mediaURL(m)})
 		return
 	}
-	writeMedia(c.w, m)
+	c.file = m
 }
 
 // material returns the permanent material the JSON body names, or answers
@@ -952,7 +968,7 @@ func serveMaterialGet(c *apiCall) {
 		json.Unmarshal([]byte(m.Description), &d)
 		writeJSON(c.w, map[string]any{"title": d.Title, "description": d.Introduction, "down_url": c.mediaURL(m)})
 	default:
-		writeMedia(c.w, m)
+		c.file = m
 	}
 }
 

@@ -301,13 +301,7 @@ func (s *FileStore) AddFetches(ctx context.Context, api, day string, n int) (int
 		return int(count), nil
 	}
 	count += int64(n)
-	if st.Fetches == nil {
-		st.Fetches = map[string]map[string]int64{}
-	}
-	if st.Fetches[api] == nil {
-		st.Fetches[api] = map[string]int64{}
-	}
-	st.Fetches[api][day] = count
+	st.setCount(api, day, count)
 	return int(count), s.writeState(st)
 }
 
@@ -576,6 +570,17 @@ func (st *fileState) setCred(kind Kind, c Credential) {
 	st.Creds[kind] = stateCred{Value: c.Value, ExpiresAt: msOrZero(c.ExpiresAt), FetchedAt: msOrZero(c.FetchedAt)}
 }
 
+// setCount sets the count of fetches of api on day.
+func (st *fileState) setCount(api, day string, n int64) {
+	if st.Fetches == nil {
+		st.Fetches = map[string]map[string]int64{}
+	}
+	if st.Fetches[api] == nil {
+		st.Fetches[api] = map[string]int64{}
+	}
+	st.Fetches[api][day] = n
+}
+
 // merge takes into st the tickets and counts an older version kept in
 // doc: the later ticket and the larger count win.
 func (st *fileState) merge(doc gjson.Result) {
@@ -589,13 +594,7 @@ func (st *fileState) merge(doc gjson.Result) {
 	doc.Get("fetches").ForEach(func(a, days gjson.Result) bool {
 		days.ForEach(func(d, n gjson.Result) bool {
 			api, day := a.String(), d.String()
-			if st.Fetches == nil {
-				st.Fetches = map[string]map[string]int64{}
-			}
-			if st.Fetches[api] == nil {
-				st.Fetches[api] = map[string]int64{}
-			}
-			st.Fetches[api][day] = max(st.Fetches[api][day], n.Int())
+			st.setCount(api, day, max(st.Fetches[api][day], n.Int()))
 			return true
 		})
 		return true

@@ -40,9 +40,11 @@ func (w *Wechat) tokenAPIName() string {
 // credential cooldown, the minimum interval since stored was fetched, the
 // hourly cap of issued tokens (passed at a slow rate when no valid token is
 // held), WeChat's limit on forced stable_token refreshes and the daily
-// budget. It returns the quota day to count the attempt on. The caller
-// holds the Store's lock.
-func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now time.Time, force bool) (day string, err error) {
+// budget. rejected is a token WeChat rejected (the stale token of a passive
+// refresh that the store still holds), which does not count as held. It
+// returns the quota day to count the attempt on. The caller holds the
+// Store's lock.
+func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now time.Time, force bool, rejected string) (day string, err error) {
 	if err := w.checkCooldown(ctx, now); err != nil {
 		w.stats.refused(refusedCooldown)
 		return "", err
@@ -66,7 +68,7 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 		return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
 	}
 	if issued >= w.opts.MaxFetchesPerHour {
-		if w.holdsValid(stored, now) || !w.passCap(hk, now) {
+		if w.holdsValid(stored, now, rejected) || !w.passCap(hk, now) {
 			w.stats.refused(refusedRate)
 			return "", fmt.Errorf("%w: %d tokens issued this hour reached the cap MaxFetchesPerHour", ErrRateLimited, issued)
 		}
@@ -94,16 +96,21 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 	return day, nil
 }
 
-// holdsValid reports whether a token that has not expired is held, in
-// memory or in the store.
-func (w *Wechat) holdsValid(stored Credential, now time.Time) bool {
-	if h := w.tok.Load(); h != nil && h.ValidAt(now) {
+// holdsValid reports whether a token that has not expired, and is not
+// rejected (one WeChat rejected; "" for none), is held in memory or in the
+// store. A token WeChat rejected is worth nothing, however long it would
+// last: a keeper holding only that one holds no token (in a token war,
+// say), and the cap must not keep it there for the rest of the hour.
+func (w *Wechat) holdsValid(stored Credential, now time.Time, rejected string) bool {
+	usable := func(c Credential) bool { return c.ValidAt(now) && (rejected == "" || c.Value != rejected) }
+	if h := w.tok.Load(); h != nil && usable(h.Credential) {
 		return true
 	}
-	return stored.ValidAt(now)
+	return usable(stored)
 }
 
-// passCap reports whether a keeper without a valid token may fetch past the
+// passCap reports whether a keeper without a valid token (or with only one
+// WeChat rejected) may fetch past the
 // hourly cap hk now: at most once per overCapInterval. The first pass of an
 // hour is logged.
 func (w *Wechat) passCap(hk string, now time.Time) bool {

@@ -193,40 +193,60 @@ func TestPassiveRefreshLoopBounded(t *testing.T) {
 		settle(t, w)
 		e.srv.Advance(time.Second)
 	}
-	if got := e.rt.count(wechattest.PathToken); got != 30 {
-		t.Errorf("fetches in the hour = %d, want the cap 30", got)
+	// 30 issued, then (the held token being the one WeChat rejected) one
+	// past the cap per 5 min.
+	if got := e.rt.count(wechattest.PathToken); got <= 30 || got > 30+60/5 {
+		t.Errorf("fetches in the hour = %d, want the cap 30 plus at most one per 5 min", got)
 	}
 }
 
-// Once the hourly cap of issued tokens is reached and the token has
-// expired, a fetch is allowed past the cap, at most once per 5 min.
-func TestCapPassedWithoutValidToken(t *testing.T) {
-	e := newEnv(t, newFake(t, wechattest.WithTokenLifetime(10*time.Minute)))
-	w := openKeeper(t, e)
+// reachCap makes 30 tokens issued in 5.5 min (a token war: each passive
+// refresh carries the token WeChat rejected) and returns the last one.
+func reachCap(t *testing.T, e *env, w *Wechat) string {
+	t.Helper()
 	tok, err := w.AccessToken(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 29 { // a token war: 30 issued in 5.5 min
+	for range 29 {
 		e.srv.Advance(11 * time.Second)
 		if tok, err = w.Refresh(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.srv.Advance(11 * time.Second)
-	if _, err := w.Refresh(t.Context(), tok); !errors.Is(err, ErrRateLimited) {
-		t.Fatalf("31st fetch in the hour: err = %v, want ErrRateLimited", err)
-	}
 	if got := e.rt.count(wechattest.PathToken); got != 30 {
 		t.Fatalf("fetches = %d, want 30", got)
+	}
+	return tok
+}
+
+// Once the hourly cap of issued tokens is reached, a fetch is allowed past
+// the cap at most once per 5 min while no usable token is held: when the
+// held token was rejected by WeChat (a passive refresh with it), and when
+// it has expired.
+func TestCapPassedWithoutValidToken(t *testing.T) {
+	e := newEnv(t, newFake(t, wechattest.WithTokenLifetime(10*time.Minute)))
+	w := openKeeper(t, e)
+	tok := reachCap(t, e, w)
+	e.srv.Advance(11 * time.Second)
+	tok, err := w.Refresh(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("31st fetch in the hour, WeChat rejected the held token: %v, want a fetch past the cap", err)
+	}
+	e.srv.Advance(11 * time.Second)
+	if _, err := w.Refresh(t.Context(), tok); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("32nd fetch 11 s after the pass: err = %v, want ErrRateLimited", err)
+	}
+	if got := e.rt.count(wechattest.PathToken); got != 31 {
+		t.Fatalf("fetches = %d, want 31 (one past the cap)", got)
 	}
 	e.srv.Advance(10 * time.Minute) // the token expired; still 18:xx Beijing time
 	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Errcode: -1})
 	if _, err := w.AccessToken(t.Context()); !errors.Is(err, ErrNoToken) || !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("err = %v, want ErrNoToken: the pass failed (-1) and its retry is refused", err)
 	}
-	if got := e.rt.count(wechattest.PathToken); got != 31 {
-		t.Fatalf("fetches = %d, want 31 (one past the cap)", got)
+	if got := e.rt.count(wechattest.PathToken); got != 32 {
+		t.Fatalf("fetches = %d, want 32 (two past the cap)", got)
 	}
 	e.srv.Advance(time.Minute)
 	if _, err := w.AccessToken(t.Context()); !errors.Is(err, ErrRateLimited) {
@@ -236,11 +256,39 @@ func TestCapPassedWithoutValidToken(t *testing.T) {
 	if _, err := w.AccessToken(t.Context()); err != nil {
 		t.Fatalf("5 min after the last pass: %v, want a token", err)
 	}
-	if got := e.rt.count(wechattest.PathToken); got != 32 {
-		t.Errorf("fetches = %d, want 32", got)
+	if got := e.rt.count(wechattest.PathToken); got != 33 {
+		t.Errorf("fetches = %d, want 33", got)
 	}
 	if n := countLines(e.logs.String(), "fetching anyway"); n != 1 {
 		t.Errorf("the pass was logged %d times, want once", n)
+	}
+}
+
+// With the cap reached, a caller whose every call WeChat rejects (a token
+// war) refreshes passively with the current token once a second: one
+// fetch passes the cap at once and then one per 5 min, not one per call,
+// and a token is served throughout.
+func TestCapPassedForRejectedToken(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	w := openKeeper(t, e)
+	tok := reachCap(t, e, w)
+	e.srv.Advance(10 * time.Second) // past the minimum interval
+	for i := range 600 { // 10 min, within the hour 18:00-19:00 Beijing time
+		e.srv.Advance(time.Second)
+		got, err := w.Refresh(t.Context(), tok)
+		switch {
+		case err == nil:
+			tok = got
+		case !errors.Is(err, ErrRateLimited):
+			t.Fatalf("Refresh: %v", err)
+		}
+		if _, err := w.AccessToken(t.Context()); err != nil {
+			t.Fatalf("AccessToken: %v", err)
+		}
+		want := 31 + i/300 // one at once, one 5 min later
+		if got := e.rt.count(wechattest.PathToken); got != want {
+			t.Fatalf("after %d s past the cap: fetches = %d, want %d", i+1, got, want)
+		}
 	}
 }
 

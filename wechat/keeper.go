@@ -54,9 +54,10 @@ const defaultLifetime = 7200 * time.Second
 //   - The hourly cap (MaxFetchesPerHour) bounds a token war with another
 //     program using the same AppSecret: it counts tokens issued (successful
 //     fetches), which are what kill each other, not failed attempts. While
-//     no valid token is held there is nothing to lose, and a fetch passes
-//     the cap once per 5 minutes (logged once an hour), so the cap never
-//     keeps a server without a token for long.
+//     no valid token is held (or only one WeChat rejected: a passive
+//     refresh with the token the Store holds) there is nothing to lose, and
+//     a fetch passes the cap once per 5 minutes (logged once an hour), so
+//     the cap never keeps a server without a token for long.
 //   - The daily budget (DailyBudget, and WeChat's 45009) protects the
 //     day's quota: it counts every call that may have reached WeChat,
 //     failed or not.
@@ -400,11 +401,13 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 			stored = h.Credential // judge by what is held
 		}
 	}
+	rejected := ""
 	switch {
 	case force:
 		// fetch below
 	case trig == triggerPassive && stale != "" && stored.Value == stale:
 		// The store holds the very token WeChat rejected: fetch.
+		rejected = stale
 	case trig == triggerPassive && stored.ValidAt(now):
 		// Someone refreshed meanwhile, or the caller's token is unknown.
 		return w.adopt(trig, stored), nil
@@ -412,7 +415,7 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 		return w.adopt(trig, stored), nil
 	}
 
-	c, err := w.fetchToken(ctx, stored, force)
+	c, err := w.fetchToken(ctx, stored, force, rejected)
 	if err != nil {
 		w.stats.refresh(trig, outcomeFailed)
 		w.warnRepeat("refresh:"+errClass(err), "wechat: token refresh failed", "trigger", trig.String(), "err", err)
@@ -460,10 +463,11 @@ func (w *Wechat) noteResult(err error) {
 	w.lastRefresh = now
 }
 
-// fetchToken fetches a token from WeChat, checking the guards (see guard)
-// before every attempt and waiting the back-off of noteFailure after a
-// failed one. The caller holds the Store's lock.
-func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool) (Credential, error) {
+// fetchToken fetches a token from WeChat, checking the guards (see guard;
+// rejected is the token WeChat rejected, if that is why it fetches) before
+// every attempt and waiting the back-off of noteFailure after a failed one.
+// The caller holds the Store's lock.
+func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, rejected string) (Credential, error) {
 	api := w.tokenAPIName()
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -476,7 +480,7 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool) 
 			}
 		}
 		now := w.clock.Now()
-		day, err := w.guard(ctx, api, stored, now, force)
+		day, err := w.guard(ctx, api, stored, now, force, rejected)
 		if err != nil {
 			if lastErr != nil {
 				return Credential{}, fmt.Errorf("%w (and no retry: %w)", lastErr, err)

@@ -634,7 +634,9 @@ func TestClose(t *testing.T) {
 // token every few seconds. Each business call that WeChat then rejects makes
 // a passive refresh, but the per-hour cap stops the fight from burning the
 // daily quota: no more than MaxFetchesPerHour of our fetches in a clock hour
-// (Beijing time), then ErrRateLimited, and fetching resumes the next hour.
+// (Beijing time), then ErrRateLimited but for one fetch per 5 min (the held
+// token is dead, so one is let past the cap), and fetching resumes the
+// next hour.
 func TestFightWithOutsideProgramIsCapped(t *testing.T) {
 	e := newEnv(t, newFake(t, wechattest.WithGrace(time.Second)))
 	const perHour = 30 // the default
@@ -657,11 +659,13 @@ func TestFightWithOutsideProgramIsCapped(t *testing.T) {
 			t.Fatalf("business call: %v", err)
 		}
 	}
-	if got := e.rt.count(wechattest.PathToken); got != perHour {
-		t.Errorf("our token fetches in the hour = %d, want exactly the cap %d", got, perHour)
+	// The cap is reached after 5.5 min; in the 5.5 min left, two passes.
+	const passes = 2
+	if got := e.rt.count(wechattest.PathToken); got != perHour+passes {
+		t.Errorf("our token fetches in the hour = %d, want the cap %d and %d passes", got, perHour, passes)
 	}
-	if served != perHour-1 || refused != 60-served {
-		t.Errorf("business calls served after a refresh = %d, refused = %d; want %d and %d", served, refused, perHour-1, 60-(perHour-1))
+	if served != perHour-1+passes || refused != 60-served {
+		t.Errorf("business calls served after a refresh = %d, refused = %d; want %d and %d", served, refused, perHour-1+passes, 60-(perHour-1+passes))
 	}
 	if n := w.Stats().Refused["rate"]; n == 0 {
 		t.Error("Stats does not count the refused fetches")
@@ -671,7 +675,7 @@ func TestFightWithOutsideProgramIsCapped(t *testing.T) {
 	if _, err := c.Get(t.Context(), wechattest.PathAPIDomainIP, nil); err != nil {
 		t.Errorf("business call in the next hour: %v, want a passive refresh to fetch again", err)
 	}
-	if got := e.rt.count(wechattest.PathToken); got != perHour+1 {
-		t.Errorf("token fetches after the hour = %d, want %d", got, perHour+1)
+	if got := e.rt.count(wechattest.PathToken); got != perHour+passes+1 {
+		t.Errorf("token fetches after the hour = %d, want %d", got, perHour+passes+1)
 	}
 }

@@ -89,8 +89,9 @@ type Options struct {
 	// fetches) per clock hour of Beijing time, counted in the Store across
 	// processes: it bounds a fight with another program that fetches
 	// tokens with the same AppSecret. Failed attempts do not count (the
-	// back-off and DailyBudget govern them). While no valid token is held,
-	// one fetch per 5 minutes passes the cap. Default 30.
+	// back-off and DailyBudget govern them). While no valid token is held
+	// (or only the one a passive refresh says WeChat rejected), one fetch
+	// per 5 minutes passes the cap. Default 30.
 	MaxFetchesPerHour int
 
 	// MaxAttempts bounds the attempts of one fetch when WeChat answers -1

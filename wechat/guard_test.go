@@ -273,7 +273,7 @@ func TestCapPassedForRejectedToken(t *testing.T) {
 	w := openKeeper(t, e)
 	tok := reachCap(t, e, w)
 	e.srv.Advance(10 * time.Second) // past the minimum interval
-	for i := range 600 { // 10 min, within the hour 18:00-19:00 Beijing time
+	for i := range 600 {            // 10 min, within the hour 18:00-19:00 Beijing time
 		e.srv.Advance(time.Second)
 		got, err := w.Refresh(t.Context(), tok)
 		switch {

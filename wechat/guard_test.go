@@ -272,8 +272,10 @@ func TestCapPassedForRejectedToken(t *testing.T) {
 	e := newEnv(t, newFake(t))
 	w := openKeeper(t, e)
 	tok := reachCap(t, e, w)
-	e.srv.Advance(10 * time.Second) // past the minimum interval
-	for i := range 600 {            // 10 min, within the hour 18:00-19:00 Beijing time
+	// Past the minimum interval, then 10 min within the hour 18:00-19:00
+	// Beijing time.
+	e.srv.Advance(10 * time.Second)
+	for i := range 600 {
 		e.srv.Advance(time.Second)
 		got, err := w.Refresh(t.Context(), tok)
 		switch {

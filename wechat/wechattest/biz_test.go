@@ -3,6 +3,7 @@ package wechattest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/jpeg"
 	"io"
 	"mime/multipart"
@@ -503,6 +504,14 @@ func TestMiniProgram(t *testing.T) {
 	srv := newTestServer(t, WithAppKind(miniApp, miniSecret, KindMiniProgram), WithMiniTicketCode(40048))
 	q := url.Values{"access_token": {miniToken(t, srv)}, "type": {"jsapi"}}
 	wantCode(t, "WithMiniTicketCode(40048)", api(t, srv, "GET", PathTicket, q, ""), 40048)
+
+	// A code other than 48001 or 40048 is ignored: 0 would pass for a
+	// ticket without one.
+	for _, code := range []int{0, 40013} {
+		srv := newTestServer(t, WithAppKind(miniApp, miniSecret, KindMiniProgram), WithMiniTicketCode(code))
+		q := url.Values{"access_token": {miniToken(t, srv)}, "type": {"jsapi"}}
+		wantCode(t, fmt.Sprintf("WithMiniTicketCode(%d)", code), api(t, srv, "GET", PathTicket, q, ""), 48001)
+	}
 }
 
 // TestBusinessQuotas: the business APIs count against daily quotas that

@@ -24,13 +24,23 @@ func WithAppKind(appID, secret string, kind Kind) Option {
 }
 
 // WithMiniTicketCode sets the errcode getticket answers for a Mini Program
-// or Mini Game token, which has no jsapi_ticket (default 48001 "api
-// unauthorized", as the notes on Mini Programs suggest; the live platform's
-// answer is not documented, and signing JS-SDK with a Mini Program's AppID
-// fails in wx.config with 40048).
+// or Mini Game token, which has no jsapi_ticket: 48001 "api
+// unauthorized" (the default, as the notes on Mini Programs suggest; the
+// live platform's answer is not documented) or 40048 "invalid url domain"
+// (what wx.config fails with when JS-SDK is signed with a Mini Program's
+// AppID). Any other code is ignored and 48001 stays: the refusal must be
+// one of these errors, and 0 would look like a ticket without one.
 func WithMiniTicketCode(code int) Option {
-	return func(p *Platform) { p.miniTicketCode = code }
+	return func(p *Platform) {
+		if validMiniTicketCode(code) {
+			p.miniTicketCode = code
+		}
+	}
 }
+
+// validMiniTicketCode reports whether WithMiniTicketCode and
+// -mini-ticket-errcode accept code.
+func validMiniTicketCode(code int) bool { return code == 48001 || code == 40048 }
 
 // WithControlKey requires key on every control-plane request (header
 // "Authorization: Bearer KEY" or "X-Fake-Key: KEY"), from any address.

@@ -249,6 +249,7 @@ func TestFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"-clock", "yesterday"}, {"-lifetime", "0s"}, {"-grace", "-1s"}, {"-quota", "-1"},
+		{"-mini-ticket-errcode", "0"}, {"-mini-ticket-errcode", "40013"},
 	} {
 		if _, _, err := parse(args...); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: %v, want an error naming the flag", args, err)

@@ -66,7 +66,10 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ wechat.Store = (*Store)(nil)
+var (
+	_ wechat.Store = (*Store)(nil)
+	_ fmt.Stringer = (*Store)(nil)
+)
 
 // An Option configures a Store.
 type Option func(*config)
@@ -169,6 +172,11 @@ func Open(rawURL, appID string, opts ...Option) (*Store, error) {
 	s.ownClient = true
 	return s, nil
 }
+
+// String names the store's lock, as in "redis lock wxcentral:{appid}:lock",
+// for log lines such as the keeper's about a long wait for it. It holds
+// no address, user or password.
+func (s *Store) String() string { return "redis lock " + s.lockKey }
 
 // Client returns the Redis client the store uses.
 func (s *Store) Client() redis.UniversalClient { return s.client }

@@ -546,3 +546,23 @@ func TestAtomicAcrossHosts(t *testing.T) {
 		t.Errorf("stored token fetched at %v (%v), want the newest, %v", c.FetchedAt, err, last)
 	}
 }
+
+// TestStringNamesLockOnly: String names the lock key and nothing of the
+// URL, which may hold a password.
+func TestStringNamesLockOnly(t *testing.T) {
+	const password = "hunter2-secret"
+	s, err := redisstore.Open("redis://admin:"+password+"@127.0.0.1:1/3", "wxname", redisstore.WithPrefix("prod:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := fmt.Sprint(s)
+	if want := "redis lock prod:{wxname}:lock"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	for _, leak := range []string{password, "admin", "127.0.0.1"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("String() = %q holds %q from the URL", got, leak)
+		}
+	}
+}

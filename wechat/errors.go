@@ -29,7 +29,7 @@ var (
 // ({"errcode":N,"errmsg":"…"}). Use errors.As to get at the code.
 type APIError struct {
 	Code int    // errcode
-	Msg  string // errmsg as WeChat sent it
+	Msg  string // errmsg as WeChat sent it, but at most 256 bytes of valid UTF-8 without control characters
 	API  string // the path called, e.g. "/cgi-bin/token"; never a query
 }
 

@@ -211,7 +211,7 @@ func (w *Wechat) checkCooldown(ctx context.Context, now time.Time) error {
 			w.cooldownAt, w.cooldownN, w.cooldownUntil = c.FetchedAt, rec.N, c.ExpiresAt
 			w.cooldownErr = nil
 			if rec.Code != 0 {
-				w.cooldownErr = &APIError{Code: rec.Code, Msg: rec.Msg, API: rec.API}
+				w.cooldownErr = &APIError{Code: rec.Code, Msg: cleanErrmsg(rec.Msg), API: rec.API}
 			}
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -254,13 +256,44 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 	}
 	res := gjson.ParseBytes(data)
 	if code := res.Get("errcode").Int(); code != 0 {
-		apiErr := &APIError{Code: int(code), Msg: res.Get("errmsg").String(), API: api}
+		apiErr := &APIError{Code: int(code), Msg: cleanErrmsg(res.Get("errmsg").String()), API: api}
 		if code == -1 || code == -1000 {
 			return res, transient(apiErr)
 		}
 		return res, apiErr
 	}
 	return res, nil
+}
+
+// maxErrmsg bounds the bytes of an errmsg kept from WeChat: it goes into
+// errors, log lines, /healthz and the Store's cooldown record. WeChat's own
+// are short ("invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in
+// whitelist rid: …").
+const maxErrmsg = 256
+
+// cleanErrmsg returns s as valid UTF-8 without control characters (each
+// invalid byte or control character becomes a space) and, if that is
+// longer than maxErrmsg bytes, cut at a character boundary and ended with
+// "…" within maxErrmsg bytes.
+func cleanErrmsg(s string) string {
+	if len(s) > 4*maxErrmsg {
+		s = s[:4*maxErrmsg] // enough to clean; a cut rune becomes a space
+	}
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, " "))
+	if len(s) <= maxErrmsg {
+		return s
+	}
+	const ellipsis = "…"
+	cut := maxErrmsg - len(ellipsis)
+	for !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 // backoff returns the delay before retry number i (0-based): full jitter

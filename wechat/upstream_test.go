@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
@@ -339,4 +340,68 @@ func TestUnparseableRedirect(t *testing.T) {
 		_, err := c.Get(t.Context(), wechattest.PathAPIDomainIP, nil)
 		check(t, err, rt, wechattest.PathAPIDomainIP, fmt.Sprint(err)+e.logs.String())
 	})
+}
+
+func TestCleanErrmsg(t *testing.T) {
+	long := strings.Repeat("é", 200) // 400 bytes
+	for _, tc := range []struct{ in, want string }{
+		{"invalid ip 203.0.113.9, not in whitelist rid: 1", "invalid ip 203.0.113.9, not in whitelist rid: 1"},
+		{"a\nb\r\x00c\x1b[31m\u0085d", "a b  c [31m d"},
+		{"bad \xff\xfe utf-8", "bad   utf-8"},
+		{"", ""},
+		{strings.Repeat("x", 256), strings.Repeat("x", 256)},
+		{strings.Repeat("x", 257), strings.Repeat("x", 253) + "…"},
+		{long, strings.Repeat("é", 126) + "…"}, // 252 + 3 bytes: no half rune
+	} {
+		got := cleanErrmsg(tc.in)
+		if got != tc.want {
+			t.Errorf("cleanErrmsg(%.40q) = %.60q, want %.60q", tc.in, got, tc.want)
+		}
+		if len(got) > maxErrmsg || !utf8.ValidString(got) {
+			t.Errorf("cleanErrmsg(%.40q) is %d bytes, valid UTF-8 %v", tc.in, len(got), utf8.ValidString(got))
+		}
+	}
+}
+
+// An errmsg of almost 1 MiB (with a 40164, which starts the cooldown kept
+// in the Store) is cut before it reaches the error, the log, Status and
+// the Store: a state file over 1 MiB reads as corrupt.
+func TestLongErrmsgBounded(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	huge := "invalid ip 203.0.113.9, not in whitelist " + strings.Repeat("x", maxBody-200)
+	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Errcode: 40164, Errmsg: huge})
+	w := openKeeper(t, e)
+	_, err := w.AccessToken(t.Context())
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != 40164 {
+		t.Fatalf("err = %.300v, want a 40164 *APIError", err)
+	}
+	if len(apiErr.Msg) > maxErrmsg || !strings.HasPrefix(apiErr.Msg, "invalid ip 203.0.113.9") {
+		t.Errorf("APIError.Msg is %d bytes (%.60q…), want at most %d, its start kept", len(apiErr.Msg), apiErr.Msg, maxErrmsg)
+	}
+	const bound = 4 << 10 // an error or line with its context, but no errmsg of any size
+	if n := len(err.Error()); n > bound {
+		t.Errorf("the error is %d bytes", n)
+	}
+	if n := len(w.Status(t.Context()).LastError); n > bound {
+		t.Errorf("Status.LastError is %d bytes", n)
+	}
+	for line := range strings.Lines(e.logs.String()) {
+		if len(line) > bound {
+			t.Errorf("a log line of %d bytes: %.100s…", len(line), line)
+		}
+	}
+	c, err := e.store.Load(t.Context(), KindCooldown)
+	if err != nil || c.IsZero() {
+		t.Fatalf("the stored cooldown = %+v, %v; want one", c, err)
+	}
+	if n := len(c.Value); n > bound {
+		t.Errorf("the stored cooldown record is %d bytes", n)
+	}
+	// Another keeper on the store honours the cooldown (the state file
+	// reads fine).
+	w2 := openKeeper(t, e)
+	if _, err := w2.AccessToken(t.Context()); !errors.Is(err, ErrCooldown) {
+		t.Errorf("a second keeper: err = %.300v, want ErrCooldown", err)
+	}
 }

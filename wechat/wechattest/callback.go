@@ -268,66 +268,59 @@ func (c *Callback) Send(ctx context.Context, msg Message) (reply []byte, err err
 		}
 		reply = plain
 	}
-	if c.json() {
-		return reply, checkJSONReply(reply, msg, c.Sealer != nil)
-	}
-	return reply, checkReply(reply, msg, c.Sealer != nil)
+	return reply, checkReply(reply, msg, c.Sealer != nil, c.json())
 }
 
 func isNoReply(b []byte) bool {
 	return len(b) == 0 || string(b) == "success"
 }
 
-// checkReply reports whether reply is a passive reply WeChat would show the
-// user who sent msg. sealed says that msg went in safe mode and reply is
-// what the Sealer opened.
-func checkReply(reply []byte, msg Message, sealed bool) error {
-	var r struct {
-		XMLName      xml.Name
-		ToUserName   string
-		FromUserName string
-		CreateTime   string
-		MsgType      string
-		Encrypt      string
-	}
-	if startsWith(reply, '{') {
-		return fmt.Errorf("reply %q is JSON, but the push was XML: reply in the push's format", excerpt(reply))
-	}
-	if err := xml.Unmarshal(reply, &r); err != nil {
-		return fmt.Errorf("reply %q is neither \"\", \"success\" nor XML: %v", excerpt(reply), err)
-	}
-	switch {
-	case r.Encrypt != "" && sealed:
-		return errors.New("the decrypted reply is itself an encrypted envelope: the server encrypted its reply twice")
-	case r.Encrypt != "":
-		return errors.New("the reply is encrypted, but the message was sent in plain mode: WeChat cannot read it; " +
-			"encrypt replies only to messages that came with encrypt_type=aes")
-	case r.XMLName.Local != "xml":
-		return fmt.Errorf("reply root element is <%s>, want <xml>", r.XMLName.Local)
-	case r.ToUserName != msg.FromUserName:
-		return fmt.Errorf("reply ToUserName is %q, want the sender %q", r.ToUserName, msg.FromUserName)
-	case r.FromUserName != msg.ToUserName:
-		return fmt.Errorf("reply FromUserName is %q, want the official account %q", r.FromUserName, msg.ToUserName)
-	case r.MsgType == "":
-		return errors.New("reply has no MsgType")
-	case r.CreateTime == "":
-		return errors.New("reply has no CreateTime")
-	}
+// replyFields are the fields of a passive reply that Send checks, in
+// either format.
+type replyFields struct {
+	XMLName      xml.Name `json:"-"`
+	ToUserName   string
+	FromUserName string
+	MsgType      string
+	Encrypt      string
+	CreateTime   present
+}
+
+// present records whether a field has a value: XML character data other
+// than "", or a JSON value other than null.
+type present bool
+
+func (p *present) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	var s string
+	err := d.DecodeElement(&s, &start)
+	*p = present(s != "")
+	return err
+}
+
+func (p *present) UnmarshalJSON(b []byte) error {
+	*p = present(string(b) != "null")
 	return nil
 }
 
-// checkJSONReply is checkReply for a JSON push: the reply must be a JSON
-// object with the same fields.
-func checkJSONReply(reply []byte, msg Message, sealed bool) error {
-	if startsWith(reply, '<') {
+// checkReply reports whether reply is a passive reply WeChat would show the
+// user who sent msg: XML, or a JSON object with the same fields when the
+// push was JSON. sealed says that msg went in safe mode and reply is what
+// the Sealer opened.
+func checkReply(reply []byte, msg Message, sealed, isJSON bool) error {
+	var r replyFields
+	switch {
+	case isJSON && startsWith(reply, '<'):
 		return fmt.Errorf("reply %q is XML, but the push was JSON: reply in the push's format", excerpt(reply))
-	}
-	var r struct {
-		ToUserName, FromUserName, MsgType, Encrypt string
-		CreateTime                                 json.RawMessage
-	}
-	if err := json.Unmarshal(reply, &r); err != nil {
-		return fmt.Errorf("reply %q is neither \"\", \"success\" nor a JSON object: %v", excerpt(reply), err)
+	case !isJSON && startsWith(reply, '{'):
+		return fmt.Errorf("reply %q is JSON, but the push was XML: reply in the push's format", excerpt(reply))
+	case isJSON:
+		if err := json.Unmarshal(reply, &r); err != nil {
+			return fmt.Errorf("reply %q is neither \"\", \"success\" nor a JSON object: %v", excerpt(reply), err)
+		}
+	default:
+		if err := xml.Unmarshal(reply, &r); err != nil {
+			return fmt.Errorf("reply %q is neither \"\", \"success\" nor XML: %v", excerpt(reply), err)
+		}
 	}
 	switch {
 	case r.Encrypt != "" && sealed:
@@ -335,13 +328,15 @@ func checkJSONReply(reply []byte, msg Message, sealed bool) error {
 	case r.Encrypt != "":
 		return errors.New("the reply is encrypted, but the message was sent in plain mode: WeChat cannot read it; " +
 			"encrypt replies only to messages that came with encrypt_type=aes")
+	case !isJSON && r.XMLName.Local != "xml":
+		return fmt.Errorf("reply root element is <%s>, want <xml>", r.XMLName.Local)
 	case r.ToUserName != msg.FromUserName:
 		return fmt.Errorf("reply ToUserName is %q, want the sender %q", r.ToUserName, msg.FromUserName)
 	case r.FromUserName != msg.ToUserName:
 		return fmt.Errorf("reply FromUserName is %q, want the account %q", r.FromUserName, msg.ToUserName)
 	case r.MsgType == "":
 		return errors.New("reply has no MsgType")
-	case len(r.CreateTime) == 0 || string(r.CreateTime) == "null":
+	case !bool(r.CreateTime):
 		return errors.New("reply has no CreateTime")
 	}
 	return nil

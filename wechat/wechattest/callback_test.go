@@ -178,9 +178,14 @@ func TestSendChecksReply(t *testing.T) {
 		{"wrong recipient", "<xml><ToUserName>someone</ToUserName><FromUserName>" + DefaultOfficialAccount +
 			"</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType></xml>", "want the sender"},
 		{"wrong sender", "<xml><ToUserName>" + DefaultOpenID + "</ToUserName><FromUserName>gh_other</FromUserName>" +
-			"<CreateTime>1</CreateTime><MsgType>text</MsgType></xml>", "want the official account"},
+			"<CreateTime>1</CreateTime><MsgType>text</MsgType></xml>", "want the account"},
 		{"no MsgType", "<xml><ToUserName>" + DefaultOpenID + "</ToUserName><FromUserName>" + DefaultOfficialAccount +
 			"</FromUserName><CreateTime>1</CreateTime></xml>", "no MsgType"},
+		{"empty CreateTime", "<xml><ToUserName>" + DefaultOpenID + "</ToUserName><FromUserName>" + DefaultOfficialAccount +
+			"</FromUserName><CreateTime></CreateTime><MsgType>text</MsgType></xml>", "no CreateTime"},
+		{"encrypted in plain mode", "<xml><Encrypt>abc</Encrypt></xml>", "plain mode"},
+		{"a whole reply", "<xml><ToUserName>" + DefaultOpenID + "</ToUserName><FromUserName>" + DefaultOfficialAccount +
+			"</FromUserName><CreateTime>1</CreateTime><MsgType>text</MsgType><Content>hi</Content></xml>", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -125,6 +125,8 @@ func TestSendJSONChecksReply(t *testing.T) {
 		{"wrong recipient", `{"ToUserName":"someone","FromUserName":"gh_0123456789ab","CreateTime":1,"MsgType":"text"}`, "want the sender"},
 		{"no MsgType", `{"ToUserName":"` + DefaultOpenID + `","FromUserName":"gh_0123456789ab","CreateTime":1}`, "no MsgType"},
 		{"no CreateTime", `{"ToUserName":"` + DefaultOpenID + `","FromUserName":"gh_0123456789ab","MsgType":"text"}`, "no CreateTime"},
+		{"null CreateTime", `{"ToUserName":"` + DefaultOpenID + `","FromUserName":"gh_0123456789ab","CreateTime":null,"MsgType":"text"}`, "no CreateTime"},
+		{"wrong sender", `{"ToUserName":"` + DefaultOpenID + `","FromUserName":"gh_other","CreateTime":1,"MsgType":"text"}`, "want the account"},
 		{"encrypted in plain mode", `{"Encrypt":"abc","MsgSignature":"x","TimeStamp":1,"Nonce":"1"}`, "plain mode"},
 	}
 	for _, tt := range tests {

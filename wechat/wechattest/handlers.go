@@ -117,7 +117,7 @@ func (p *Platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // A route is how the platform serves one API path.
 type route struct {
-	method string // the only method the path accepts
+	method string // the only method the path accepts; ServeHTTP answers others, so handlers need not check
 	serve  func(p *Platform, w http.ResponseWriter, r *http.Request)
 }
 
@@ -300,10 +300,6 @@ func (p *Platform) serveToken(w http.ResponseWriter, r *http.Request) {
 func (p *Platform) serveStableToken(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.Method != http.MethodPost {
-		p.fail(w, PathStableToken, 43002, "")
-		return
-	}
 	var req struct {
 		GrantType    string `json:"grant_type"`
 		AppID        string `json:"appid"`
@@ -401,10 +397,6 @@ func (p *Platform) serveTicket(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.Method != http.MethodGet {
-		p.fail(w, PathTicket, 43001, "")
-		return
-	}
 	now := p.Now()
 	a := p.authorize(w, PathTicket, q.Get("access_token"), now)
 	if a == nil {
@@ -451,10 +443,6 @@ func (p *Platform) serveIPList(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.Method != http.MethodGet {
-		p.fail(w, path, 43001, "")
-		return
-	}
 	a := p.authorize(w, path, r.URL.Query().Get("access_token"), p.Now())
 	if a == nil {
 		return
@@ -469,13 +457,10 @@ func (p *Platform) serveIPList(w http.ResponseWriter, r *http.Request) {
 	}{ipList[path]})
 }
 
-// decodeBody reads a JSON POST body into v, answering 43002, 44002 or
-// 47001 itself when it cannot. The caller holds p.mu.
+// decodeBody reads a JSON POST body into v, answering 44002 or 47001
+// itself when it cannot. ServeHTTP's route table has answered any other
+// method with 43002. The caller holds p.mu.
 func (p *Platform) decodeBody(w http.ResponseWriter, r *http.Request, path string, v any) bool {
-	if r.Method != http.MethodPost {
-		p.fail(w, path, 43002, "")
-		return false
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
 		p.fail(w, path, 47001, "")
@@ -497,10 +482,6 @@ func (p *Platform) serveClearQuota(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.Now()
-	if r.Method != http.MethodPost {
-		p.fail(w, path, 43002, "")
-		return
-	}
 	a := p.authorize(w, path, r.URL.Query().Get("access_token"), now)
 	if a == nil {
 		return
@@ -587,10 +568,6 @@ func (p *Platform) serveQuotaGet(w http.ResponseWriter, r *http.Request) {
 	const path = PathQuotaGet
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.Method != http.MethodPost {
-		p.fail(w, path, 43002, "")
-		return
-	}
 	a := p.authorize(w, path, r.URL.Query().Get("access_token"), p.Now())
 	if a == nil {
 		return

@@ -1,6 +1,7 @@
 package wechat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -477,5 +478,52 @@ func TestClientTakesAPIBaseFromSource(t *testing.T) {
 	}
 	if got := e.rt.count(wechattest.PathAPIDomainIP); got != 2 { // through the same counting client
 		t.Errorf("calls = %d, want 2", got)
+	}
+}
+
+// lockWatch is a Store that knows whether its lock is held.
+type lockWatch struct {
+	*FileStore
+	held atomic.Bool
+}
+
+func (s *lockWatch) Lock(ctx context.Context) (func(), error) {
+	unlock, err := s.FileStore.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.held.Store(true)
+	return func() { s.held.Store(false); unlock() }, nil
+}
+
+// The back-off left by a failed refresh is waited before the next refresh
+// takes the Store's lock, not under it: other processes, hosts and the
+// ticket refreshes are not kept from the Store meanwhile.
+func TestCarriedBackoffWaitedWithoutLock(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	store := &lockWatch{FileStore: e.store}
+	e.opts.Store, e.opts.MaxAttempts = store, 1
+	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Errcode: -1, Times: 1})
+	w := openKeeper(t, e)
+	var waits, underLock int
+	w.sleep = func(ctx context.Context, d time.Duration) error {
+		waits++
+		if store.held.Load() {
+			underLock++
+		}
+		e.srv.Advance(d)
+		return ctx.Err()
+	}
+	if _, err := w.AccessToken(t.Context()); err == nil {
+		t.Fatal("the first refresh got a token through a -1")
+	}
+	if waits != 0 {
+		t.Fatalf("waits = %d before any back-off", waits)
+	}
+	if _, err := w.AccessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if waits != 1 || underLock != 0 {
+		t.Errorf("the carried-over back-off: %d waits, %d of them holding the Store's lock; want 1 and 0", waits, underLock)
 	}
 }

@@ -367,8 +367,18 @@ func await(ctx context.Context, ch <-chan singleflight.Result, what string) (Cre
 	}
 }
 
-// refreshLocked is one refresh under the Store's lock.
+// refreshLocked is one refresh under the Store's lock. The back-off left
+// by an earlier failed fetch (see noteFailure) is waited before the lock is
+// taken, so that other processes and hosts, and ticket refreshes, are not
+// kept from the Store meanwhile; only the retries of this refresh wait
+// under the lock.
 func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
+	if d := w.attemptWait(); d > 0 {
+		if err := w.sleep(ctx, d); err != nil {
+			w.stats.refresh(trig, outcomeFailed)
+			return Credential{}, fmt.Errorf("wechat: waiting to retry a failed token fetch: %w", err)
+		}
+	}
 	unlock, err := w.lockStore(ctx)
 	if err != nil {
 		w.stats.refresh(trig, outcomeFailed)
@@ -465,13 +475,14 @@ func (w *Wechat) noteResult(err error) {
 
 // fetchToken fetches a token from WeChat, checking the guards (see guard;
 // rejected is the token WeChat rejected, if that is why it fetches) before
-// every attempt and waiting the back-off of noteFailure after a failed one.
-// The caller holds the Store's lock.
+// every attempt and waiting the back-off of noteFailure after a failed one
+// (the back-off of an earlier refresh was waited before the lock). The
+// caller holds the Store's lock.
 func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, rejected string) (Credential, error) {
 	api := w.tokenAPIName()
 	var lastErr error
 	for attempt := 0; ; attempt++ {
-		if d := w.attemptWait(); d > 0 {
+		if d := w.attemptWait(); d > 0 && attempt > 0 {
 			if err := w.sleep(ctx, d); err != nil {
 				if lastErr != nil {
 					return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -316,6 +317,11 @@ func describeStore(s Store) string {
 // the next line of that key says how many were suppressed. It reports
 // whether it logged.
 func (w *Wechat) warnRepeat(key, msg string, args ...any) bool {
+	return w.logRepeat(slog.LevelWarn, key, msg, args...)
+}
+
+// logRepeat is warnRepeat at level.
+func (w *Wechat) logRepeat(level slog.Level, key, msg string, args ...any) bool {
 	now := w.clock.Now()
 	w.logMu.Lock()
 	r := w.repeats[key]
@@ -331,7 +337,7 @@ func (w *Wechat) warnRepeat(key, msg string, args ...any) bool {
 	if suppressed > 0 {
 		args = append(args, "repeats_suppressed", suppressed)
 	}
-	w.log.Warn(msg, args...)
+	w.log.Log(context.Background(), level, msg, args...)
 	return true
 }
 

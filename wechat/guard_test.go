@@ -527,3 +527,52 @@ func TestCarriedBackoffWaitedWithoutLock(t *testing.T) {
 		t.Errorf("the carried-over back-off: %d waits, %d of them holding the Store's lock; want 1 and 0", waits, underLock)
 	}
 }
+
+// forgetful is a Store that cannot keep the access token: it never loads
+// one, and saving one fails.
+type forgetful struct{ *FileStore }
+
+func (s forgetful) Load(ctx context.Context, kind Kind) (Credential, error) {
+	if kind == KindAccessToken {
+		return Credential{}, nil
+	}
+	return s.FileStore.Load(ctx, kind)
+}
+
+func (s forgetful) Save(ctx context.Context, kind Kind, c Credential) error {
+	if kind == KindAccessToken {
+		return errors.New("disk full")
+	}
+	return s.FileStore.Save(ctx, kind, c)
+}
+
+// A store that cannot keep the token makes every refresh re-seed it: that
+// is logged at most once a minute, not twice per refresh.
+func TestReseedNotFlooding(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	e.opts.Store = forgetful{e.store}
+	w := openKeeper(t, e)
+	tok, err := w.AccessToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		e.srv.Advance(time.Second)
+		if got, err := w.Refresh(t.Context(), "unknown-stale-token"); err != nil || got != tok {
+			t.Fatalf("Refresh = %q, %v; want the held token", got, err)
+		}
+	}
+	logs := e.logs.String()
+	if n := countLines(logs, "level=WARN", "has lost the valid access token"); n != 2 {
+		t.Errorf("%d lines about the lost token in 100 s, want 2 (one a minute):\n%s", n, logs)
+	}
+	if n := countLines(logs, "level=ERROR", "cannot save the held token back", "disk full"); n != 2 {
+		t.Errorf("%d lines about the failed save in 100 s, want 2 (one a minute)", n)
+	}
+	if n := countLines(logs, "cannot save the held token back", "repeats_suppressed=59"); n != 1 {
+		t.Errorf("want the second line to count the 59 suppressed:\n%s", logs)
+	}
+	if got := e.rt.count(wechattest.PathToken); got != 1 {
+		t.Errorf("fetches = %d, want 1", got)
+	}
+}

@@ -395,8 +395,9 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 	if h := w.tok.Load(); h != nil && h.ValidAt(now) && !stored.ValidAt(now) {
 		// The store lost the token this process holds (a deleted or garbled
 		// file, a flushed Redis): save it back rather than fetch, which
-		// would kill it for every other process.
-		w.log.Warn("wechat: the store has lost the valid access token this process holds; saving it back",
+		// would kill it for every other process. A store that cannot keep
+		// it comes here on every refresh: logged at most once a minute.
+		w.warnRepeat("reseed", "wechat: the store has lost the valid access token this process holds; saving it back",
 			"store", describeStore(w.store), "expires_at", h.ExpiresAt.UTC().Format(time.RFC3339))
 		switch err := w.store.Save(ctx, KindAccessToken, h.Credential); {
 		case err == nil:
@@ -407,7 +408,7 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 				return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
 			}
 		default:
-			w.log.Error("wechat: cannot save the held token back", "err", err)
+			w.logRepeat(slog.LevelError, "reseed:save", "wechat: cannot save the held token back", "err", err)
 			stored = h.Credential // judge by what is held
 		}
 	}

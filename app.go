@@ -162,8 +162,16 @@ func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	srv := &http.Server{Handler: wechattest.NewPlatform(append(opts, wechattest.WithLogger(logger))...),
 		ReadHeaderTimeout: 5 * time.Second}
+	// Listening on every address (-listen :3200), show the loopback one:
+	// the control plane wants a loopback Host, and 0.0.0.0 or [::] is none.
+	shown := l.Addr().String()
+	if host, port, err := net.SplitHostPort(shown); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			shown = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
 	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\ncontrol plane: http://%[1]s/_fake/ (stats, advance, clock, fail, invalidate, reset)\n",
-		l.Addr(), ff.Apps.String())
+		shown, ff.Apps.String())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -203,6 +204,7 @@ func TestFakeWechatControlKey(t *testing.T) {
 func TestFakeWechatFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-clock", "tomorrow"}, {"-lifetime", "0s"}, {"-grace", "-1s"}, {"-quota", "-1"}, {"-app", "wx:s:mini_game:x y"},
+		{"-mini-ticket-errcode", "0"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(append([]string{"fake-wechat", "-listen", "127.0.0.1:0"}, args...), &out, &errb)
@@ -249,5 +251,28 @@ func TestSimulateFormat(t *testing.T) {
 		if code != tt.code || len(pushes) != tt.seen {
 			t.Errorf("-format %s: exit %d with %d JSON pushes, want exit %d and %d\n%s%s", tt.format, code, len(pushes), tt.code, tt.seen, &out, &errb)
 		}
+	}
+}
+
+// TestFakeWechatListenAll: listening on every address, fake-wechat shows
+// a loopback URL, and the control plane answers it (it refuses the Host
+// 0.0.0.0 or [::]).
+func TestFakeWechatListenAll(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- fakeWechat(ctx, []string{"-listen", ":0"}, out, errb) }()
+	waitFor(t, "fake-wechat to listen", func() bool { return strings.Contains(out.String(), "control plane") })
+	base, _, _ := strings.Cut(strings.TrimPrefix(out.String(), "fake WeChat API at "), " ")
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Errorf("shown URL %q, want a loopback one:\n%s", base, out)
+	}
+	if code, m := fakeReq(t, "GET", base+"/_fake/stats", ""); code != 200 {
+		t.Errorf("control plane at the shown URL: HTTP %d %v", code, m)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d: %s", code, errb)
 	}
 }

@@ -55,7 +55,7 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&f.Grace, "grace", defaultGrace, "how long a superseded token keeps working after the next fetch")
 	fs.IntVar(&f.Quota, "quota", 2000, "daily /cgi-bin/token calls per app (0: no limit), then 45009")
 	fs.StringVar(&f.Clock, "clock", "", "start the clock frozen at this RFC 3339 time (e.g. 2026-11-21T10:00:00+08:00); it then moves only by POST /_fake/advance or /_fake/clock (default: real time)")
-	fs.StringVar(&f.ControlKey, "control-key", "", "require this key on the control plane (Authorization: Bearer KEY or X-Fake-Key) and accept it from any address; without it, loopback callers only")
+	fs.StringVar(&f.ControlKey, "control-key", "", "require this key on the control plane (Authorization: Bearer KEY or X-Fake-Key) and accept it from any address; without it, local programs only (loopback caller and Host, no other site's web page)")
 	fs.IntVar(&f.MiniTicketCode, "mini-ticket-errcode", 48001, "errcode of getticket for a Mini Program or Mini Game: 48001 or 40048")
 	return f
 }

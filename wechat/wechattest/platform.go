@@ -166,7 +166,8 @@ type Stats struct {
 	Issued map[string]int `json:"issued"`
 
 	// Attempts counts every call by path, failed and faulted ones
-	// included (the control plane under /_fake/ is not counted).
+	// included (the control plane under /_fake/ and the files under
+	// /_media/ are not counted).
 	Attempts map[string]int `json:"attempts"`
 
 	// Errors counts answers with an errcode other than 0, by path and then

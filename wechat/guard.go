@@ -258,7 +258,8 @@ func (w *Wechat) saveCooldown(ctx context.Context, rec cooldownRecord, now, unti
 
 // lockStore takes the Store's lock; every refresh takes it through here,
 // whatever the Store. A wait longer than lockWarnAfter is shown by
-// Status.LockWaitSince until the lock is taken or the wait ends, and
+// Status.LockWaitSince until the lock is taken or the wait ends (while
+// several refreshes wait, the earliest start of a long wait is shown), and
 // logged once, naming the store (like every repeated warning, at most once
 // a minute); the end of a logged wait is logged with how long it took.
 func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
@@ -266,6 +267,7 @@ func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 	var (
 		mu           sync.Mutex
 		done, warned bool
+		id           uint64 // in w.lockWaits, once long; 0 before
 	)
 	t := time.AfterFunc(w.lockWarnAfter, func() {
 		mu.Lock()
@@ -274,9 +276,12 @@ func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 			return
 		}
 		w.mu.Lock()
-		if w.lockWaitSince.IsZero() {
-			w.lockWaitSince = start
+		w.lockWaitN++
+		id = w.lockWaitN
+		if w.lockWaits == nil {
+			w.lockWaits = map[uint64]time.Time{}
 		}
+		w.lockWaits[id] = start
 		w.mu.Unlock()
 		warned = w.warnRepeat("lock", "wechat: a refresh is waiting for the store's lock (held by another process or host?)",
 			"store", describeStore(w.store), "waited", time.Since(realStart).Round(time.Millisecond).String())
@@ -285,9 +290,11 @@ func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 	t.Stop()
 	mu.Lock()
 	done = true
-	w.mu.Lock()
-	w.lockWaitSince = time.Time{}
-	w.mu.Unlock()
+	if id != 0 {
+		w.mu.Lock()
+		delete(w.lockWaits, id)
+		w.mu.Unlock()
+	}
 	if warned {
 		waited := time.Since(realStart).Round(time.Millisecond).String()
 		if err != nil {
@@ -298,6 +305,18 @@ func (w *Wechat) lockStore(ctx context.Context) (func(), error) {
 	}
 	mu.Unlock()
 	return unlock, err
+}
+
+// lockWaitSinceLocked is the earliest start of the long waits on the
+// Store's lock still going on; zero if none. The caller holds w.mu.
+func (w *Wechat) lockWaitSinceLocked() time.Time {
+	var since time.Time
+	for _, t := range w.lockWaits {
+		if since.IsZero() || t.Before(since) {
+			since = t
+		}
+	}
+	return since
 }
 
 // describeStore names a Store for a log line: its path or its String, or

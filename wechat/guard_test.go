@@ -576,3 +576,48 @@ func TestReseedNotFlooding(t *testing.T) {
 		t.Errorf("fetches = %d, want 1", got)
 	}
 }
+
+// gatedLock is a Store whose Lock waits for a release (another process
+// holding the lock) before taking the real one.
+type gatedLock struct {
+	*FileStore
+	release chan struct{}
+}
+
+func (s *gatedLock) Lock(ctx context.Context) (func(), error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.FileStore.Lock(ctx)
+}
+
+// Two refreshes wait long on the lock at once: Status.LockWaitSince stays
+// set until the last of them has the lock, not only the first.
+func TestLockWaitSinceSharedByWaits(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	store := &gatedLock{FileStore: e.store, release: make(chan struct{})}
+	e.opts.Store = store
+	w := openKeeper(t, e)
+	w.lockWarnAfter = time.Millisecond
+	done := make(chan error, 2)
+	go func() { _, err := w.AccessToken(t.Context()); done <- err }()
+	go func() { _, err := w.ForceRefresh(t.Context()); done <- err }()
+	eventually(t, "both waits to be long", func() bool {
+		w.logMu.Lock()
+		defer w.logMu.Unlock()
+		r := w.repeats["lock"]
+		return r.n == 1 && r.suppressed == 1 // one logged, one counted
+	})
+	store.release <- struct{}{} // one of them takes the lock and ends
+	<-done
+	if st := w.Status(t.Context()); st.LockWaitSince.IsZero() {
+		t.Error("Status.LockWaitSince is zero while the second refresh still waits on the lock")
+	}
+	store.release <- struct{}{}
+	<-done
+	if st := w.Status(t.Context()); !st.LockWaitSince.IsZero() {
+		t.Errorf("Status.LockWaitSince = %v after both refreshes took the lock", st.LockWaitSince)
+	}
+}

@@ -100,8 +100,9 @@ type Wechat struct {
 	overCapAt     time.Time // the last fetch past the hourly cap
 	overCapLogged string    // the hour key of the last one logged
 	countsDay     string
-	counts        map[string]int // the highest count seen, by AddFetches key, on countsDay
-	lockWaitSince time.Time
+	counts        map[string]int       // the highest count seen, by AddFetches key, on countsDay
+	lockWaits     map[uint64]time.Time // the start of each long wait on the Store's lock, by lockWaitN
+	lockWaitN     uint64
 	lastErr       error
 	lastErrAt     time.Time
 	lastRefresh   time.Time

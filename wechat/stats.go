@@ -161,7 +161,8 @@ type Status struct {
 	StoreReachable bool // the Store answered
 	// LockWaitSince is when a refresh started waiting for the Store's
 	// lock (held by another process or host), once it has waited more
-	// than a few seconds and while it still waits; zero otherwise. The
+	// than a few seconds and while it still waits (the earliest, while
+	// several refreshes wait); zero otherwise. The
 	// wait is also logged once, naming the store.
 	LockWaitSince time.Time
 }
@@ -202,6 +203,6 @@ func (w *Wechat) Status(ctx context.Context) Status {
 	if now.Before(w.cooldownUntil) && w.cooldownUntil.After(st.CooldownUntil) {
 		st.CooldownUntil = w.cooldownUntil
 	}
-	st.LockWaitSince = w.lockWaitSince
+	st.LockWaitSince = w.lockWaitSinceLocked()
 	return st
 }

@@ -98,10 +98,11 @@ type Options struct {
 	// or -1000, an HTTP 5xx, or the network fails. Default 4.
 	MaxAttempts int
 
-	// RetryBackoff is the mean delay after the first failed fetch attempt;
-	// it doubles with each failure in a row (with jitter) up to 16 times
-	// its value, and carries over to the next refresh until a fetch
-	// succeeds. Default 200 ms.
+	// RetryBackoff is the longest delay after the first failed fetch
+	// attempt: the delay is uniformly random between half of it and all of
+	// it (0.75 times it on average). It doubles with each failure in a row
+	// up to 16 times its value, and carries over to the next refresh until
+	// a fetch succeeds. Default 200 ms.
 	RetryBackoff time.Duration
 
 	// CredentialCooldown is how long fetches pause after WeChat rejects

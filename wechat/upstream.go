@@ -296,8 +296,9 @@ func cleanErrmsg(s string) string {
 	return s[:cut] + ellipsis
 }
 
-// backoff returns the delay before retry number i (0-based): full jitter
-// over base·2^i, at most 16·base.
+// backoff returns the delay before retry number i (0-based): for d =
+// base·2^i, at most 16·base, half of d plus a uniformly random part of up
+// to the other half (so between d/2 and d, 0.75·d on average).
 func backoff(base time.Duration, i int) time.Duration {
 	d := base << min(i, 4)
 	return d/2 + rand.N(d/2+1)

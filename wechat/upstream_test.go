@@ -405,3 +405,17 @@ func TestLongErrmsgBounded(t *testing.T) {
 		t.Errorf("a second keeper: err = %.300v, want ErrCooldown", err)
 	}
 }
+
+// backoff does what its doc and Options.RetryBackoff say: between half and
+// all of base·2^i (at most 16·base).
+func TestBackoffRange(t *testing.T) {
+	const base = 200 * time.Millisecond
+	for i := range 8 {
+		d := base << min(i, 4)
+		for range 1000 {
+			if got := backoff(base, i); got < d/2 || got > d {
+				t.Fatalf("backoff(%v, %d) = %v, want within [%v, %v]", base, i, got, d/2, d)
+			}
+		}
+	}
+}

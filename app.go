@@ -61,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if isHelp(cmd) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, stderr)
@@ -70,19 +74,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fakeWechat(ctx, args, stdout, stderr)
 	case "simulate":
 		return simulate(ctx, args, stdout, stderr)
-	case "help", "-h", "-help", "--help", "-?":
-		fmt.Fprint(stdout, usage)
-		return 0
 	}
 	fmt.Fprintf(stderr, "wxcentral: unknown command %q\n\n%s", cmd, usage)
 	return 2
 }
 
-// isHelp reports whether arg asks for the command list: the dash forms of
-// help. Other flags before a command belong to serve.
+// isHelp reports whether arg asks for the command list: help or one of its
+// dash forms. It is the one list run consults, both to take a leading dash
+// argument as the command (other flags before a command belong to serve)
+// and to answer it. The run's commands never start with a dash, so a form
+// the list names cannot reach serve.
 func isHelp(arg string) bool {
 	switch arg {
-	case "-h", "-help", "--help", "--h", "-?":
+	case "help", "-h", "-help", "--help", "--h", "-?":
 		return true
 	}
 	return false

@@ -824,7 +824,7 @@ func TestCommands(t *testing.T) {
 // The dash forms of help list the commands and not serve's flags; serve
 // -h lists serve's flags.
 func TestHelpForms(t *testing.T) {
-	for _, arg := range []string{"-h", "-help", "--help"} {
+	for _, arg := range []string{"help", "-h", "-help", "--help", "--h", "-?"} {
 		var out, errb bytes.Buffer
 		if code := run([]string{arg}, &out, &errb); code != 0 || !strings.Contains(out.String(), "commands:") ||
 			strings.Contains(out.String()+errb.String(), "-admin-listen") {

@@ -52,7 +52,7 @@ return 0
 // when the lock turns out to be lost, and after maxLockHold: a holder that
 // never unlocks cannot keep the other hosts out for good. unlock may be
 // called more than once; it releases the lock only if this caller still
-// holds it.
+// holds it, and never waits for a renewal in flight.
 //
 // Lock returns an error at once if Redis fails, rather than waiting for it
 // to come back.
@@ -61,39 +61,42 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 	if err != nil {
 		return nil, s.fail("lock", err)
 	}
-	ok, err := s.tryLock(ctx, owner)
+	sent, ok, err := s.tryLock(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		if err := s.wait(ctx, owner); err != nil {
+		if sent, err = s.wait(ctx, owner); err != nil {
 			return nil, err
 		}
 	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go s.renew(owner, time.Now(), stop, done)
+	renewing, stop := context.WithCancel(context.Background())
+	go s.renew(renewing, owner, sent)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(stop)
-			<-done
+			// A renewal in flight is abandoned, not awaited: after the
+			// release below it finds the lock gone (or another's) and
+			// changes nothing.
+			stop()
 			s.unlock(owner)
 		})
 	}, nil
 }
 
-// renew extends owner's lock, taken at start, every third of the TTL until
-// stop or s.closed is closed, the lock is lost or it has been held for
-// s.maxHold. It closes done when it returns.
-func (s *Store) renew(owner string, start time.Time, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
+// renew extends owner's lock every third of the TTL until ctx is done (at
+// unlock) or s.closed is closed, the lock is lost or it has been held for
+// s.maxHold. start is when the attempt that took the lock was sent: the
+// lease runs from then, not from its reply. Every renewal runs under ctx,
+// so unlock cancels one in flight.
+func (s *Store) renew(ctx context.Context, owner string, start time.Time) {
 	every := s.lockTTL / 3
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	held := start.Add(s.lockTTL) // until when the lock is ours for sure
 	for {
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-s.closed:
 			return
@@ -105,9 +108,13 @@ func (s *Store) renew(owner string, start time.Time, stop <-chan struct{}, done 
 			return
 		}
 		sent := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), every)
-		n, err := renewScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
+		rctx, cancel := context.WithTimeout(ctx, every)
+		n, err := renewScript.Run(rctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
 		cancel()
+		if ctx.Err() != nil {
+			// Unlocked meanwhile: the lock is gone because it was released.
+			return
+		}
 		switch {
 		case err == nil && n == 1:
 			held = sent.Add(s.lockTTL)
@@ -126,22 +133,25 @@ func (s *Store) renew(owner string, start time.Time, stop <-chan struct{}, done 
 	}
 }
 
-// tryLock makes one attempt.
-func (s *Store) tryLock(ctx context.Context, owner string) (bool, error) {
-	ok, err := acquireScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
+// tryLock makes one attempt, and returns when it was sent: a lock taken is
+// ours for one TTL from then, as its reply may come late.
+func (s *Store) tryLock(ctx context.Context, owner string) (sent time.Time, ok bool, err error) {
+	sent = time.Now()
+	n, err := acquireScript.Run(ctx, s.client, []string{s.lockKey}, owner, s.lockTTL.Milliseconds()).Int()
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
+			return sent, false, fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
 		}
-		return false, s.fail("lock", fmt.Errorf("redisstore: take the lock of app %s: %w", s.appID, err))
+		return sent, false, s.fail("lock", fmt.Errorf("redisstore: take the lock of app %s: %w", s.appID, err))
 	}
-	return ok == 1, nil
+	return sent, n == 1, nil
 }
 
-// wait retries until the lock is taken. It listens for releases on the
-// unlock channel and polls with backoff too, since an expired lock
-// publishes nothing and a pub/sub message can be lost.
-func (s *Store) wait(ctx context.Context, owner string) error {
+// wait retries until the lock is taken, and returns when the attempt that
+// took it was sent. It listens for releases on the unlock channel and
+// polls with backoff too, since an expired lock publishes nothing and a
+// pub/sub message can be lost.
+func (s *Store) wait(ctx context.Context, owner string) (time.Time, error) {
 	var released <-chan *redis.Message
 	sub := s.client.Subscribe(ctx, s.unlockChan)
 	defer sub.Close()
@@ -157,14 +167,14 @@ func (s *Store) wait(ctx context.Context, owner string) error {
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
-		ok, err := s.tryLock(ctx, owner)
+		sent, ok, err := s.tryLock(ctx, owner)
 		if err != nil || ok {
-			return err
+			return sent, err
 		}
 		timer.Reset(delay) // since Go 1.23 Reset drops a stale tick
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
+			return time.Time{}, fmt.Errorf("redisstore: waiting for the lock of app %s: %w", s.appID, ctx.Err())
 		case <-released:
 			delay = s.pollMin
 		case <-timer.C:

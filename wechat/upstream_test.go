@@ -227,24 +227,28 @@ func TestExpiresInClamped(t *testing.T) {
 func TestShortLifeBounded(t *testing.T) {
 	e := newEnv(t, newFake(t, wechattest.WithTokenLifetime(10*time.Second)))
 	w := openKeeper(t, e)
-	perMinute := map[int]int{}
+	var at []time.Duration // since the start, of each fetch
 	last := 0
 	for i := range 3600 { // one hour, 18:00 to 19:00 Beijing time, 1 s steps
 		w.AccessToken(t.Context())
 		settle(t, w)
 		n := e.rt.count(wechattest.PathToken)
-		perMinute[i/60] += n - last
+		for range n - last {
+			at = append(at, time.Duration(i)*time.Second)
+		}
 		last = n
 		e.srv.Advance(time.Second)
 	}
-	for m, n := range perMinute {
-		if n > 12 {
-			t.Errorf("minute %d: %d fetches, want at most 12", m, n)
-		}
+	t.Logf("%d fetches in the hour, the 30th after %v", last, at[min(29, len(at)-1)])
+	if max := 30 + 60/5 + 1; last > max || last <= 30 {
+		t.Errorf("fetches in the hour = %d, want the cap 30 and some (at most %d in all) past it", last, max)
 	}
-	t.Logf("%d fetches in the hour, %d in the first minute", last, perMinute[0])
-	if max := 30 + 60/5 + 1; last > max || last < 30 {
-		t.Errorf("fetches in the hour = %d, want 30 (the cap) to %d (one per 5 min past it)", last, max)
+	// Past the cap, one fetch per 5 min (overCapInterval) at most.
+	for i := 31; i < len(at); i++ {
+		if gap := at[i] - at[i-1]; gap < overCapInterval {
+			t.Errorf("fetches %d and %d past the cap came %v apart, want at least %v", i, i+1, gap, overCapInterval)
+			break
+		}
 	}
 	if countLines(e.logs.String(), "suspiciously short") > 60 {
 		t.Errorf("the short life was logged %d times; want it rate-limited", countLines(e.logs.String(), "suspiciously short"))

@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wxcentral/wxcentral/middleware"
 )
 
 // Defaults of the settings that have one.
@@ -292,7 +294,7 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		p = p.Masked()
+		p = middleware.ProxyPrefix(p) // as the middleware will compare with it
 		if p.Bits() == 0 {
 			return nil, fmt.Errorf("entry %q trusts every address, so anyone could forge their client address: list the proxies' own addresses", e)
 		}

@@ -41,6 +41,8 @@ func TestTrustedProxiesAndAdminHosts(t *testing.T) {
 		{"WECHAT_TRUSTED_PROXIES", "proxy.internal", "neither an address nor a CIDR"},
 		{"WECHAT_TRUSTED_PROXIES", "0.0.0.0/0", "trusts every address"},
 		{"WECHAT_TRUSTED_PROXIES", "10.0.0.1, ::/0", "trusts every address"},
+		{"WECHAT_TRUSTED_PROXIES", "::ffff:0.0.0.0/96", "trusts every address"}, // IPv4's 0.0.0.0/0, mapped
+		{"WECHAT_TRUSTED_PROXIES", "::ffff:1.2.3.4/96", "trusts every address"},
 		{"WECHAT_ADMIN_HOSTS", "http://wx.internal", "not a host name"},
 		{"WECHAT_ADMIN_HOSTS", "wx.internal:3101", "has a port"},
 		{"WECHAT_ADMIN_HOSTS", "a b", "not a host name"},

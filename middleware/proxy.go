@@ -35,12 +35,27 @@ func WithTrustedProxies(prefixes []netip.Prefix) Option {
 				s.badOption = "WithTrustedProxies: invalid prefix " + p.String()
 				return
 			}
-			if p.Addr().Is4In6() {
-				p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
-			}
-			s.trusted = append(s.trusted, p.Masked())
+			s.trusted = append(s.trusted, ProxyPrefix(p))
 		}
 	}
+}
+
+// ProxyPrefix returns p as WithTrustedProxies compares addresses with it:
+// masked, and an IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/n, n >= 96) as the
+// IPv4 prefix it covers (a.b.c.d/n-96). A configuration that refuses a
+// prefix trusting every address checks Bits() == 0 on this form: the
+// mapped ::ffff:0.0.0.0/96 is 0.0.0.0/0. An invalid p is returned as is.
+func ProxyPrefix(p netip.Prefix) netip.Prefix {
+	if !p.IsValid() {
+		return p
+	}
+	// Masked first: a mapped-looking prefix shorter than 96 bits is an
+	// IPv6 prefix (its ffff part is masked away), not an IPv4 one.
+	p = p.Masked()
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+	}
+	return p
 }
 
 // clientAddr returns the address to log as the request's remote end, and

@@ -92,6 +92,8 @@ func TestTrustedProxies(t *testing.T) {
 		{"IPv6 proxy", []string{"fd00::/8"}, "[fd00::1]:80", []string{"2001:db8::7"}, "", "2001:db8::7", true},
 		{"IPv4-mapped peer", []string{"10.0.0.0/8"}, "[::ffff:10.1.2.3]:80", []string{"198.51.100.9"}, "", "198.51.100.9", true},
 		{"IPv4-mapped prefix", []string{"::ffff:10.0.0.0/104"}, "10.1.2.3:80", []string{"198.51.100.9"}, "", "198.51.100.9", true},
+		{"IPv4-mapped prefix, not 96 bits", []string{"::ffff:0.0.0.0/90"}, "10.1.2.3:80", []string{"198.51.100.9"}, "", "10.1.2.3:80", false},
+		{"nginx: X-Real-IP and an appended X-Forwarded-For", []string{"10.0.0.0/8"}, "10.1.2.3:80", []string{"6.6.6.6, 198.51.100.9"}, "198.51.100.9", "198.51.100.9", true},
 		{"no header from a trusted peer", []string{"10.0.0.0/8"}, "10.1.2.3:80", nil, "", "10.1.2.3:80", false},
 	}
 	for _, tt := range tests {
@@ -287,5 +289,22 @@ func TestAcceptedLogLine(t *testing.T) {
 	lines, raw := log.take(t)
 	if len(lines) != 1 || lines[0]["outcome"] != "echo" || lines[0]["status"] != 200.0 || lines[0]["level"] != "INFO" {
 		t.Errorf("handshake log: %s", raw)
+	}
+}
+
+// ProxyPrefix unmaps and masks, so that a check for a prefix that trusts
+// everyone sees the mapped form of 0.0.0.0/0 as /0.
+func TestProxyPrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"::ffff:0.0.0.0/96":   "0.0.0.0/0",
+		"::ffff:10.1.2.3/104": "10.0.0.0/8",
+		"::ffff:10.1.2.3/128": "10.1.2.3/32",
+		"::ffff:0.0.0.0/90":   "::ffc0:0:0/90", // an IPv6 prefix: the ffff part is masked away
+		"10.1.2.3/8":          "10.0.0.0/8",
+		"fd00::1/8":           "fd00::/8",
+	} {
+		if got := middleware.ProxyPrefix(netip.MustParsePrefix(in)); got.String() != want {
+			t.Errorf("ProxyPrefix(%s) = %v, want %s", in, got, want)
+		}
 	}
 }

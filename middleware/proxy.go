@@ -20,6 +20,18 @@ import (
 //     hop to its right.
 //   - Without X-Forwarded-For, X-Real-IP, if it holds an IP address.
 //
+// X-Forwarded-For wins because most proxies (Caddy, Traefik, HAProxy's
+// option forwardfor, cloud load balancers) append to it and pass on
+// whatever X-Real-IP the client sent; preferring X-Real-IP would let the
+// client choose its address through them. So every trusted proxy must
+// append the address it was connected from to X-Forwarded-For (or
+// replace the header); a proxy that sets only X-Real-IP and passes the
+// client's X-Forwarded-For on unchanged lets the client choose. With
+// nginx:
+//
+//	proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+//	proxy_set_header X-Real-IP       $remote_addr;
+//
 // A request from any other peer is logged with r.RemoteAddr, whatever
 // headers it carries: anyone can send X-Forwarded-For. IPv4-mapped IPv6
 // addresses (::ffff:a.b.c.d) are compared as IPv4. The default, as with an

@@ -13,7 +13,9 @@ import (
 // logAccepted writes the one Info line of an accepted callback: what it
 // was, how it was answered and how long that took. m is nil for the GET
 // handshake. It never logs the body, the query (openid, the signatures) or
-// the sender's OpenID; the sender appears as userHash.
+// the sender's OpenID; the sender appears as userHash. status is 0 when
+// nothing was written: the answer is left to whatever wraps the
+// middleware.
 func (s *settings) logAccepted(r *http.Request, res Result, m *message.Message, status int, latency time.Duration) {
 	l := s.logger
 	if l == nil {
@@ -81,11 +83,8 @@ func (w *statusWriter) Flush() {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// written is the status the handler answered with; 200 if it wrote
-// nothing, which net/http sends as 200.
-func (w *statusWriter) written() int {
-	if w.status == 0 {
-		return http.StatusOK
-	}
-	return w.status
-}
+// written is the status the handler answered with; 0 if it wrote nothing
+// at all, when whatever wraps the middleware answers (net/http sends 200,
+// echo's WrapMiddleware the handler's error), and this cannot know with
+// what.
+func (w *statusWriter) written() int { return w.status }

@@ -279,6 +279,36 @@ func TestAcceptedLogLine(t *testing.T) {
 		})
 	}
 
+	// A handler that writes nothing leaves the answer to whatever wraps
+	// the middleware (net/http: 200, echo: the handler's error): the line
+	// says status 0, not a 200 nobody may send.
+	silent := httptest.NewServer(middleware.Verify(testToken, middleware.WithLogger(log.logger()),
+		middleware.WithClock(clock))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	defer silent.Close()
+	for _, tc := range []struct{ name, body string }{{"plain", text}, {"safe", sealed.body}} {
+		target := "/?" + signedQuery(testToken, ts, "n5"+tc.name).Encode()
+		var v []middleware.Option
+		if tc.name == "safe" {
+			target = "/?" + sealed.q.Encode()
+			v = append(v, middleware.WithAES(testAppID, testKey))
+		}
+		srv := silent
+		if v != nil {
+			srv = httptest.NewServer(middleware.Verify(testToken, append(v, middleware.WithLogger(log.logger()),
+				middleware.WithClock(clock))...)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+			defer srv.Close()
+		}
+		resp, err := srv.Client().Post(srv.URL+target, "text/xml", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		lines, raw := log.take(t)
+		if len(lines) != 1 || lines[0]["outcome"] != "pass" || lines[0]["status"] != 0.0 {
+			t.Errorf("%s, nothing written: %s", tc.name, raw)
+		}
+	}
+
 	// The handshake is accepted too: one line, no message fields.
 	req := "/?" + signedQuery(testToken, ts, "n4").Encode() + "&echostr=e"
 	resp, err := srv.Client().Get(srv.URL + req)

@@ -25,9 +25,13 @@
 // compare-and-PEXPIRE, so only the owner extends it and a refresh may take
 // as long as it needs (the keeper's RefreshTimeout, 30 s by default); a
 // holder that dies or loses Redis stops renewing and its lock frees within
-// one lease, not after the longest refresh. Renewal stops at unlock, at
-// Close, when the lock turns out to be lost (logged: another host may be
-// fetching), and after two minutes without an unlock. The lock is released
+// one lease, not after the longest refresh. The lease runs from when the
+// winning SET was sent, not from its reply, so a slow reply never makes a
+// holder count on the lock for longer than Redis keeps it. Renewal stops
+// at unlock (which abandons a renewal in flight rather than wait for it),
+// at Close, when the lock turns out to be lost (logged: another host may
+// be fetching), and after two minutes without an unlock. Store.String
+// names the lock key for log lines. The lock is released
 // by a Lua compare-and-delete, so a holder whose lock expired can never
 // delete the next holder's lock. A waiter subscribes to the release channel
 // (unlock publishes on it) and also polls with backoff, so it returns

@@ -29,6 +29,12 @@ const lockWarnAfter = 3 * time.Second
 // logged; the next one says how many were suppressed.
 const logRepeatWindow = time.Minute
 
+// stableForce reports whether a refresh with force uses stable_token's
+// force_refresh, which WeChat limits (stableForceDaily, stableForceSpacing).
+func (w *Wechat) stableForce(force bool) bool {
+	return force && w.opts.TokenAPI == TokenAPIStable
+}
+
 // tokenAPIName is the AddFetches name of the configured token endpoint.
 func (w *Wechat) tokenAPIName() string {
 	if w.opts.TokenAPI == TokenAPIStable {
@@ -41,11 +47,12 @@ func (w *Wechat) tokenAPIName() string {
 // credential cooldown, the minimum interval since stored was fetched, the
 // hourly cap of issued tokens (passed at a slow rate when no valid token is
 // held), WeChat's limit on forced stable_token refreshes and the daily
-// budget. rejected is a token WeChat rejected (the stale token of a passive
+// budget. stableForce is a forced stable_token refresh (see stableForce).
+// rejected is a token WeChat rejected (the stale token of a passive
 // refresh that the store still holds), which does not count as held. It
 // returns the quota day to count the attempt on. The caller holds the
 // Store's lock.
-func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now time.Time, force bool, rejected string) (day string, err error) {
+func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now time.Time, stableForce bool, rejected string) (day string, err error) {
 	if err := w.checkCooldown(ctx, now); err != nil {
 		w.stats.refused(refusedCooldown)
 		return "", err
@@ -53,7 +60,7 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 	if !stored.FetchedAt.IsZero() {
 		life := stored.ExpiresAt.Sub(stored.FetchedAt)
 		minGap := min(w.opts.MinFetchInterval, life/4)
-		if force && w.opts.TokenAPI == TokenAPIStable {
+		if stableForce {
 			minGap = max(minGap, stableForceSpacing)
 		}
 		if since := now.Sub(stored.FetchedAt); since >= 0 && since < minGap {
@@ -74,7 +81,7 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 			return "", fmt.Errorf("%w: %d tokens issued this hour reached the cap MaxFetchesPerHour", ErrRateLimited, issued)
 		}
 	}
-	if force && w.opts.TokenAPI == TokenAPIStable {
+	if stableForce {
 		n, err := w.readCount(ctx, APIStableForce, day)
 		if err != nil {
 			return "", fmt.Errorf("wechat: reading the fetch count: %w", err)

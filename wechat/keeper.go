@@ -434,12 +434,10 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 		return Credential{}, err
 	}
 	w.endRepeats("refresh:", "wechat: token refreshes succeed again")
-	switch err := w.store.Save(ctx, KindAccessToken, c); {
-	case errors.Is(err, ErrSuperseded):
-		if newer, lerr := w.store.Load(ctx, KindAccessToken); lerr == nil && newer.ValidAt(now) {
-			w.log.Info("wechat: a newer token was saved meanwhile; adopting it", "trigger", trig.String())
-			return w.adopt(trig, newer), nil
-		}
+	switch newer, adopted, err := w.saveOrAdopt(ctx, KindAccessToken, c, now); {
+	case adopted:
+		w.log.Info("wechat: a newer token was saved meanwhile; adopting it", "trigger", trig.String())
+		return w.adopt(trig, newer), nil
 	case err != nil:
 		// The token is good; other processes will not see it, though.
 		w.log.Error("wechat: cannot save the new token; other processes will fetch their own", "err", err)
@@ -449,6 +447,21 @@ func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, 
 	w.log.Info("wechat: fetched a new access token", "trigger", trig.String(),
 		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
 	return c, nil
+}
+
+// saveOrAdopt saves c, just fetched, as kind. When the Store refuses it as
+// superseded (another process saved a newer one meanwhile) and the newer
+// one is valid at now, it returns that one, and adopted. A failed save is
+// err: c is still good, but other processes will not see it.
+func (w *Wechat) saveOrAdopt(ctx context.Context, kind Kind, c Credential, now time.Time) (_ Credential, adopted bool, err error) {
+	err = w.store.Save(ctx, kind, c)
+	if errors.Is(err, ErrSuperseded) {
+		if newer, lerr := w.store.Load(ctx, kind); lerr == nil && newer.ValidAt(now) {
+			return newer, true, nil
+		}
+		return c, false, nil
+	}
+	return c, false, err
 }
 
 // adopt makes c, read from the store, the token served from memory.
@@ -481,7 +494,7 @@ func (w *Wechat) noteResult(err error) {
 // (the back-off of an earlier refresh was waited before the lock). The
 // caller holds the Store's lock.
 func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, rejected string) (Credential, error) {
-	api := w.tokenAPIName()
+	api, stableForce := w.tokenAPIName(), w.stableForce(force)
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if d := w.attemptWait(); d > 0 && attempt > 0 {
@@ -493,7 +506,7 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, 
 			}
 		}
 		now := w.clock.Now()
-		day, err := w.guard(ctx, api, stored, now, force, rejected)
+		day, err := w.guard(ctx, api, stored, now, stableForce, rejected)
 		if err != nil {
 			if lastErr != nil {
 				return Credential{}, fmt.Errorf("%w (and no retry: %w)", lastErr, err)
@@ -506,7 +519,7 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, 
 			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 		}
 		w.noteQuota(day, used)
-		if force && w.opts.TokenAPI == TokenAPIStable {
+		if stableForce {
 			if _, err := w.addCount(ctx, APIStableForce, day, 1); err != nil {
 				return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 			}

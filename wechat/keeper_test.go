@@ -679,3 +679,44 @@ func TestFightWithOutsideProgramIsCapped(t *testing.T) {
 		t.Errorf("token fetches after the hour = %d, want %d", got, perHour+passes+1)
 	}
 }
+
+// overtaken is a Store on which another process always saves a newer
+// credential of kind just before this one saves its own.
+type overtaken struct {
+	*FileStore
+	kind Kind
+}
+
+func (s overtaken) Save(ctx context.Context, kind Kind, c Credential) error {
+	if kind == s.kind {
+		newer := Credential{Value: "NEWER-" + string(kind), FetchedAt: c.FetchedAt.Add(time.Millisecond), ExpiresAt: c.ExpiresAt}
+		if err := s.FileStore.Save(ctx, kind, newer); err != nil {
+			return err
+		}
+	}
+	return s.FileStore.Save(ctx, kind, c)
+}
+
+// A fetched token or ticket whose save is superseded by a newer valid one
+// gives way to it: that one is served.
+func TestSupersededFetchAdoptsNewer(t *testing.T) {
+	t.Run("token", func(t *testing.T) {
+		e := newEnv(t, newFake(t))
+		e.opts.Store = overtaken{e.store, KindAccessToken}
+		w := openKeeper(t, e)
+		if tok, err := w.AccessToken(t.Context()); err != nil || tok != "NEWER-"+string(KindAccessToken) {
+			t.Errorf("AccessToken = %q, %v; want the newer token saved meanwhile", tok, err)
+		}
+		if n := countLines(e.logs.String(), "a newer token was saved meanwhile"); n != 1 {
+			t.Errorf("the adoption was logged %d times, want once", n)
+		}
+	})
+	t.Run("ticket", func(t *testing.T) {
+		e := newEnv(t, newFake(t))
+		e.opts.Store = overtaken{e.store, KindJSAPITicket}
+		w := openKeeper(t, e)
+		if c, err := w.JSAPITicket(t.Context()); err != nil || c.Value != "NEWER-"+string(KindJSAPITicket) {
+			t.Errorf("JSAPITicket = %q, %v; want the newer ticket saved meanwhile", c.Value, err)
+		}
+	})
+}

@@ -133,11 +133,8 @@ func (w *Wechat) ticketLocked(ctx context.Context, i int, tok string) (Credentia
 			}
 			w.noteLife(path, c, clamped)
 			w.stats.tickets[fetchOK].Add(1)
-			if serr := w.store.Save(ctx, kind, c); errors.Is(serr, ErrSuperseded) {
-				if newer, lerr := w.store.Load(ctx, kind); lerr == nil && newer.ValidAt(now) {
-					c = newer
-				}
-			} else if serr != nil {
+			c, _, serr := w.saveOrAdopt(ctx, kind, c, now)
+			if serr != nil {
 				w.log.Error("wechat: cannot save the new ticket", "kind", string(kind), "err", serr)
 			}
 			w.tickets[i].Store(w.hold(c))

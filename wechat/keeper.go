@@ -64,7 +64,8 @@ const defaultLifetime = 7200 * time.Second
 //   - Failed attempts (errcode -1, HTTP 5xx, network errors, malformed
 //     answers) are spaced by a back-off with jitter, RetryBackoff doubling
 //     up to 16 times, that carries over from one refresh to the next until
-//     a fetch succeeds; one refresh makes at most MaxAttempts attempts.
+//     a fetch succeeds (the next refresh waits it before it takes the
+//     Store's lock); one refresh makes at most MaxAttempts attempts.
 //
 // Every upstream call refuses redirects (see RedirectError), never quotes
 // an upstream body in an error, and rejects a token longer than 2048

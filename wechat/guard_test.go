@@ -179,7 +179,8 @@ func TestOutagePastExpiry(t *testing.T) {
 
 // A caller that loops passive refreshes of the current token (a bug, or
 // WeChat rejecting every token): fetches stay bounded by the minimum
-// interval and the hourly cap, and the token is served throughout.
+// interval and the hourly cap (past which one per 5 min goes, the held
+// token being rejected), and the token is served throughout.
 func TestPassiveRefreshLoopBounded(t *testing.T) {
 	e := newEnv(t, newFake(t))
 	w := openKeeper(t, e)

@@ -52,10 +52,18 @@
 // SHA-256 of its body, until the timestamp leaves the window (at most
 // twice the window; twice DefaultTimestampWindow when the window check is
 // off). The same triple with a byte-identical body is WeChat re-sending
-// the push: it passes, and the dedupe answers it with the first reply. The
-// same triple with any other body is refused with 403 (OutcomeReplay) and
-// logged at Warn, without the body. A plain POST whose store lookup fails
-// is accepted, and the failure logged at Error.
+// the push, or someone who captured it replaying it: once a delivery of
+// the triple has been answered (a status below 500), it never runs the
+// next handler again. It is answered with the stored reply, which the
+// dedupe keeps as long as the triple can come back (twice the window and
+// a second, at least dedupe.DefaultTTL), or, when that reply is no longer
+// kept (a full Memory forgot it), refused with 403 (OutcomeReplay). After
+// a delivery that failed (a 5xx, or nothing written) the next one runs the
+// handler again, as WeChat's re-delivery should. The same triple with any
+// other body is refused with 403 (OutcomeReplay) and logged at Warn,
+// without the body. A POST whose store lookup fails is accepted, and the
+// failure logged at Error. With WithDedupe(nil) there is no stored reply:
+// identical replays run the handler, which must then deduplicate itself.
 //
 // The triples are kept in the dedupe store when it is shared (dedupe.Redis
 // given with WithDedupe, so every host behind a load balancer sees the
@@ -65,8 +73,10 @@
 // someone who can sign, that is WeChat or whoever holds the token, can
 // fill it. This narrows plain mode; it does not make it safe: whoever
 // intercepts a signed URL before it reaches the server can still replace
-// its message. Safe and compatible mode need no such memory: msg_signature
-// covers Encrypt, so another body fails the signature check already.
+// its message. In safe and compatible mode msg_signature covers Encrypt,
+// so another body fails the signature check already; the triple (with
+// msg_signature) is remembered there too, so that an identical replay
+// follows the same rule.
 //
 // # Re-deliveries
 //

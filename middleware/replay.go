@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -26,15 +27,16 @@ const replayPrefix = "replay|"
 // replayStore returns the store the replay check keeps triples in: the
 // dedupe store when it is a shared one (dedupe.Redis, or any Store that is
 // not a dedupe.Memory), else a Memory of this Verify's own, so that plain
-// pushes, which stay up to twice the window, do not crowd the dedupe's
-// 30-second entries out of a Memory's bounds.
+// pushes' triples do not crowd the dedupe's replies out of a Memory's
+// bounds.
 func (s *settings) replayStore() dedupe.Store {
 	if s.dedupe != nil {
 		if _, isMemory := s.dedupe.(*dedupe.Memory); !isMemory {
 			return s.dedupe
 		}
 	}
-	return &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: ReplayMaxEntries}
+	// Two entries a triple: the body's hash and the run claim.
+	return &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
 }
 
 // replayTTL is how long the triple of a push with timestamp ts must be
@@ -48,29 +50,102 @@ func (s *settings) replayTTL(ts int64) time.Duration {
 	return max(left, time.Second)
 }
 
-// checkReplay refuses a plain-mode POST whose signature, timestamp and
-// nonce an earlier accepted POST had, with another body. The plain-mode
-// signature covers only the timestamp and nonce, so without this a signed
-// URL seen once would carry any body for the whole window. The same triple
-// with a byte-identical body is WeChat re-sending the push, and passes on
-// to the dedupe, which answers it with the first reply. Bodies are
-// compared by their SHA-256.
+// A replay says what the replay check found for a POST: the keys of its
+// triple, and whether an accepted POST had the same triple and body.
+type replay struct {
+	key   string // the triple's key in s.replay; "" if the check failed
+	again bool   // an accepted POST had this triple with this body
+	ttl   time.Duration
+}
+
+// runKey is the key of the triple's run claim: held while a delivery of
+// the triple runs the next handler, finished once one has answered it,
+// abandoned when it failed (nothing written, or a 5xx).
+func (rp replay) runKey() string { return rp.key + "|run" }
+
+// checkReplay refuses a POST whose signature, timestamp and nonce (and in
+// safe mode msg_signature) an earlier accepted POST had, with another
+// body. The plain-mode signature covers only the timestamp and nonce, so
+// without this a signed URL seen once would carry any body for the whole
+// window. The same triple with a byte-identical body is WeChat re-sending
+// the push (or someone replaying it), and passes with again set; see
+// claimRun for what happens to it then. Bodies are compared by their
+// SHA-256. In safe mode msg_signature covers the body already, so only
+// again matters there.
 //
 // If the store fails, the POST is accepted and the failure logged: a lost
 // message is worse than the attack the signature and window still bound.
-func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string) {
+func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string, replay) {
 	ts, _ := parseSeconds(q.timestamp) // check has parsed it already
 	sum := sha256.Sum256(body)
 	key := replayPrefix + strings.ToLower(q.signature) + "|" + q.timestamp + "|" + q.nonce
-	first, shared, err := dedupe.Do(r.Context(), s.replay, key, s.replayTTL(ts), func(context.Context) (dedupe.Reply, error) {
+	if res.Encrypted {
+		key += "|" + strings.ToLower(q.msgSignature)
+	}
+	rp := replay{key: key, ttl: s.replayTTL(ts)}
+	first, shared, err := dedupe.Do(r.Context(), s.replay, key, rp.ttl, func(context.Context) (dedupe.Reply, error) {
 		return dedupe.Reply{Body: sum[:]}, nil
 	})
 	switch {
 	case err == nil && shared && !bytes.Equal(first.Body, sum[:]):
 		res.Outcome = OutcomeReplay
-		return res, "signature already used with another body: refused as a replay"
-	case err != nil && r.Context().Err() == nil:
+		return res, "signature already used with another body: refused as a replay", replay{}
+	case err == nil:
+		rp.again = shared
+	case r.Context().Err() == nil:
 		s.log(r, slog.LevelError, "wechat callback replay check failed; accepted without it", slog.String("error", err.Error()))
+		fallthrough
+	default:
+		rp.key = ""
 	}
-	return res, ""
+	return res, "", rp
 }
+
+// claimRun decides whether this delivery of an accepted triple runs the
+// next handler, by the triple's run claim (runKey). The first delivery
+// claims it. A later one waits while the claim is held, and claims it
+// itself if every delivery before it failed (the claim was abandoned, as
+// the dedupe abandons its own, so WeChat's re-delivery after a failure
+// runs the handler again). Once a delivery has answered, claimRun
+// returns false for every later one: it is answered from the dedupe's
+// reply, or refused, and never runs the handler again.
+func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
+	for range 3 {
+		first, err := s.replay.Begin(ctx, rp.runKey(), rp.ttl)
+		if err != nil || first {
+			return first, err
+		}
+		if _, err := s.replay.Wait(ctx, rp.runKey()); !errors.Is(err, dedupe.ErrAbandoned) {
+			return false, err
+		}
+	}
+	return false, errors.New("middleware: a callback's run was abandoned 3 times in a row")
+}
+
+// settleRun ends this delivery's run claim: finished if the next handler
+// answered (a status below 500), abandoned if it failed or wrote nothing,
+// so that a re-delivery runs it again.
+func (s *settings) settleRun(ctx context.Context, rp replay, status int) {
+	ctx = context.WithoutCancel(ctx)
+	if status > 0 && status < 500 {
+		s.replay.Finish(ctx, rp.runKey(), dedupe.Reply{})
+		return
+	}
+	s.replay.Abandon(ctx, rp.runKey())
+}
+
+// dedupeTTL is how long the dedupe keeps a reply: as long as the triple of
+// the push it answers can come back inside the window (2 window + 1 s, the
+// longest replayTTL), and at least dedupe.DefaultTTL. A shorter one let an
+// identical replay run the handler again once the reply was forgotten.
+func (s *settings) dedupeTTL() time.Duration {
+	window := s.window
+	if window <= 0 {
+		window = DefaultTimestampWindow
+	}
+	return max(dedupe.DefaultTTL, 2*window+time.Second)
+}
+
+// errReplyGone ends the dedupe lookup of a replayed push whose reply is no
+// longer kept: Do must not claim the key and run anything.
+var errReplyGone = errors.New("middleware: the reply to a replayed callback is no longer kept")

@@ -22,10 +22,10 @@ func TestReplayMemoryBounded(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1714036504, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	h := Verify(token, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).(*handler)
+	h := Verify(token, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).(*handler)
 	mem, ok := h.s.replay.(*dedupe.Memory)
-	if !ok || mem.MaxEntries != ReplayMaxEntries {
-		t.Fatalf("replay store %T %+v, want a Memory of at most ReplayMaxEntries", h.s.replay, h.s.replay)
+	if !ok || mem.MaxEntries != 2*ReplayMaxEntries {
+		t.Fatalf("replay store %T %+v, want a Memory of at most ReplayMaxEntries triples (two entries each)", h.s.replay, h.s.replay)
 	}
 	if mem == h.s.dedupe {
 		t.Fatal("the replay memory is the dedupe's: plain pushes would crowd out its entries")
@@ -43,14 +43,14 @@ func TestReplayMemoryBounded(t *testing.T) {
 	for _, n := range []string{"1", "2", "3"} {
 		send(n)
 	}
-	if got := mem.Len(); got != 3 {
-		t.Fatalf("%d triples remembered, want 3", got)
+	if got := mem.Len(); got != 6 {
+		t.Fatalf("%d entries remembered, want 6 (3 triples, each with its run claim)", got)
 	}
 	mu.Lock()
 	now = now.Add(DefaultTimestampWindow + time.Second)
 	mu.Unlock()
 	send("4")
-	if got := mem.Len(); got != 1 {
-		t.Errorf("%d triples remembered after the window, want 1", got)
+	if got := mem.Len(); got != 2 {
+		t.Errorf("%d entries remembered after the window, want 2 (one triple)", got)
 	}
 }

@@ -2,6 +2,8 @@ package middleware_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -173,7 +175,7 @@ func TestReplayWindow(t *testing.T) {
 	}
 }
 
-// TestReplaySafeMode documents why the replay check is for plain mode
+// TestReplaySafeMode documents why the body check matters in plain mode
 // only: in safe and compatible mode msg_signature covers Encrypt, so a
 // signed query with another body fails the signature already, while two
 // genuine pushes that happen to share a timestamp and nonce both pass.
@@ -293,4 +295,102 @@ func TestReplayStoreDown(t *testing.T) {
 	if !strings.Contains(logs, `level=ERROR msg="wechat callback replay check failed; accepted without it"`) {
 		t.Errorf("the failure was not logged: %s", logs)
 	}
+}
+
+// TestReplayAfterDedupeTTL re-sends one accepted push, byte for byte, 40 s
+// later (past dedupe.DefaultTTL, inside the timestamp window): it is
+// answered with the first reply and never runs the handler again, in plain
+// and safe mode, with the default store and with Redis. When the reply is
+// no longer kept the replay is refused; after a delivery that failed, it
+// runs the handler (WeChat re-sending after a 5xx).
+func TestReplayAfterDedupeTTL(t *testing.T) {
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	for _, tt := range []struct {
+		name string
+		opts func(t *testing.T, h *harness) []middleware.Option
+	}{
+		{"default", func(*testing.T, *harness) []middleware.Option { return nil }},
+		{"redis", func(t *testing.T, h *harness) []middleware.Option {
+			return []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: startRedis(t), Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond})}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness()
+			srv := httptest.NewServer(middleware.Verify(testToken, h.options(append(tt.opts(t, h), middleware.WithAES(testAppID, testKey), middleware.WithAllowPlaintext(true))...)...)(h.next()))
+			defer srv.Close()
+			start := h.clock()
+			plainURL := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(start.Unix(), 10), "late").Encode()
+			sealed := wx.seal(t, start.Unix(), "late-safe", textMsg(2), false)
+			for i, at := range []time.Duration{0, 40 * time.Second, 4 * time.Minute, middleware.DefaultTimestampWindow} {
+				h.setNow(start.Add(at))
+				want := 1
+				if i > 0 {
+					want = 0
+				}
+				resp, got := do(t, srv.Client(), "POST", plainURL, strings.NewReader(textMsg(1)))
+				_, _, calls := h.take()
+				if resp.StatusCode != 200 || got != "handled" || calls != want {
+					t.Errorf("plain push at +%v: %d %q, handler ran %d times; want 200 handled, %d", at, resp.StatusCode, got, calls, want)
+				}
+				resp, got = post(t, srv.Client(), srv.URL, sealed)
+				_, _, calls = h.take()
+				if resp.StatusCode != 200 || calls != want {
+					t.Errorf("safe push at +%v: %d %q, handler ran %d times; want 200, %d", at, resp.StatusCode, got, calls, want)
+				} else if plain, _ := wx.open(t, []byte(got), false); plain != "handled" {
+					t.Errorf("safe push at +%v answered %q", at, plain)
+				}
+			}
+		})
+	}
+
+	t.Run("reply forgotten", func(t *testing.T) {
+		h := newHarness()
+		mem := &dedupe.Memory{Clock: clockOf(h), MaxEntries: 1}
+		srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithDedupe(mem))...)(h.next()))
+		defer srv.Close()
+		ts := strconv.FormatInt(h.clock().Unix(), 10)
+		first := srv.URL + "/?" + signedQuery(testToken, ts, "f1").Encode()
+		for i, d := range []struct {
+			url, body string
+			status    int
+			calls     int
+		}{
+			{first, textMsg(1), 200, 1},
+			{srv.URL + "/?" + signedQuery(testToken, ts, "f2").Encode(), textMsg(2), 200, 1}, // pushes the first reply out
+			{first, textMsg(1), 403, 0},
+		} {
+			resp, got := do(t, srv.Client(), "POST", d.url, strings.NewReader(d.body))
+			logs, results, calls := h.take()
+			if resp.StatusCode != d.status || calls != d.calls {
+				t.Fatalf("delivery %d: %d %q, handler ran %d times; want %d, %d", i+1, resp.StatusCode, got, calls, d.status, d.calls)
+			}
+			if d.status == 403 && (len(results) != 1 || results[0].Outcome != middleware.OutcomeReplay || !strings.Contains(logs, "outcome=replay")) {
+				t.Errorf("refusal: %v %s", results, logs)
+			}
+		}
+	})
+
+	t.Run("first delivery failed", func(t *testing.T) {
+		h := newHarness()
+		runs := 0
+		srv := httptest.NewServer(middleware.Verify(testToken, h.options()...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			runs++ // deliveries here are sequential
+			if runs == 1 {
+				http.Error(w, "database down", http.StatusInternalServerError)
+				return
+			}
+			io.WriteString(w, "handled")
+		})))
+		defer srv.Close()
+		u := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "fail").Encode()
+		for i, want := range []struct {
+			status int
+			runs   int
+		}{{500, 1}, {200, 2}, {200, 2}} {
+			h.setNow(h.clock().Add(40 * time.Second))
+			if resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(textMsg(1))); resp.StatusCode != want.status || runs != want.runs {
+				t.Errorf("delivery %d: %d %q, handler ran %d times; want %d, %d", i+1, resp.StatusCode, got, runs, want.status, want.runs)
+			}
+		}
+	})
 }

@@ -11,13 +11,15 @@ import (
 // reply takes more than 5 s, three deliveries in all over about 15 s; the
 // middleware keys each push by its message.Message.DedupeKey, runs the next
 // handler for the first delivery only, and answers every later delivery
-// within dedupe.DefaultTTL with the first one's reply (status, Content-Type
+// with the first one's reply for as long as a triple of the push can be
+// inside the timestamp window (twice the window and a second, ten minutes
+// with the default; at least dedupe.DefaultTTL) (status, Content-Type
 // and body; other headers reach the first delivery only), encrypted afresh
 // in safe mode. A reply with a 5xx status is not kept, so the next delivery
 // runs the handler again. See package dedupe.
 //
-// The default is a dedupe.Memory, one per call of Verify, which is right
-// for one process. Servers behind a load balancer share a
+// The default is a dedupe.Memory of ReplayMaxEntries entries, one per
+// call of Verify, which is right for one process. Servers behind a load balancer share a
 // dedupe.NewRedis store instead. WithDedupe(nil) turns deduplication off:
 // then every delivery runs the next handler, and in plain mode its reply
 // goes to the connection unbuffered.

@@ -138,9 +138,11 @@ func TestRetriesMemory(t *testing.T) {
 	mem := &dedupe.Memory{Clock: clockOf(h)}
 	send, runs := threeDeliveries(t, h, mem, wx)
 
-	// WeChat's retries are long over 30 s later: the same MsgId is a new
-	// push then (it never comes in practice), and runs the handler.
-	h.setNow(h.clock().Add(dedupe.DefaultTTL))
+	// Once no triple of it can be in the timestamp window any more (the
+	// dedupe keeps a reply that long: twice the window and a second), the
+	// same MsgId is a new push (it never comes in practice), and runs the
+	// handler.
+	h.setNow(h.clock().Add(2*middleware.DefaultTimestampWindow + time.Second))
 	if d := send("late"); d.status != 200 || runs() != 2 {
 		t.Errorf("a delivery after the window: status %d, handler runs %d; want 200, 2", d.status, runs())
 	}
@@ -164,7 +166,7 @@ func TestRetriesDefault(t *testing.T) {
 			runs := 0
 			for i, want := range tt.runs {
 				if i == 3 {
-					h.setNow(h.clock().Add(dedupe.DefaultTTL)) // past the window
+					h.setNow(h.clock().Add(2*middleware.DefaultTimestampWindow + time.Second)) // past the dedupe's TTL
 				} else if i > 0 {
 					h.setNow(h.clock().Add(5 * time.Second))
 				}

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -166,8 +167,10 @@ func WithResultFunc(fn func(r *http.Request, res Result)) Option {
 //     MsgSignature. "", "success" and error statuses go out as written.
 //   - A plain-mode POST whose signature, timestamp and nonce an accepted
 //     POST had already, with another body, is refused with 403 as a replay;
-//     with a byte-identical body it is WeChat re-sending the push, and
-//     passes (see the package documentation).
+//     with a byte-identical body (in any mode) it is WeChat re-sending the
+//     push: once a delivery of it has been answered it never runs the next
+//     handler again, it gets the stored reply, or 403 if that is no longer
+//     kept (see the package documentation).
 //   - Any other method is answered 405 with Allow: GET, POST.
 //
 // Every rejection has a plain-text body of a few words saying why, and is
@@ -214,7 +217,9 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 		}
 	}
 	if !s.dedupeSet {
-		s.dedupe = &dedupe.Memory{Clock: clockFunc(s.now)}
+		// As many entries as the replay memory has triples: a reply
+		// must outlive its push's triple (see dedupeTTL).
+		s.dedupe = &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: ReplayMaxEntries}
 	}
 	s.replay = s.replayStore()
 	return func(next http.Handler) http.Handler {
@@ -227,6 +232,7 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 			if s.logger != nil {
 				opts = append(opts, dedupe.WithLogger(s.logger))
 			}
+			opts = append(opts, dedupe.WithTTL(s.dedupeTTL()))
 			inner = dedupe.Middleware(s.dedupe, opts...)(next)
 		}
 		return &handler{s: s, next: inner}
@@ -250,11 +256,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if res.Outcome == OutcomePass {
 			var in inbound
 			in, res, reason = s.open(q, res, body)
-			if res.Outcome == OutcomePass && !res.Encrypted {
-				res, reason = s.checkReplay(r, q, res, body)
+			var rp replay
+			if res.Outcome == OutcomePass {
+				res, reason, rp = s.checkReplay(r, q, res, body)
 			}
 			if res.Outcome == OutcomePass {
-				h.serve(w, r, q, res, in)
+				res, reason = h.serve(w, r, q, res, in, rp)
+			}
+			if res.Outcome == OutcomePass {
 				return
 			}
 		}
@@ -282,24 +291,96 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve hands an accepted POST to the next handler, and in safe mode
-// encrypts its reply.
-func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Result, in inbound) {
-	r = r.WithContext(message.NewContext(r.Context(), in.msg))
+// encrypts its reply. A POST whose triple and body a delivery has already
+// answered does not run the handler: it gets the dedupe's stored reply,
+// or, when that is no longer kept, serve returns OutcomeReplay for the
+// caller to refuse it. serve returns OutcomePass when it has answered (or
+// the client is gone).
+func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Result, in inbound, rp replay) (Result, string) {
+	s := h.s
+	ctx := r.Context()
+	run := true
+	if s.dedupe != nil && rp.key != "" {
+		claimed, err := s.claimRun(ctx, rp)
+		switch {
+		case err == nil:
+			run = claimed
+		case ctx.Err() != nil:
+			return res, "" // WeChat gave up waiting
+		default:
+			s.log(r, slog.LevelError, "wechat callback replay check failed; handler run without it", slog.String("error", err.Error()))
+			rp.key = ""
+		}
+	}
+	var stored *dedupe.Reply
+	if !run {
+		reply, _, err := dedupe.Do(ctx, s.dedupe, in.msg.DedupeKey(), s.dedupeTTL(), func(context.Context) (dedupe.Reply, error) {
+			return dedupe.Reply{}, errReplyGone
+		})
+		switch {
+		case err == nil:
+			stored = &reply
+		case errors.Is(err, errReplyGone):
+			res.Outcome = OutcomeReplay
+			return res, "callback answered already and its reply is no longer kept: refused as a replay"
+		case ctx.Err() != nil:
+			return res, ""
+		default:
+			// The store failed: as the dedupe does then, a duplicate
+			// run is better than a lost message.
+			s.log(r, slog.LevelError, "wechat callback reply lookup failed; handler run again", slog.String("error", err.Error()))
+			rp.key = ""
+		}
+	}
+	r = r.WithContext(message.NewContext(ctx, in.msg))
 	rb := new(bufferedBody)
 	rb.Reset(in.plain)
 	r.Body = rb
 	r.ContentLength = int64(len(in.plain))
-	h.s.report(r, res)
-	start := h.s.now()
+	s.report(r, res)
+	start := s.now()
 	sw := &statusWriter{ResponseWriter: w}
+	settled := false
+	if stored == nil && rp.key != "" {
+		defer func() {
+			if !settled { // the handler panicked
+				s.settleRun(r.Context(), rp, http.StatusInternalServerError)
+			}
+		}()
+	}
+	next := h.next
+	if stored != nil {
+		next = storedReply(*stored)
+	}
 	if !res.Encrypted {
-		h.next.ServeHTTP(sw, r)
+		next.ServeHTTP(sw, r)
 	} else {
 		rec := &replyRecorder{header: make(http.Header)}
-		h.next.ServeHTTP(rec, r)
-		h.s.seal(sw, r, rec, in, q.nonce)
+		next.ServeHTTP(rec, r)
+		s.seal(sw, r, rec, in, q.nonce)
 	}
-	h.s.logAccepted(r, res, in.msg, sw.written(), h.s.now().Sub(start))
+	if stored == nil && rp.key != "" {
+		s.settleRun(r.Context(), rp, sw.written())
+	}
+	settled = true
+	s.logAccepted(r, res, in.msg, sw.written(), s.now().Sub(start))
+	return Result{Outcome: OutcomePass}, ""
+}
+
+// storedReply answers with a reply the dedupe kept, as the dedupe answers
+// a re-delivery: status, Content-Type and body.
+type storedReply dedupe.Reply
+
+func (sr storedReply) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	if sr.ContentType != "" {
+		w.Header().Set("Content-Type", sr.ContentType)
+	}
+	status := sr.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	w.Write(sr.Body)
 }
 
 // bufferedBody is the body the next handler reads: the bytes read up front.

@@ -42,7 +42,7 @@ func TestFileStoreLockFileDeletedWhileHeld(t *testing.T) {
 
 // TestFileStoreWaiterChecksLockFile: B waits on the lock file A holds;
 // the file is then replaced by another one (as an outside program or an
-// older version would, without the directory lock). When A unlocks, B
+// older version would, without the guard). When A unlocks, B
 // gets the flock of a file the path no longer names: it must notice and
 // lock the file the path names now, where every later process will look.
 func TestFileStoreWaiterChecksLockFile(t *testing.T) {

@@ -351,17 +351,33 @@ func testLockHonoursContext(t *testing.T, open Factory) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, cancel := tt.ctx()
 			defer cancel()
-			start := time.Now()
-			u, err := waiter.Lock(c)
+			type result struct {
+				unlock func()
+				err    error
+			}
+			got := make(chan result, 1)
+			go func() {
+				u, err := waiter.Lock(c)
+				got <- result{u, err}
+			}()
+			var (
+				u   func()
+				err error
+			)
+			select {
+			case r := <-got:
+				u, err = r.unlock, r.err
+			case <-time.After(30 * time.Second):
+				// The holder unlocks only when the test ends: a Lock that
+				// ignores its context waits for good.
+				t.Fatal("Lock did not return 30 s after its context ended")
+			}
 			if err == nil {
 				u()
 				t.Fatal("Lock succeeded while another handle held the lock")
 			}
 			if !errors.Is(err, tt.want) {
 				t.Errorf("Lock while held elsewhere, ctx ended = %v, want an error wrapping %v", err, tt.want)
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("Lock returned %v after its context ended, want promptly", d)
 			}
 		})
 	}
@@ -404,8 +420,8 @@ func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
 			t.Fatalf("Lock after the waiter unlocked: %v", err)
 		}
 		u2()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the waiter did not get the lock within 5s of unlock")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiter did not get the lock within 30 s of unlock")
 	}
 }
 

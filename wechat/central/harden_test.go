@@ -408,10 +408,17 @@ func TestCheckStore(t *testing.T) {
 	if err := os.Mkdir(readOnly, 0o500); err != nil {
 		t.Fatal(err)
 	}
+	// A link whose target's directory is missing: the store writes next
+	// to the target, so it would retry forever.
+	dangling := filepath.Join(dir, "link.txt")
+	if err := os.Symlink(filepath.Join(dir, "gone", "wechat.txt"), dangling); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, store, want string
 	}{
 		{"missing directory", filepath.Join(dir, "nope", "wechat.txt"), "does not exist"},
+		{"link into a missing directory", dangling, "gone\" does not exist"},
 		{"a directory", dir, "is a directory"},
 		{"under a file", filepath.Join(file, "wechat.txt"), "not a directory"},
 		{"read-only directory", filepath.Join(readOnly, "wechat.txt"), "cannot create files"},
@@ -440,7 +447,7 @@ func TestCheckStore(t *testing.T) {
 			t.Errorf("CheckStore(%q) = %v, want nil", ok, err)
 		}
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
 		t.Errorf("the check left files behind: %v", entries)
 	}
 }

@@ -323,19 +323,35 @@ func keeperOptions(cfg config.Config, store wechat.Store, o ServeOptions, log *s
 }
 
 // CheckStore checks, before serving, what can be checked of the token
-// store named by WECHAT_STORE: for a file path, that it does not name a
-// directory, that its directory exists and that a file can be created
-// there (the store writes a new file and renames it, and keeps a lock file
-// next to it). A Redis URL is not checked: an unreachable Redis is a
-// run-time condition the keeper retries. A problem is a *config.VarError
-// naming WECHAT_STORE.
+// store named by WECHAT_STORE: for a file path, symbolic links resolved as
+// the file store resolves them (wechat.FileStore.Path: it writes next to
+// the real file), that it does not name a directory, that its directory
+// exists and that a file can be created there (the store writes a new file
+// and renames it, and keeps a lock file next to it). A Redis URL is not
+// checked: an unreachable Redis is a run-time condition the keeper
+// retries. A problem is a *config.VarError naming WECHAT_STORE.
 func CheckStore(store string) error {
-	if scheme, _, ok := strings.Cut(store, "://"); ok && strings.HasPrefix(strings.ToLower(scheme), "redis") {
+	if isRedisURL(store) {
 		return nil
 	}
 	bad := func(format string, args ...any) error {
 		return &config.VarError{Var: "WECHAT_STORE", Flag: "store", Err: fmt.Errorf(format, args...)}
 	}
+	// The path the store will use; a link that cannot be resolved is
+	// used as given, as the store does.
+	if real := wechat.NewFileStore(store, nil).Path(); real != store {
+		if abs, err := filepath.Abs(store); err != nil || abs != real {
+			if err := checkStoreFile(real, bad); err != nil {
+				return bad("%q is a link to %q: %w", store, real, errors.Unwrap(err))
+			}
+			return nil
+		}
+	}
+	return checkStoreFile(store, bad)
+}
+
+// checkStoreFile is CheckStore for the path the store uses.
+func checkStoreFile(store string, bad func(string, ...any) error) error {
 	if fi, err := os.Stat(store); err == nil && fi.IsDir() {
 		return bad("%q is a directory: name the file, e.g. %s", store, filepath.Join(store, config.DefaultStore))
 	} else if err == nil && !fi.Mode().IsRegular() {
@@ -368,12 +384,20 @@ func CheckStore(store string) error {
 	return nil
 }
 
+// isRedisURL reports whether WECHAT_STORE names a Redis store: a URL whose
+// scheme starts with redis (redis, rediss, redis+sentinel, ...), in any
+// case. Anything else is a file path.
+func isRedisURL(store string) bool {
+	scheme, _, ok := strings.Cut(store, "://")
+	return ok && strings.HasPrefix(strings.ToLower(scheme), "redis")
+}
+
 // OpenStore opens the token store named by WECHAT_STORE: a Redis URL
 // (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
 // rediss+ forms) through redisstore.Open, anything else as the path of a
 // wechat.FileStore. The returned function releases the store.
 func OpenStore(store, appID string, log *slog.Logger) (wechat.Store, func(), error) {
-	if scheme, _, ok := strings.Cut(store, "://"); ok && strings.HasPrefix(strings.ToLower(scheme), "redis") {
+	if isRedisURL(store) {
 		s, err := redisstore.Open(store, appID, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, nil, fmt.Errorf("central: WECHAT_STORE: %w", err)

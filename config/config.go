@@ -267,9 +267,16 @@ func parseHosts(v string) ([]string, error) {
 		if _, _, err := net.SplitHostPort(h); err == nil {
 			return nil, fmt.Errorf("entry %q has a port: give the host name alone (any port is accepted)", h)
 		}
-		out = append(out, strings.ToLower(strings.Trim(h, "[]")))
+		out = append(out, NormalizeHost(h))
 	}
 	return out, nil
+}
+
+// NormalizeHost returns a host name or address, without port, in the form
+// AdminHostList returns and the admin API compares Host headers in: lower
+// case, without the brackets of an IPv6 literal or a trailing dot.
+func NormalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")
 }
 
 // parsePrefixes parses a comma-separated list of addresses and CIDRs. An

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/wechat"
 )
@@ -100,7 +101,6 @@ type AdminOptions struct {
 // is logged once. Build it with NewAdmin; it is safe for concurrent use.
 type Admin struct {
 	keeper   atomic.Pointer[keeperRef]
-	startErr atomic.Pointer[string]
 	key      [sha256.Size]byte
 	hasKey   bool
 	log      *slog.Logger
@@ -133,7 +133,7 @@ func NewAdmin(k Keeper, o AdminOptions) *Admin {
 	}
 	a.hosts = map[string]bool{}
 	for _, h := range o.AllowedHosts {
-		a.hosts[strings.TrimSuffix(strings.ToLower(strings.Trim(h, "[]")), ".")] = true
+		a.hosts[config.NormalizeHost(h)] = true
 	}
 	a.metrics = newMetrics(a, o.Store)
 	a.SetKeeper(k)
@@ -174,16 +174,6 @@ func (a *Admin) SetKeeper(k Keeper) {
 	a.keeper.Store(&keeperRef{k})
 }
 
-// setStartError records why the keeper is not there yet, for /healthz.
-func (a *Admin) setStartError(err error) {
-	if err == nil {
-		a.startErr.Store(nil)
-		return
-	}
-	s := err.Error()
-	a.startErr.Store(&s)
-}
-
 // ServeHTTP serves the admin API.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.hasKey && !a.hostAllowed(r.Host) {
@@ -200,7 +190,7 @@ func (a *Admin) hostAllowed(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	host = config.NormalizeHost(host)
 	if host == "" {
 		return false
 	}
@@ -253,9 +243,6 @@ func (a *Admin) current(w http.ResponseWriter, r *http.Request) Keeper {
 }
 
 func (a *Admin) notReady() error {
-	if p := a.startErr.Load(); p != nil {
-		return fmt.Errorf("%w: the token keeper is starting; last attempt: %s", wechat.ErrNoToken, *p)
-	}
 	return fmt.Errorf("%w: the token keeper is starting", wechat.ErrNoToken)
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,10 +96,13 @@ type AdminOptions struct {
 // store failed, 503 the quota is exhausted or no token can be had now, or
 // the server is shutting down. No answer and no log line holds a secret.
 //
-// A failed request is logged at WARN when its failure differs from the
-// last one; the same failure again is counted and logged at most once a
-// minute with the number of repeats, and the first success after failures
-// is logged once. Build it with NewAdmin; it is safe for concurrent use.
+// A failed request (5xx) is logged at WARN when its failure differs from
+// the last one, by status and kind (WeChat's errcode, not its errmsg,
+// which ends in a per-call request id); the same failure again is counted
+// and logged at most once a minute with the number of repeats, and the
+// first success after failures is logged once. Refused requests (4xx, a
+// foreign Host among them) are logged at INFO the same way, with the
+// caller's address and Host. Build it with NewAdmin; it is safe for concurrent use.
 type Admin struct {
 	keeper   atomic.Pointer[keeperRef]
 	key      [sha256.Size]byte
@@ -110,7 +114,8 @@ type Admin struct {
 	metrics  *metrics
 	hosts    map[string]bool // AllowedHosts, lower case
 	trusted  []netip.Prefix
-	failures failLog
+	failures failLog // 5xx answers: the keeper or the store failed
+	refusals failLog // 4xx answers: the caller's mistake, or a foreign Host
 }
 
 type keeperRef struct{ k Keeper }
@@ -118,7 +123,8 @@ type keeperRef struct{ k Keeper }
 // NewAdmin returns the admin API on k. k may be nil while the keeper is
 // still starting (every route but /metrics answers 503 until SetKeeper).
 func NewAdmin(k Keeper, o AdminOptions) *Admin {
-	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout, trusted: o.TrustedProxies}
+	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout, trusted: o.TrustedProxies,
+		refusals: failLog{line: "central: admin request refused", level: slog.LevelInfo}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -177,7 +183,7 @@ func (a *Admin) SetKeeper(k Keeper) {
 // ServeHTTP serves the admin API.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.hasKey && !a.hostAllowed(r.Host) {
-		a.fail(w, r, http.StatusForbidden, fmt.Errorf("Host %q is not a loopback name: without WECHAT_ADMIN_KEY the admin API answers only Host localhost, 127.0.0.1 or [::1] (any port), against DNS rebinding; list other names in WECHAT_ADMIN_HOSTS or set WECHAT_ADMIN_KEY", r.Host))
+		a.refuse(w, r, http.StatusForbidden, "foreign Host", fmt.Errorf("Host %q is not a loopback name: without WECHAT_ADMIN_KEY the admin API answers only Host localhost, 127.0.0.1 or [::1] (any port), against DNS rebinding; list other names in WECHAT_ADMIN_HOSTS or set WECHAT_ADMIN_KEY", r.Host))
 		return
 	}
 	a.router.ServeHTTP(w, r)
@@ -459,10 +465,12 @@ func (a *Admin) failErr(w http.ResponseWriter, r *http.Request, err error, secre
 	if secret != "" {
 		msg = strings.ReplaceAll(msg, secret, "[redacted]")
 	}
+	key := failKey(code, err)
 	if errors.Is(context.Cause(r.Context()), ErrShuttingDown) {
 		code, msg = http.StatusServiceUnavailable, ErrShuttingDown.Error()+": "+msg
+		key = failKey(code, ErrShuttingDown)
 	}
-	a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, msg)
+	a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, key, msg)
 	writeJSON(w, code, errorJSON{Error: msg, Errcode: errcode})
 }
 
@@ -474,16 +482,46 @@ var ErrShuttingDown = errors.New("the server is shutting down")
 // fail answers a request error.
 func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	if code >= 500 {
-		a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, err.Error())
-	} else {
-		remote := middleware.ClientAddr(r, a.trusted)
-		attrs := []any{"route", r.URL.Path, "status", code, "remote", remote, "reason", err}
-		if remote != r.RemoteAddr {
-			attrs = append(attrs, "peer", r.RemoteAddr)
-		}
-		a.log.Info("central: admin request refused", attrs...)
+		a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, failKey(code, err), err.Error())
+		writeJSON(w, code, errorJSON{Error: err.Error()})
+		return
 	}
+	a.refuse(w, r, code, err.Error(), err)
+}
+
+// refuse answers a 4xx and logs it through the refusals' limiter under
+// kind, with the caller's address and Host: a web page looping on a
+// rebinding name, or a client with a wrong key, makes a line a minute.
+func (a *Admin) refuse(w http.ResponseWriter, r *http.Request, code int, kind string, err error) {
+	remote := middleware.ClientAddr(r, a.trusted)
+	attrs := []any{"remote", remote, "host", r.Host}
+	if remote != r.RemoteAddr {
+		attrs = append(attrs, "peer", r.RemoteAddr)
+	}
+	a.refusals.failed(a.log, a.clock.Now(), r.URL.Path, code, strconv.Itoa(code)+" "+kind, err.Error(), attrs...)
 	writeJSON(w, code, errorJSON{Error: err.Error()})
+}
+
+// ridPattern matches the request id WeChat appends to every errmsg.
+var ridPattern = regexp.MustCompile(` ?rid: [0-9A-Za-z-]+`)
+
+// failKey is what makes two failed admin requests the same failure for
+// the log's limiter: the status and the kind of error, WeChat's errcode
+// and API for a WeChat error, never text that differs from call to call
+// (WeChat's errmsg ends in a request id, " rid: …", so keying on it
+// logged every failure).
+func failKey(code int, err error) string {
+	var apiErr *wechat.APIError
+	if errors.As(err, &apiErr) {
+		return fmt.Sprintf("%d %s errcode %d", code, apiErr.API, apiErr.Code)
+	}
+	for _, kind := range []error{ErrShuttingDown, wechat.ErrQuotaExhausted, wechat.ErrRateLimited,
+		wechat.ErrCooldown, context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, kind) {
+			return strconv.Itoa(code) + " " + kind.Error()
+		}
+	}
+	return strconv.Itoa(code) + " " + ridPattern.ReplaceAllString(err.Error(), "")
 }
 
 // StatusOf maps an error of the token keeper to the admin API's HTTP
@@ -537,17 +575,20 @@ const failLogEvery = time.Minute
 // success after failures once. A business server looping on GET /v1/token
 // while no token can be had so makes a line a minute, not two a call.
 type failLog struct {
+	line  string     // the log message; "" is "central: admin request failed"
+	level slog.Level // of the line; the zero value is Info, so "" means Warn
+
 	failing  atomic.Bool // read without the lock on the success path
 	mu       sync.Mutex
-	last     string    // status and message of the failure last logged
+	last     string    // failKey of the failure last logged
 	loggedAt time.Time // when it was last logged
 	repeats  int       // of last, since loggedAt
 	total    int       // failures since the last success
 }
 
-// failed logs, or counts, one failed request.
-func (f *failLog) failed(log *slog.Logger, now time.Time, route string, code int, msg string) {
-	key := strconv.Itoa(code) + " " + msg
+// failed logs, or counts, one failed request: key says which failures
+// are the same, msg (the latest's message) and attrs are logged with it.
+func (f *failLog) failed(log *slog.Logger, now time.Time, route string, code int, key, msg string, extra ...any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failing.Store(true)
@@ -556,13 +597,17 @@ func (f *failLog) failed(log *slog.Logger, now time.Time, route string, code int
 		f.repeats++
 		return
 	}
-	attrs := []any{"route", route, "status", code, "err", msg}
+	attrs := append([]any{"route", route, "status", code, "err", msg}, extra...)
 	if key == f.last {
 		attrs = append(attrs, "repeated", f.repeats, "over", now.Sub(f.loggedAt).Truncate(time.Second))
 	} else if f.repeats > 0 {
 		attrs = append(attrs, "previous_repeated", f.repeats)
 	}
-	log.Warn("central: admin request failed", attrs...)
+	line, level := f.line, f.level
+	if line == "" {
+		line, level = "central: admin request failed", slog.LevelWarn
+	}
+	log.Log(context.Background(), level, line, attrs...)
 	f.last, f.loggedAt, f.repeats = key, now, 0
 }
 

@@ -169,6 +169,58 @@ func TestAdminFailureLogRateLimited(t *testing.T) {
 	}
 }
 
+// The limiter keys on the kind of failure, not its text: WeChat's errmsg
+// carries a request id that differs on every call, and a rebinding page
+// looping on a foreign Host names a new port or name each time.
+func TestAdminFailureLogKeys(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}
+	k := &stubKeeper{now: clock.Now}
+	var logs bytes.Buffer
+	a := NewAdmin(k, AdminOptions{Clock: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	lines := func(msg string) []string {
+		var out []string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, msg) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for i := range 50 {
+		k.setErr(fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{API: "/cgi-bin/token", Code: 40164,
+			Msg: fmt.Sprintf("invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in whitelist rid: 69b2c1d4-%08x", i)}))
+		if w := serveHTTP(a, "GET", "localhost", "/v1/token", ""); w.Code != 502 {
+			t.Fatalf("failing keeper: %d", w.Code)
+		}
+		if w := serveHTTP(a, "GET", fmt.Sprintf("rebind-%d.attacker.example:%d", i, 3101+i), "/v1/token", ""); w.Code != 403 {
+			t.Fatalf("foreign Host: %d", w.Code)
+		}
+		clock.Advance(time.Second / 2)
+	}
+	if got := lines("admin request failed"); len(got) != 1 {
+		t.Errorf("50 WeChat failures with distinct rids wrote %d lines, want 1:\n%s", len(got), logs.String())
+	}
+	if got := lines("admin request refused"); len(got) != 1 || !strings.Contains(got[0], "rebind-0.attacker.example") || !strings.Contains(got[0], "level=INFO") {
+		t.Errorf("50 foreign Hosts wrote %d lines, want 1 at INFO naming the first Host:\n%s", len(got), logs.String())
+	}
+	clock.Advance(time.Minute)
+	k.setErr(fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{API: "/cgi-bin/token", Code: 40164, Msg: "not in whitelist rid: 1"}))
+	serveHTTP(a, "GET", "localhost", "/v1/token", "")
+	serveHTTP(a, "GET", "evil.example", "/v1/token", "")
+	if got := lines("admin request failed"); len(got) != 2 || !strings.Contains(got[1], "repeated=49") {
+		t.Errorf("a minute later: want a second failure line with repeated=49:\n%s", logs.String())
+	}
+	if got := lines("admin request refused"); len(got) != 2 || !strings.Contains(got[1], "repeated=49") || !strings.Contains(got[1], "evil.example") {
+		t.Errorf("a minute later: want a second refusal line with repeated=49:\n%s", logs.String())
+	}
+	// Another errcode is another failure.
+	k.setErr(fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{API: "/cgi-bin/token", Code: 40125, Msg: "invalid appsecret rid: 2"}))
+	serveHTTP(a, "GET", "localhost", "/v1/token", "")
+	if got := lines("admin request failed"); len(got) != 3 || !strings.Contains(got[2], "40125") {
+		t.Errorf("another errcode: want a third failure line:\n%s", logs.String())
+	}
+}
+
 // /healthz says when refreshes wait for the store's lock held elsewhere.
 func TestHealthzLockWait(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}

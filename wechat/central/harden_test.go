@@ -370,7 +370,19 @@ func TestServeShutdownAnswersWaitingRequests(t *testing.T) {
 	}))
 	defer hang.Close()
 	defer close(release)
-	st := startServe(t, serveConfig(t, hang.URL), ServeOptions{ShutdownTimeout: 2 * time.Second})
+	// A valid stored token, so that the keeper fetches nothing at start:
+	// the one fetch WeChat sees is the passive refresh below, which is in
+	// flight once it arrives (a fetch at start-up filled arrived before
+	// the request was even connected, and shutdown raced its dial).
+	cfg := serveConfig(t, hang.URL)
+	const stored = "stored-token-valid-for-two-hours"
+	now := time.Now()
+	doc := fmt.Sprintf(`{"access_token":%q,"expires_in":%d,"fetched_at":%d}`,
+		stored, now.Add(7140*time.Second).UnixMilli(), now.Add(-time.Minute).UnixMilli())
+	if err := os.WriteFile(cfg.Store, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := startServe(t, cfg, ServeOptions{ShutdownTimeout: 2 * time.Second})
 
 	type answer struct {
 		code int
@@ -379,7 +391,8 @@ func TestServeShutdownAnswersWaitingRequests(t *testing.T) {
 	}
 	got := make(chan answer, 1)
 	go func() {
-		req, _ := http.NewRequest("GET", "http://"+st.admin+"/v1/token", nil)
+		req, _ := http.NewRequest("POST", "http://"+st.admin+"/v1/token/refresh", strings.NewReader(fmt.Sprintf(`{"stale":%q}`, stored)))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			got <- answer{err: err}

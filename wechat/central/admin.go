@@ -239,6 +239,14 @@ func (a *Admin) authorize(next http.Handler) http.Handler {
 	})
 }
 
+// served returns the keeper the admin API serves now, or nil.
+func (a *Admin) served() Keeper {
+	if ref := a.keeper.Load(); ref != nil {
+		return ref.k
+	}
+	return nil
+}
+
 // current returns the keeper, or answers 503 and returns nil.
 func (a *Admin) current(w http.ResponseWriter, r *http.Request) Keeper {
 	if ref := a.keeper.Load(); ref != nil {

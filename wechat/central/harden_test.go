@@ -423,19 +423,18 @@ func TestServeKeepsOneKeeperThroughStartup(t *testing.T) {
 		wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)))
 	defer fake.Close()
 	fake.Fail(wechattest.PathToken, wechattest.Fault{Errcode: 40164, Times: 1000})
-	st := startServe(t, serveConfig(t, fake.URL), ServeOptions{Clock: fake})
-	attempts := func() int { return fake.Stats().Errors[wechattest.PathToken][40164] }
-	deadline := time.Now().Add(10 * time.Second)
-	for attempts() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no token attempt")
-		}
-		time.Sleep(10 * time.Millisecond)
+	built := make(chan *Admin, 1)
+	st := startServe(t, serveConfig(t, fake.URL), ServeOptions{Clock: fake, adminBuilt: func(a *Admin) { built <- a }})
+	admin := <-built
+	first, ok := admin.served().(*wechat.Wechat)
+	if !ok || first == nil {
+		t.Fatalf("the admin serves %T %v, want the keeper", admin.served(), admin.served())
 	}
-	// One fake minute, in 2 s steps taken every 100 ms of real time (the
-	// old start-up loop rebuilt a keeper after 1 s, 2 s, 4 s … of real
-	// time, each with a fresh cooldown), with a caller asking each step.
-	for range 30 {
+	attempts := func() int { return fake.Stats().Errors[wechattest.PathToken][40164] }
+	// One fake minute in 2 s steps, with a caller asking each step; each
+	// GET waits for the attempt it may cause. The old start-up loop
+	// rebuilt the keeper on every failure, each with a fresh cooldown.
+	for i := range 30 {
 		fake.Advance(2 * time.Second)
 		resp, err := http.Get("http://" + st.admin + "/v1/token")
 		if err != nil {
@@ -445,7 +444,12 @@ func TestServeKeepsOneKeeperThroughStartup(t *testing.T) {
 		if resp.StatusCode != 502 && resp.StatusCode != 503 {
 			t.Fatalf("GET /v1/token without a token: %d, want 502 or 503", resp.StatusCode)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if k := admin.served(); k != Keeper(first) {
+			t.Fatalf("step %d: the admin serves keeper %p, want the first one, %p: one keeper for the life of the server", i, k, first)
+		}
+	}
+	if attempts() == 0 {
+		t.Fatal("no token attempt: the callers' GETs did not reach the keeper")
 	}
 	if n := attempts(); n > 2 {
 		t.Errorf("%d token attempts in the first minute with 40164, want at most 2", n)

@@ -54,6 +54,10 @@ type ServeOptions struct {
 	// Clock, if set, tells the token keeper and the admin API the time
 	// (a *wechattest.Server is one). Default: the system clock.
 	Clock wechat.Clock
+
+	// adminBuilt, if set, is called with the admin API once it is built:
+	// tests follow the keeper it serves.
+	adminBuilt func(*Admin)
 }
 
 // Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
@@ -153,6 +157,9 @@ func Serve(ctx context.Context, cfg config.Config, o ServeOptions) (err error) {
 		defer keeper.Close()
 		admin = NewAdmin(keeper, AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store, Timeout: adminTimeout,
 			Clock: o.Clock, AllowedHosts: cfg.AdminHostList(), TrustedProxies: cfg.TrustedProxyPrefixes()})
+		if o.adminBuilt != nil {
+			o.adminBuilt(admin)
+		}
 	}
 
 	// Listeners.

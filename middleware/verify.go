@@ -299,9 +299,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Result, in inbound, rp replay) (Result, string) {
 	s := h.s
 	ctx := r.Context()
-	run := true
+	run, claimed := true, false // claimed: this delivery holds the run claim
 	if s.dedupe != nil && rp.key != "" {
-		claimed, err := s.claimRun(ctx, rp)
+		var err error
+		claimed, err = s.claimRun(ctx, rp)
 		switch {
 		case err == nil:
 			run = claimed
@@ -309,7 +310,6 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 			return res, "" // WeChat gave up waiting
 		default:
 			s.log(r, slog.LevelError, "wechat callback replay check failed; handler run without it", slog.String("error", err.Error()))
-			rp.key = ""
 		}
 	}
 	var stored *dedupe.Reply
@@ -329,7 +329,6 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 			// The store failed: as the dedupe does then, a duplicate
 			// run is better than a lost message.
 			s.log(r, slog.LevelError, "wechat callback reply lookup failed; handler run again", slog.String("error", err.Error()))
-			rp.key = ""
 		}
 	}
 	r = r.WithContext(message.NewContext(ctx, in.msg))
@@ -341,7 +340,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	start := s.now()
 	sw := &statusWriter{ResponseWriter: w}
 	settled := false
-	if stored == nil && rp.key != "" {
+	if claimed {
 		defer func() {
 			if !settled { // the handler panicked
 				s.settleRun(r.Context(), rp, http.StatusInternalServerError)
@@ -359,7 +358,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 		next.ServeHTTP(rec, r)
 		s.seal(sw, r, rec, in, q.nonce)
 	}
-	if stored == nil && rp.key != "" {
+	if claimed {
 		s.settleRun(r.Context(), rp, sw.written())
 	}
 	settled = true

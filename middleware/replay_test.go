@@ -311,7 +311,23 @@ func TestReplayAfterDedupeTTL(t *testing.T) {
 	}{
 		{"default", func(*testing.T, *harness) []middleware.Option { return nil }},
 		{"redis", func(t *testing.T, h *harness) []middleware.Option {
-			return []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: startRedis(t), Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond})}
+			c := startRedis(t)
+			prefix := "test:" + t.Name() + ":"
+			t.Cleanup(func() {
+				// Redis keeps time itself: the reply must be set to live
+				// as long as a triple can come back, not dedupe.DefaultTTL.
+				keys, err := c.Keys(context.Background(), prefix+"*|msg|*").Result()
+				if err != nil || len(keys) == 0 {
+					t.Errorf("dedupe keys: %v %v", keys, err)
+				}
+				want := 2*middleware.DefaultTimestampWindow + time.Second
+				for _, k := range keys {
+					if ttl := c.PTTL(context.Background(), k).Val(); ttl <= want-10*time.Second || ttl > want {
+						t.Errorf("dedupe key %s lives %v, want about %v", k, ttl, want)
+					}
+				}
+			})
+			return []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: prefix, PollInterval: 5 * time.Millisecond})}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -395,6 +395,10 @@ func TestServeHealthzRecovers(t *testing.T) {
 }
 
 func TestServeConfigErrors(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "wechat.txt") // a link into a directory that does not exist
+	if err := os.Symlink(filepath.Join(os.TempDir(), "wxcentral-no-such-dir", "wechat.txt"), link); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -413,6 +417,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"store is a directory", keeperEnv(map[string]string{"WECHAT_STORE": os.TempDir()}), nil, []string{"WECHAT_STORE", "is a directory"}},
 		{"bad trusted proxy", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_TRUSTED_PROXIES": "10.0.0.0/40"}, nil,
 			[]string{"WECHAT_TRUSTED_PROXIES"}},
+		{"store is a link into a missing directory", keeperEnv(map[string]string{"WECHAT_STORE": link}), nil,
+			[]string{"WECHAT_STORE", "is a link to", "does not exist"}},
+		{"trusted proxy mapped 0.0.0.0/0", map[string]string{"WECHAT_TOKEN": cbToken, "WECHAT_TRUSTED_PROXIES": "::ffff:0.0.0.0/96"}, nil,
+			[]string{"WECHAT_TRUSTED_PROXIES", "trusts every address"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,8 +14,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,5 +605,66 @@ func TestServeAdminHosts(t *testing.T) {
 		if resp.StatusCode != tt.want {
 			t.Errorf("Host %q: %d, want %d", tt.host, resp.StatusCode, tt.want)
 		}
+	}
+}
+
+// Many connections that each send a large, unterminated header (under
+// net/http's 1 MiB default, as a slowloris would) leave the server's heap
+// small: each is answered 431 once past the public listener's 16 KiB
+// instead of being buffered until the header timeout. The heap is sampled
+// while they are open; sampling can only miss a peak, so a pass is never
+// a false one.
+func TestServeHeaderMemoryBounded(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	st := startServe(t, serveConfig(t, fake.URL), ServeOptions{})
+	const (
+		conns = 200
+		pad   = 900 << 10
+		bound = 48 << 20 // with 1 MiB headers allowed: about conns × pad = 176 MiB
+	)
+	req := []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + strings.Repeat("a", pad)) // never ends
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	runtime.GC()
+	base := heap()
+	var peak atomic.Uint64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if h := heap(); h > base && h-base > peak.Load() {
+				peak.Store(h - base)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var not431 atomic.Int64
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if line, _ := firstLine(st.public, req); !strings.HasPrefix(line, "HTTP/1.1 431") {
+				not431.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	if n := not431.Load(); n > 0 {
+		t.Errorf("%d of %d connections with a %d KiB unterminated header were not answered 431", n, conns, pad>>10)
+	}
+	if p := peak.Load(); p > bound {
+		t.Errorf("the heap grew by %d MiB under %d connections with %d KiB headers, want at most %d MiB",
+			p>>20, conns, pad>>10, bound>>20)
 	}
 }

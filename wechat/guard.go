@@ -210,23 +210,46 @@ type cooldownRecord struct {
 // started it, while a cooldown saved in the Store (by any process) or known
 // in memory lasts.
 func (w *Wechat) checkCooldown(ctx context.Context, now time.Time) error {
-	c, err := w.store.Load(ctx, KindCooldown)
+	w.syncCooldown(ctx)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err == nil && !c.IsZero() {
-		var rec cooldownRecord
-		if json.Unmarshal([]byte(c.Value), &rec) == nil && !c.FetchedAt.Before(w.cooldownAt) {
-			w.cooldownAt, w.cooldownN, w.cooldownUntil = c.FetchedAt, rec.N, c.ExpiresAt
-			w.cooldownErr = nil
-			if rec.Code != 0 {
-				w.cooldownErr = &APIError{Code: rec.Code, Msg: cleanErrmsg(rec.Msg), API: rec.API}
-			}
-		}
-	}
-	if w.cooldownErr != nil && now.Before(w.cooldownUntil) {
-		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, w.cooldownUntil.UTC().Format(time.RFC3339), w.cooldownErr)
+	if until, ok := w.cooldownLocked(now); ok {
+		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, until.UTC().Format(time.RFC3339), w.cooldownErr)
 	}
 	return nil
+}
+
+// syncCooldown adopts the cooldown record in the Store when it is newer
+// than the one in memory: another process or host (or an earlier run of
+// this one) started or ended it.
+func (w *Wechat) syncCooldown(ctx context.Context) {
+	c, err := w.store.Load(ctx, KindCooldown)
+	if err != nil || c.IsZero() {
+		return
+	}
+	var rec cooldownRecord
+	if json.Unmarshal([]byte(c.Value), &rec) != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if c.FetchedAt.Before(w.cooldownAt) {
+		return
+	}
+	w.cooldownAt, w.cooldownN, w.cooldownUntil = c.FetchedAt, rec.N, c.ExpiresAt
+	w.cooldownErr = nil
+	if rec.Code != 0 {
+		w.cooldownErr = &APIError{Code: rec.Code, Msg: cleanErrmsg(rec.Msg), API: rec.API}
+	}
+}
+
+// cooldownLocked returns the end of the credential cooldown in force at
+// now, if one is; the caller holds w.mu.
+func (w *Wechat) cooldownLocked(now time.Time) (until time.Time, ok bool) {
+	if w.cooldownErr != nil && now.Before(w.cooldownUntil) {
+		return w.cooldownUntil, true
+	}
+	return time.Time{}, false
 }
 
 // startCooldown pauses fetches after WeChat rejected the credentials, in

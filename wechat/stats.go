@@ -190,19 +190,14 @@ func (w *Wechat) Status(ctx context.Context) Status {
 		st.QuotaUsed, st.StoreReachable = n, true
 		w.noteQuota(st.QuotaDay, n)
 	}
-	// A cooldown another process or host started is honoured here too.
-	if c, err := w.store.Load(ctx, KindCooldown); err == nil && c.ValidAt(now) && c.ExpiresAt.After(c.FetchedAt) {
-		st.CooldownUntil = c.ExpiresAt
-	}
+	w.syncCooldown(ctx) // a cooldown another process or host started shows too
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st.LastRefresh, st.LastErrorAt = w.lastRefresh, w.lastErrAt
 	if w.lastErr != nil {
 		st.LastError = w.lastErr.Error()
 	}
-	if now.Before(w.cooldownUntil) && w.cooldownUntil.After(st.CooldownUntil) {
-		st.CooldownUntil = w.cooldownUntil
-	}
+	st.CooldownUntil, _ = w.cooldownLocked(now)
 	st.LockWaitSince = w.lockWaitSinceLocked()
 	return st
 }

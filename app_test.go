@@ -675,27 +675,12 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 // its 503 with the reason, and the process exits 0 within the shutdown
 // timeout (20 s; in-flight requests get the first half).
 func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
-	fake := wechattest.NewPlatform(wechattest.WithApp(appID, secret))
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != wechattest.PathToken {
-			fake.ServeHTTP(w, r)
-			return
-		}
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer api.Close()
-	defer close(release)
-	store, seeded := seed(t, fake)
-	p := startServer(t, api.URL, store, nil)
+	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
+	defer fake.Close()
+	// The next token fetch hangs until the server gives up on it.
+	fake.Fail(wechattest.PathToken, wechattest.Fault{Delay: time.Hour})
+	store, seeded := seed(t, fake.Platform)
+	p := startServer(t, fake.URL, store, nil)
 	type result struct {
 		code int
 		body string
@@ -717,7 +702,7 @@ func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		waiting <- result{code: resp.StatusCode, body: string(b)}
 	}()
-	<-arrived
+	waitFor(t, "the passive refresh to reach WeChat", func() bool { return fake.Stats().Attempts[wechattest.PathToken] > 0 })
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	r := <-waiting
 	if r.err != nil || r.code != 503 || !strings.Contains(r.body, "shutting down") || strings.Contains(r.body, seeded) {

@@ -358,25 +358,15 @@ func TestServeHeaderLimit(t *testing.T) {
 // At shutdown a request waiting on a WeChat that hangs gets its 503 with
 // the reason within the shutdown timeout, and Serve returns nil.
 func TestServeShutdownAnswersWaitingRequests(t *testing.T) {
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case arrived <- struct{}{}:
-		default:
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hang.Close()
-	defer close(release)
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	// The next token fetch hangs until the server gives up on it.
+	fake.Fail(wechattest.PathToken, wechattest.Fault{Delay: time.Hour})
 	// A valid stored token, so that the keeper fetches nothing at start:
 	// the one fetch WeChat sees is the passive refresh below, which is in
-	// flight once it arrives (a fetch at start-up filled arrived before
-	// the request was even connected, and shutdown raced its dial).
-	cfg := serveConfig(t, hang.URL)
+	// flight once WeChat has seen it (a fetch at start-up would be seen
+	// before the request was even connected, and shutdown raced its dial).
+	cfg := serveConfig(t, fake.URL)
 	const stored = "stored-token-valid-for-two-hours"
 	now := time.Now()
 	doc := fmt.Sprintf(`{"access_token":%q,"expires_in":%d,"fetched_at":%d}`,
@@ -404,7 +394,12 @@ func TestServeShutdownAnswersWaitingRequests(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		got <- answer{code: resp.StatusCode, body: string(b)}
 	}()
-	<-arrived
+	for deadline := time.Now().Add(10 * time.Second); fake.Stats().Attempts[wechattest.PathToken] == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the passive refresh never reached WeChat") // a failure, not a timing result
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	st.cancel()
 	a := <-got
 	if a.err != nil || a.code != 503 || !strings.Contains(a.body, "shutting down") {

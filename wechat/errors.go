@@ -1,6 +1,7 @@
 package wechat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -137,4 +138,69 @@ func isCredentialError(code int) bool {
 // was rejected (superseded, unknown or expired): a passive refresh helps.
 func isTokenError(code int) bool {
 	return code == 40001 || code == 40014 || code == 42001
+}
+
+// The reasons ErrorReason gives, and that the admin API sends in the
+// "reason" field of an error body. They are stable: clients match them.
+const (
+	ReasonRateLimited    = "rate_limited"    // ErrRateLimited
+	ReasonQuotaExhausted = "quota_exhausted" // ErrQuotaExhausted
+	ReasonCooldown       = "cooldown"        // ErrCooldown
+	ReasonNoToken        = "no_token"        // ErrNoToken
+	ReasonClosed         = "closed"          // ErrClosed
+	ReasonUpstream       = "upstream"        // WeChat answered an error or could not be reached
+	ReasonTimeout        = "timeout"         // the request's deadline passed first
+	ReasonInternal       = "internal"        // anything else (the store failed, …)
+)
+
+// reasons pairs each sentinel with its reason, most specific first: a
+// cooldown error also wraps the *APIError that started it.
+var reasons = [...]struct {
+	err    error
+	reason string
+}{
+	{ErrClosed, ReasonClosed},
+	{ErrCooldown, ReasonCooldown},
+	{ErrQuotaExhausted, ReasonQuotaExhausted},
+	{ErrRateLimited, ReasonRateLimited},
+	{ErrNoToken, ReasonNoToken},
+}
+
+// ErrorReason names, as one of the Reason constants, why a refresh or a
+// token request failed: the machine-readable half of err that survives the
+// admin API, so that a Remote gives the same errors.Is answers as the
+// keeper behind it.
+func ErrorReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	var apiErr *APIError
+	var redirect *RedirectError
+	switch {
+	case errors.As(err, &apiErr), errors.As(err, &redirect):
+		return ReasonUpstream
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ReasonTimeout
+	}
+	return ReasonInternal
+}
+
+// reasonError returns the sentinel a reason names, or nil for a reason
+// without one (upstream, timeout, internal, or one this version does not
+// know).
+func reasonError(reason string) error {
+	for _, r := range reasons {
+		if r.reason == reason {
+			return r.err
+		}
+	}
+	if reason == ReasonTimeout {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -102,7 +102,7 @@ const tokenLife = 7200 * time.Second
 // the guard is harmless; deleting both the lock file and the guard while
 // the lock is held can split it. The lock needs a local file system.
 //
-// Save and AddFetches rewrite whole files: call them while holding Lock,
+// Save and AddCount rewrite whole files: call them while holding Lock,
 // as the keeper does, or a concurrent writer in another process may lose an
 // update (the files still always parse). Within one process they are safe
 // for concurrent use.
@@ -277,15 +277,29 @@ func (s *FileStore) Save(ctx context.Context, kind Kind, c Credential) error {
 	return s.writeDoc(doc, c)
 }
 
-// AddFetches adds n to the count of fetches of api on day and returns the
-// new count. Counts live in the state file.
-func (s *FileStore) AddFetches(ctx context.Context, api, day string, n int) (int, error) {
+// Count returns the count c names. Counts live in the state file, under
+// c.Bucket() and c.Day (the layout of every earlier version).
+func (s *FileStore) Count(ctx context.Context, c Counter) (int, error) {
+	return s.addCount(ctx, c, 0)
+}
+
+// AddCount adds n (> 0) to the count c names and returns the new count.
+func (s *FileStore) AddCount(ctx context.Context, c Counter, n int) (int, error) {
+	if n <= 0 {
+		return 0, fmt.Errorf("wechat: file store: add %d to %v: n must be positive", n, c)
+	}
+	return s.addCount(ctx, c, n)
+}
+
+// addCount adds n (0 to only read) to the count c names.
+func (s *FileStore) addCount(ctx context.Context, c Counter, n int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if n < 0 {
-		return 0, fmt.Errorf("wechat: file store: add %d fetches of %s: n must not be negative", n, api)
+	if err := c.Check(); err != nil {
+		return 0, fmt.Errorf("wechat: file store: %w", err)
 	}
+	api, day := c.Bucket(), c.Day
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	doc, err := s.readDoc()

@@ -92,7 +92,7 @@ func TestFileStoreSymlinkedStore(t *testing.T) {
 			if err := s.Save(ctx, KindAccessToken, tok); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.AddFetches(ctx, APIToken, "2026-03-01", 1); err != nil {
+			if _, err := s.AddCount(ctx, Counter{API: APIToken, Day: "2026-03-01"}, 1); err != nil {
 				t.Fatal(err)
 			}
 			if fi, err := os.Lstat(tt.path); tt.link && (err != nil || fi.Mode()&os.ModeSymlink == 0) {
@@ -175,8 +175,8 @@ func TestFileStoreOversizedFile(t *testing.T) {
 						t.Fatalf("Load(%s) of an oversized file = %+v, %v; want zero, nil", k, c, err)
 					}
 				}
-				if n, err := s.AddFetches(ctx, APIToken, "2026-03-01", 0); err != nil || n != 0 {
-					t.Fatalf("AddFetches(0) with an oversized file = %d, %v; want 0, nil", n, err)
+				if n, err := s.Count(ctx, Counter{API: APIToken, Day: "2026-03-01"}); err != nil || n != 0 {
+					t.Fatalf("Count with an oversized file = %d, %v; want 0, nil", n, err)
 				}
 			}
 			if n := strings.Count(logs.String(), "larger than any store"); n != 1 {
@@ -191,8 +191,8 @@ func TestFileStoreOversizedFile(t *testing.T) {
 					t.Errorf("Load(%s) after Save = %+v, %v", k, got, err)
 				}
 			}
-			if n, err := s.AddFetches(ctx, APIToken, "2026-03-01", 1); err != nil || n != 1 {
-				t.Errorf("AddFetches(1) = %d, %v; want 1", n, err)
+			if n, err := s.AddCount(ctx, Counter{API: APIToken, Day: "2026-03-01"}, 1); err != nil || n != 1 {
+				t.Errorf("AddCount(1) = %d, %v; want 1", n, err)
 			}
 			if fi, err := os.Stat(target); err != nil || fi.Size() > 1024 {
 				t.Errorf("the oversized file was not replaced: %v, %v", fi, err)
@@ -266,7 +266,7 @@ func TestFileStoreOriginalRewrites(t *testing.T) {
 	first := Credential{Value: "OURS-1", FetchedAt: epoch, ExpiresAt: epoch.Add(tokenLife)}
 	ticket := Credential{Value: "TICKET", FetchedAt: epoch, ExpiresAt: epoch.Add(tokenLife)}
 	pause := Credential{Value: "40164 x1", FetchedAt: epoch, ExpiresAt: epoch.Add(time.Minute)}
-	if _, err := s.AddFetches(ctx, APIToken, day, 1); err != nil {
+	if _, err := s.AddCount(ctx, Counter{API: APIToken, Day: day}, 1); err != nil {
 		t.Fatal(err)
 	}
 	for k, c := range map[Kind]Credential{KindAccessToken: first, KindJSAPITicket: ticket, KindCooldown: pause} {
@@ -282,7 +282,7 @@ func TestFileStoreOriginalRewrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if n, err := s.AddFetches(ctx, APIToken, day, 0); err != nil || n != 1 {
+	if n, err := s.Count(ctx, Counter{API: APIToken, Day: day}); err != nil || n != 1 {
 		t.Errorf("count after the original's rewrite = %d, %v; want 1", n, err)
 	}
 	for k, want := range map[Kind]Credential{KindJSAPITicket: ticket, KindCooldown: pause} {
@@ -303,7 +303,7 @@ func TestFileStoreOriginalRewrites(t *testing.T) {
 	if err := s.Save(ctx, KindAccessToken, second); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.AddFetches(ctx, APIToken, day, 1); err != nil || n != 2 {
+	if n, err := s.AddCount(ctx, Counter{API: APIToken, Day: day}, 1); err != nil || n != 2 {
 		t.Errorf("count after our second fetch = %d, %v; want 2", n, err)
 	}
 	// wechat.txt is still the original's format, with the token alone.
@@ -332,10 +332,10 @@ func TestFileStoreMigratesLegacyKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := NewFileStore(path, nil)
-	if n, err := s.AddFetches(ctx, APIToken, day, 0); err != nil || n != 7 {
+	if n, err := s.Count(ctx, Counter{API: APIToken, Day: day}); err != nil || n != 7 {
 		t.Errorf("legacy count = %d, %v; want 7", n, err)
 	}
-	if n, err := s.AddFetches(ctx, APIToken, day, 1); err != nil || n != 8 {
+	if n, err := s.AddCount(ctx, Counter{API: APIToken, Day: day}, 1); err != nil || n != 8 {
 		t.Errorf("count after one more = %d, %v; want 8", n, err)
 	}
 	if c, _ := s.Load(ctx, KindJSAPITicket); c.Value != "OLD-TICKET" {
@@ -349,7 +349,7 @@ func TestFileStoreMigratesLegacyKeys(t *testing.T) {
 		t.Errorf("wechat.txt after a save = %s; want the legacy keys moved out and others kept", data)
 	}
 	for api, want := range map[string]int{APIToken: 8, APITicket: 2} {
-		if n, err := s.AddFetches(ctx, api, day, 0); err != nil || n != want {
+		if n, err := s.Count(ctx, Counter{API: api, Day: day}); err != nil || n != want {
 			t.Errorf("count of %s after the move = %d, %v; want %d", api, n, err, want)
 		}
 	}

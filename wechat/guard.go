@@ -35,7 +35,7 @@ func (w *Wechat) stableForce(force bool) bool {
 	return force && w.opts.TokenAPI == TokenAPIStable
 }
 
-// tokenAPIName is the AddFetches name of the configured token endpoint.
+// tokenAPIName is the Counter API of the configured token endpoint.
 func (w *Wechat) tokenAPIName() string {
 	if w.opts.TokenAPI == TokenAPIStable {
 		return APIStableToken
@@ -70,8 +70,8 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 		}
 	}
 	day = QuotaDay(now)
-	hk := hourKey(api, now)
-	issued, err := w.readCount(ctx, hk, day)
+	hk := HourCounter(api, now)
+	issued, err := w.readCount(ctx, hk)
 	if err != nil {
 		return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
 	}
@@ -82,7 +82,7 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 		}
 	}
 	if stableForce {
-		n, err := w.readCount(ctx, APIStableForce, day)
+		n, err := w.readCount(ctx, DayCounter(APIStableForce, now))
 		if err != nil {
 			return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
 		}
@@ -91,7 +91,7 @@ func (w *Wechat) guard(ctx context.Context, api string, stored Credential, now t
 			return "", fmt.Errorf("%w: %d forced stable_token refreshes today (WeChat allows %d)", ErrQuotaExhausted, n, stableForceDaily)
 		}
 	}
-	used, err := w.readCount(ctx, api, day)
+	used, err := w.readCount(ctx, DayCounter(api, now))
 	if err != nil {
 		return "", fmt.Errorf("wechat: reading the fetch count: %w", err)
 	}
@@ -121,7 +121,7 @@ func (w *Wechat) holdsValid(stored Credential, now time.Time, rejected string) b
 // WeChat rejected) may fetch past the
 // hourly cap hk now: at most once per overCapInterval. The first pass of an
 // hour is logged.
-func (w *Wechat) passCap(hk string, now time.Time) bool {
+func (w *Wechat) passCap(hk Counter, now time.Time) bool {
 	w.mu.Lock()
 	if !w.overCapAt.IsZero() && now.Sub(w.overCapAt) < overCapInterval && now.Sub(w.overCapAt) >= 0 {
 		w.mu.Unlock()
@@ -164,35 +164,43 @@ func (w *Wechat) attemptWait() time.Duration {
 	return w.nextAttemptAt.Sub(now)
 }
 
-// readCount reads the store's count of key on day. A count lower than one
-// this keeper saw before (the store lost it: a deleted file, a flushed
-// Redis) is re-added, so that losing the store does not reset the guards.
-func (w *Wechat) readCount(ctx context.Context, key, day string) (int, error) {
-	return w.addCount(ctx, key, day, 0)
+// readCount reads the store's count c. A count lower than one this keeper
+// saw before (the store lost it: a deleted file, a flushed Redis) is
+// re-added, so that losing the store does not reset the guards.
+func (w *Wechat) readCount(ctx context.Context, c Counter) (int, error) {
+	return w.addCount(ctx, c, 0)
 }
 
-// addCount adds n to the store's count of key on day, like readCount.
-func (w *Wechat) addCount(ctx context.Context, key, day string, n int) (int, error) {
-	got, err := w.store.AddFetches(ctx, key, day, n)
+// addCount adds n (0 to only read) to the store's count c, like readCount.
+func (w *Wechat) addCount(ctx context.Context, c Counter, n int) (int, error) {
+	var (
+		got int
+		err error
+	)
+	if n == 0 {
+		got, err = w.store.Count(ctx, c)
+	} else {
+		got, err = w.store.AddCount(ctx, c, n)
+	}
 	if err != nil {
 		return 0, err
 	}
 	w.mu.Lock()
-	if w.countsDay != day {
-		w.countsDay, w.counts = day, map[string]int{}
+	if w.countsDay != c.Day {
+		w.countsDay, w.counts = c.Day, map[Counter]int{}
 	}
-	seen := w.counts[key] + n
+	seen := w.counts[c] + n
 	w.mu.Unlock()
 	if got < seen {
 		w.log.Warn("wechat: the store lost fetch counts it held (deleted or flushed?); adding back what this process knows",
-			"count", key, "day", day, "stored", got, "known", seen)
-		if got, err = w.store.AddFetches(ctx, key, day, seen-got); err != nil {
+			"count", c.String(), "stored", got, "known", seen)
+		if got, err = w.store.AddCount(ctx, c, seen-got); err != nil {
 			return 0, err
 		}
 	}
 	w.mu.Lock()
-	if w.countsDay == day {
-		w.counts[key] = max(w.counts[key], got)
+	if w.countsDay == c.Day {
+		w.counts[c] = max(w.counts[c], got)
 	}
 	w.mu.Unlock()
 	return got, nil

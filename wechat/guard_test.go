@@ -334,10 +334,10 @@ func TestLostStoreReseeded(t *testing.T) {
 		t.Fatal(err)
 	}
 	day := QuotaDay(e.srv.Now())
-	if n, _ := e.store.AddFetches(t.Context(), APIToken, day, 0); n != 2 {
+	if n, _ := e.store.Count(t.Context(), Counter{API: APIToken, Day: day}); n != 2 {
 		t.Errorf("the day's count = %d, want 2 (the lost 1 added back)", n)
 	}
-	if n, _ := e.store.AddFetches(t.Context(), hourKey(APIToken, e.srv.Now()), day, 0); n != 2 {
+	if n, _ := e.store.Count(t.Context(), HourCounter(APIToken, e.srv.Now())); n != 2 {
 		t.Errorf("the hour's issued count = %d, want 2", n)
 	}
 }

@@ -99,9 +99,9 @@ type Wechat struct {
 	failN         int // failed fetch attempts in a row (see noteFailure)
 	nextAttemptAt time.Time
 	overCapAt     time.Time // the last fetch past the hourly cap
-	overCapLogged string    // the hour key of the last one logged
+	overCapLogged Counter   // the hour of the last one logged
 	countsDay     string
-	counts        map[string]int       // the highest count seen, by AddFetches key, on countsDay
+	counts        map[Counter]int      // the highest count seen of each counter of countsDay
 	lockWaits     map[uint64]time.Time // the start of each long wait on the Store's lock, by lockWaitN
 	lockWaitN     uint64
 	lastErr       error
@@ -515,13 +515,13 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, 
 			return Credential{}, err
 		}
 		// Count before calling: a call whose reply is lost still costs quota.
-		used, err := w.addCount(ctx, api, day, 1)
+		used, err := w.addCount(ctx, DayCounter(api, now), 1)
 		if err != nil {
 			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 		}
 		w.noteQuota(day, used)
 		if stableForce {
-			if _, err := w.addCount(ctx, APIStableForce, day, 1); err != nil {
+			if _, err := w.addCount(ctx, DayCounter(APIStableForce, now), 1); err != nil {
 				return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
 			}
 		}
@@ -540,7 +540,7 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, 
 			w.clearCooldown(ctx, now)
 			// The hourly cap counts tokens issued: those are what kill each
 			// other in a fight with another program.
-			if _, err := w.addCount(ctx, hourKey(api, now), day, 1); err != nil {
+			if _, err := w.addCount(ctx, HourCounter(api, now), 1); err != nil {
 				w.log.Error("wechat: cannot count the issued token", "err", err)
 			}
 			w.noteLife(path, c, clamped)
@@ -553,7 +553,7 @@ func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, 
 			w.stats.fetch(fetchQuota)
 			// Tell every process: the budget is spent for today.
 			if used < w.opts.DailyBudget {
-				if used, err = w.addCount(ctx, api, day, w.opts.DailyBudget-used); err == nil {
+				if used, err = w.addCount(ctx, DayCounter(api, now), w.opts.DailyBudget-used); err == nil {
 					w.noteQuota(day, used)
 				}
 			}
@@ -598,12 +598,6 @@ const (
 	stableForceDaily   = 20
 	stableForceSpacing = 30 * time.Second
 )
-
-// hourKey is the AddFetches api name under which fetches of api in the
-// Beijing-time hour of t are counted, e.g. "token@13".
-func hourKey(api string, t time.Time) string {
-	return fmt.Sprintf("%s@%02d", api, t.In(shanghai).Hour())
-}
 
 func (w *Wechat) noteQuota(day string, used int) {
 	w.mu.Lock()

@@ -267,18 +267,18 @@ func TestFileStore(t *testing.T) {
 		days := []string{"2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"}
 		for i, d := range days {
 			for j := range i + 1 {
-				if n, err := s.AddFetches(ctx, APIToken, d, 1); err != nil || n != j+1 {
-					t.Fatalf("AddFetches(%s) = %d, %v; want %d", d, n, err, j+1)
+				if n, err := s.AddCount(ctx, Counter{API: APIToken, Day: d}, 1); err != nil || n != j+1 {
+					t.Fatalf("AddCount(%s) = %d, %v; want %d", d, n, err, j+1)
 				}
 			}
 		}
-		if n, _ := s.AddFetches(ctx, APIToken, "2026-03-04", 0); n != 4 {
+		if n, _ := s.Count(ctx, Counter{API: APIToken, Day: "2026-03-04"}); n != 4 {
 			t.Errorf("count = %d, want 4", n)
 		}
-		if n, _ := s.AddFetches(ctx, APITicket, "2026-03-04", 0); n != 0 {
+		if n, _ := s.Count(ctx, Counter{API: APITicket, Day: "2026-03-04"}); n != 0 {
 			t.Errorf("another api's count = %d, want 0", n)
 		}
-		if n, _ := s.AddFetches(ctx, APIToken, "2026-03-01", 0); n != 0 {
+		if n, _ := s.Count(ctx, Counter{API: APIToken, Day: "2026-03-01"}); n != 0 {
 			t.Errorf("the oldest day was kept (count %d); want only %d days", n, keepDays)
 		}
 	})
@@ -571,7 +571,7 @@ func TestStableToken(t *testing.T) {
 	if err != nil || c.Value == t1 || !gjson.Get(body, "force_refresh").Bool() {
 		t.Fatalf("ForceRefresh = %+v, %v (body %s); want a new token", c, err, body)
 	}
-	if n, _ := e.store.AddFetches(t.Context(), APIStableForce, QuotaDay(e.srv.Now()), 0); n != 1 {
+	if n, _ := e.store.Count(t.Context(), DayCounter(APIStableForce, e.srv.Now())); n != 1 {
 		t.Errorf("force count in the store = %d, want 1", n)
 	}
 }

@@ -104,7 +104,7 @@ func helperSaver() int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		if _, err := s.AddFetches(ctx, APIToken, QuotaDay(now), 1); err != nil {
+		if _, err := s.AddCount(ctx, DayCounter(APIToken, now), 1); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

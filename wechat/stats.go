@@ -186,7 +186,7 @@ func (w *Wechat) Status(ctx context.Context) Status {
 	if w.opts.TokenAPI == TokenAPIStable {
 		api = APIStableToken
 	}
-	if n, err := w.store.AddFetches(ctx, api, st.QuotaDay, 0); err == nil {
+	if n, err := w.store.Count(ctx, Counter{API: api, Day: st.QuotaDay}); err == nil {
 		st.QuotaUsed, st.StoreReachable = n, true
 		w.noteQuota(st.QuotaDay, n)
 	}

@@ -2,6 +2,8 @@ package wechat
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -69,7 +71,7 @@ type Store interface {
 	// and returns ErrSuperseded: a slow fetch must never overwrite a newer
 	// token.
 	//
-	// Save and AddFetches are safe for concurrent use through one Store
+	// Save and AddCount are safe for concurrent use through one Store
 	// value. Across processes (or two Store values on the same backing)
 	// they are exact only while the caller holds Lock, as the refresh
 	// protocol does: a FileStore rewrites the whole file. A Store that can
@@ -83,8 +85,68 @@ type Store interface {
 	// file lock, by expiry for a Redis lock).
 	Lock(ctx context.Context) (unlock func(), err error)
 
-	// AddFetches adds n to the count of upstream fetches of api on day
-	// (see QuotaDay) and returns the new count; n == 0 only reads it.
-	// Counts are kept at least until the day is over.
-	AddFetches(ctx context.Context, api, day string, n int) (int, error)
+	// Count returns the count c names: 0 if nothing was counted.
+	Count(ctx context.Context, c Counter) (int, error)
+
+	// AddCount adds n (> 0) to the count c names and returns the new
+	// count. Counts are kept at least until their day is over.
+	AddCount(ctx context.Context, c Counter, n int) (int, error)
+}
+
+// A Counter names one count of upstream fetches a Store keeps: the fetches
+// of one API on one Beijing day (DayCounter) or in one Beijing hour of it
+// (HourCounter). The zero Hour of a Counter with Hourly false means the
+// whole day.
+type Counter struct {
+	API    string // an API constant, such as APIToken
+	Day    string // the Beijing day, as QuotaDay gives it
+	Hourly bool   // whether the count is of one hour of Day
+	Hour   int    // the Beijing hour (0–23) of an hourly count
+}
+
+// DayCounter is the count of fetches of api on the Beijing day of t.
+func DayCounter(api string, t time.Time) Counter {
+	return Counter{API: api, Day: QuotaDay(t)}
+}
+
+// HourCounter is the count of fetches of api in the Beijing hour of t.
+func HourCounter(api string, t time.Time) Counter {
+	return Counter{API: api, Day: QuotaDay(t), Hourly: true, Hour: t.In(shanghai).Hour()}
+}
+
+// Check reports whether c names a count a Store can keep: a non-empty API
+// without "@", a Day in the form 2006-01-02 and an Hour of 0–23.
+func (c Counter) Check() error {
+	switch {
+	case c.API == "":
+		return fmt.Errorf("wechat: counter %v: empty API name", c)
+	case strings.Contains(c.API, "@"):
+		return fmt.Errorf("wechat: counter %v: the API name has an @", c)
+	case c.Hour < 0 || c.Hour > 23 || (!c.Hourly && c.Hour != 0):
+		return fmt.Errorf("wechat: counter %v: hour %d out of range", c, c.Hour)
+	}
+	if _, err := time.Parse(time.DateOnly, c.Day); err != nil {
+		return fmt.Errorf("wechat: counter %v: day %q is not a quota day (2006-01-02)", c, c.Day)
+	}
+	return nil
+}
+
+// Bucket is the name under which the stores of this module keep c's
+// count with its Day: the API, and "@HH" for an hour ("token@13"). It is
+// the layout of wechat.txt.state and of Redis keys since the first
+// version, which both stores keep reading and writing.
+func (c Counter) Bucket() string {
+	if c.Hourly {
+		return fmt.Sprintf("%s@%02d", c.API, c.Hour)
+	}
+	return c.API
+}
+
+// String describes c, as "token on 2026-03-04" or "token on 2026-03-04,
+// hour 13".
+func (c Counter) String() string {
+	if c.Hourly {
+		return fmt.Sprintf("%s on %s, hour %02d", c.API, c.Day, c.Hour)
+	}
+	return c.API + " on " + c.Day
 }

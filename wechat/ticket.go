@@ -114,14 +114,14 @@ func (w *Wechat) ticketLocked(ctx context.Context, i int, tok string) (Credentia
 	q := url.Values{"access_token": {tok}, "type": {ticketType[i]}}
 	const path = "/cgi-bin/ticket/getticket"
 	for attempt := 0; ; attempt++ {
-		used, err := w.readCount(ctx, APITicket, day)
+		used, err := w.readCount(ctx, DayCounter(APITicket, now))
 		if err != nil {
 			return Credential{}, fmt.Errorf("wechat: reading the ticket fetch count: %w", err)
 		}
 		if used >= w.opts.TicketDailyBudget {
 			return Credential{}, fmt.Errorf("%w: %d of %d getticket calls used on %s", ErrQuotaExhausted, used, w.opts.TicketDailyBudget, day)
 		}
-		if _, err := w.addCount(ctx, APITicket, day, 1); err != nil {
+		if _, err := w.addCount(ctx, DayCounter(APITicket, now), 1); err != nil {
 			return Credential{}, fmt.Errorf("wechat: counting the ticket fetch: %w", err)
 		}
 		res, err := call(ctx, w.opts.HTTPClient, http.MethodGet, w.opts.APIBase+path+"?"+q.Encode(), path, nil)

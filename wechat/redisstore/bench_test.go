@@ -39,13 +39,13 @@ func BenchmarkLockUnlock(b *testing.B) {
 	}
 }
 
-func BenchmarkAddFetches(b *testing.B) {
+func BenchmarkAddCount(b *testing.B) {
 	srv := redistest.Start(b)
 	s := open(b, srv.URL(), "wxbench")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); err != nil {
+		if _, err := s.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, 1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -214,7 +214,7 @@ func TestMultiHostRedisOutage(t *testing.T) {
 	if !c.FetchedAt.After(start.Add(run / 3)) {
 		t.Errorf("stored token fetched at %v, before the outage ended", c.FetchedAt)
 	}
-	n, err := s.AddFetches(ctx, wechat.APIToken, wechat.QuotaDay(time.Now()), 0)
+	n, err := s.Count(ctx, wechat.DayCounter(wechat.APIToken, time.Now()))
 	if err != nil || n < 1 {
 		t.Errorf("fetch count in the restarted Redis = %d, %v; want the keepers' fetches counted", n, err)
 	}

@@ -108,7 +108,7 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithErrorHook sets a function called with every failure of the store:
-// op is "load", "save", "lock", "renew", "unlock" or "add_fetches". It is meant for a
+// op is "load", "save", "lock", "renew", "unlock", "count" or "add_count". It is meant for a
 // metrics counter; it must be quick and safe for concurrent use.
 func WithErrorHook(f func(op string, err error)) Option {
 	return func(c *config) { c.onError = f }
@@ -269,44 +269,55 @@ redis.call('EXPIREAT', KEYS[1], ARGV[2])
 return v
 `)
 
-// AddFetches adds n to the count of fetches of api on day (a
-// wechat.QuotaDay) and returns the new count; n == 0 only reads it. The
-// count expires an hour after the day ends.
-func (s *Store) AddFetches(ctx context.Context, api, day string, n int) (int, error) {
-	if n < 0 {
-		return 0, fmt.Errorf("redisstore: add %d fetches of %s: n must not be negative", n, api)
-	}
-	if api == "" {
-		return 0, errors.New("redisstore: add fetches: empty api name")
-	}
-	start, err := time.ParseInLocation(time.DateOnly, day, time.UTC)
+// Count returns the count c names.
+func (s *Store) Count(ctx context.Context, c wechat.Counter) (int, error) {
+	key, _, err := s.countKey(c)
 	if err != nil {
-		return 0, fmt.Errorf("redisstore: add fetches of %s: day %q is not a quota day (2006-01-02): %w", api, day, err)
+		return 0, err
 	}
-	key := s.countPrefix + api + ":" + day
-	if n == 0 {
-		v, err := s.client.Get(ctx, key).Int()
-		if errors.Is(err, redis.Nil) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, s.fail("add_fetches", fmt.Errorf("redisstore: read fetches of %s on %s for app %s: %w", api, day, s.appID, err))
-		}
-		return v, nil
+	v, err := s.client.Get(ctx, key).Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
 	}
-	// The day string names a Beijing day; its end is NextQuotaDay of any
-	// instant within it, such as 00:00 UTC (08:00 in Beijing). A day already
-	// over by this host's clock (a test clock, a skewed host) still keeps
-	// its count a while.
+	if err != nil {
+		return 0, s.fail("count", fmt.Errorf("redisstore: read the count of %v for app %s: %w", c, s.appID, err))
+	}
+	return v, nil
+}
+
+// AddCount adds n (> 0) to the count c names, atomically, and returns the
+// new count. The count expires an hour after its day ends.
+func (s *Store) AddCount(ctx context.Context, c wechat.Counter, n int) (int, error) {
+	if n <= 0 {
+		return 0, fmt.Errorf("redisstore: add %d to %v: n must be positive", n, c)
+	}
+	key, start, err := s.countKey(c)
+	if err != nil {
+		return 0, err
+	}
+	// The day names a Beijing day; its end is NextQuotaDay of any instant
+	// within it, such as 00:00 UTC (08:00 in Beijing). A day already over
+	// by this host's clock (a test clock, a skewed host) still keeps its
+	// count a while.
 	at := wechat.NextQuotaDay(start).Add(countGrace)
 	if floor := time.Now().Add(countGrace); at.Before(floor) {
 		at = floor
 	}
 	v, err := addScript.Run(ctx, s.client, []string{key}, n, at.Unix()).Int()
 	if err != nil {
-		return 0, s.fail("add_fetches", fmt.Errorf("redisstore: add fetches of %s on %s for app %s: %w", api, day, s.appID, err))
+		return 0, s.fail("add_count", fmt.Errorf("redisstore: add to the count of %v for app %s: %w", c, s.appID, err))
 	}
 	return v, nil
+}
+
+// countKey is the Redis key of c (the layout of every earlier version:
+// prefix, bucket, day) and the start of its day.
+func (s *Store) countKey(c wechat.Counter) (key string, day time.Time, err error) {
+	if err := c.Check(); err != nil {
+		return "", time.Time{}, fmt.Errorf("redisstore: %w", err)
+	}
+	day, _ = time.ParseInLocation(time.DateOnly, c.Day, time.UTC) // Check parsed it
+	return s.countPrefix + c.Bucket() + ":" + c.Day, day, nil
 }
 
 func formatMicros(t time.Time) string {

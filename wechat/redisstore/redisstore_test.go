@@ -66,7 +66,7 @@ func TestContractCluster(t *testing.T) {
 	if err := s.Save(ctx, wechat.KindAccessToken, wechat.Credential{Value: "v", FetchedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddFetches(ctx, wechat.APIToken, wechat.QuotaDay(time.Now()), 1); err != nil {
+	if _, err := s.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: wechat.QuotaDay(time.Now())}, 1); err != nil {
 		t.Fatal(err)
 	}
 	unlock, err := s.Lock(ctx)
@@ -111,7 +111,7 @@ func TestKeyLayout(t *testing.T) {
 			if err := s.Save(ctx, wechat.KindJSAPITicket, wechat.Credential{Value: "ticket", FetchedAt: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.AddFetches(ctx, wechat.APITicket, "2026-11-05", 1); err != nil {
+			if _, err := s.AddCount(ctx, wechat.Counter{API: wechat.APITicket, Day: "2026-11-05"}, 1); err != nil {
 				t.Fatal(err)
 			}
 			for _, key := range []string{tt.prefix + "{wxkeys}:cred:jsapi_ticket", tt.prefix + "{wxkeys}:fetches:getticket:2026-11-05"} {
@@ -141,7 +141,7 @@ func TestCountExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.AddFetches(ctx, wechat.APIToken, tt.day, 1); err != nil {
+			if _, err := s.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: tt.day}, 1); err != nil {
 				t.Fatal(err)
 			}
 			key := "wxcentral:{wxexp}:fetches:token:" + tt.day
@@ -157,22 +157,27 @@ func TestCountExpiry(t *testing.T) {
 	}
 }
 
-func TestAddFetchesRejects(t *testing.T) {
+func TestAddCountRejects(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv.URL(), "wxrej")
 	tests := []struct {
-		api, day string
-		n        int
+		c wechat.Counter
+		n int
 	}{
-		{wechat.APIToken, "2026-11-05", -1},
-		{"", "2026-11-05", 1},
-		{wechat.APIToken, "05/11/2026", 1},
-		{wechat.APIToken, "", 0},
+		{wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, -1},
+		{wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, 0},
+		{wechat.Counter{API: "", Day: "2026-11-05"}, 1},
+		{wechat.Counter{API: wechat.APIToken, Day: "05/11/2026"}, 1},
+		{wechat.Counter{API: wechat.APIToken, Day: ""}, 1},
+		{wechat.Counter{API: wechat.APIToken, Day: "2026-11-05", Hourly: true, Hour: 24}, 1},
 	}
 	for _, tt := range tests {
-		if _, err := s.AddFetches(testCtx(t), tt.api, tt.day, tt.n); err == nil {
-			t.Errorf("AddFetches(%q, %q, %d) succeeded, want an error", tt.api, tt.day, tt.n)
+		if _, err := s.AddCount(testCtx(t), tt.c, tt.n); err == nil {
+			t.Errorf("AddCount(%v, %d) succeeded, want an error", tt.c, tt.n)
 		}
+	}
+	if _, err := s.Count(testCtx(t), wechat.Counter{API: wechat.APIToken}); err == nil {
+		t.Errorf("Count with an empty day succeeded, want an error")
 	}
 }
 
@@ -448,8 +453,14 @@ func TestOutage(t *testing.T) {
 			}
 			return err
 		}},
-		{"add_fetches", func() error { _, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); return err }},
-		{"add_fetches", func() error { _, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 0); return err }},
+		{"add_count", func() error {
+			_, err := s.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, 1)
+			return err
+		}},
+		{"count", func() error {
+			_, err := s.Count(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"})
+			return err
+		}},
 	}
 	for _, op := range ops {
 		start := time.Now()
@@ -464,7 +475,7 @@ func TestOutage(t *testing.T) {
 			t.Fatalf("test context ended: %v", ctx.Err())
 		}
 	}
-	for _, op := range []string{"load", "save", "lock", "unlock", "add_fetches"} {
+	for _, op := range []string{"load", "save", "lock", "unlock", "add_count", "count"} {
 		if _, ok := hooked.Load(op); !ok {
 			t.Errorf("no error hooked for %s", op)
 		}
@@ -497,8 +508,8 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("Lock after restart: %v", err)
 	}
 	u()
-	if n, err := s.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); err != nil || n != 1 {
-		t.Fatalf("AddFetches after restart = %d, %v; want 1 on the emptied server", n, err)
+	if n, err := s.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, 1); err != nil || n != 1 {
+		t.Fatalf("AddCount after restart = %d, %v; want 1 on the emptied server", n, err)
 	}
 	t.Logf("errors while recovering: %d", s.Errors()-errsBefore)
 }
@@ -567,8 +578,8 @@ func TestAtomicAcrossHosts(t *testing.T) {
 	for i, h := range hosts {
 		wg.Go(func() {
 			for j := range each {
-				if _, err := h.AddFetches(ctx, wechat.APIToken, "2026-11-05", 1); err != nil {
-					t.Errorf("AddFetches: %v", err)
+				if _, err := h.AddCount(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}, 1); err != nil {
+					t.Errorf("AddCount: %v", err)
 					return
 				}
 				fetched := t0.Add(time.Duration(j*len(hosts)+i) * time.Millisecond)
@@ -581,7 +592,7 @@ func TestAtomicAcrossHosts(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n, err := hosts[0].AddFetches(ctx, wechat.APIToken, "2026-11-05", 0); err != nil || n != len(hosts)*each {
+	if n, err := hosts[0].Count(ctx, wechat.Counter{API: wechat.APIToken, Day: "2026-11-05"}); err != nil || n != len(hosts)*each {
 		t.Errorf("count = %d, %v; want exactly %d", n, err, len(hosts)*each)
 	}
 	last := t0.Add(time.Duration(len(hosts)*each-1) * time.Millisecond)

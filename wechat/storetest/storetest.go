@@ -63,8 +63,9 @@ func Run(t *testing.T, newBacking func(t *testing.T) Factory) {
 		{"LockExcludes", testLockExcludes},
 		{"LockHonoursContext", testLockHonoursContext},
 		{"UnlockLetsWaiterIn", testUnlockLetsWaiterIn},
-		{"AddFetches", testAddFetches},
-		{"AddFetchesConcurrent", testAddFetchesConcurrent},
+		{"Count", testCount},
+		{"CountRejects", testCountRejects},
+		{"AddCountConcurrent", testAddCountConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,43 +426,95 @@ func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
 	}
 }
 
-func testAddFetches(t *testing.T, open Factory) {
+func testCount(t *testing.T, open Factory) {
 	a, b := open(t), open(t)
-	day := wechat.QuotaDay(base)
-	next := wechat.QuotaDay(base.Add(24 * time.Hour))
+	day := wechat.DayCounter(wechat.APIToken, base)
+	next := wechat.DayCounter(wechat.APIToken, base.Add(24*time.Hour))
+	ticket := wechat.DayCounter(wechat.APITicket, base)
+	force := wechat.DayCounter(wechat.APIStableForce, base)
+	hour := wechat.HourCounter(wechat.APIToken, base)
+	otherHour := wechat.HourCounter(wechat.APIToken, base.Add(time.Hour))
 	steps := []struct {
-		s        wechat.Store
-		api, day string
-		n, want  int
+		s       wechat.Store
+		c       wechat.Counter
+		n, want int // n == 0: Count
 	}{
-		{a, wechat.APIToken, day, 0, 0},
-		{a, wechat.APIToken, day, 1, 1},
-		{b, wechat.APIToken, day, 2, 3},
-		{a, wechat.APIToken, day, 0, 3},
-		{b, wechat.APIToken, day, 0, 3},
-		{a, wechat.APITicket, day, 0, 0},
-		{a, wechat.APITicket, day, 5, 5},
-		{b, wechat.APIToken, next, 0, 0},
-		{b, wechat.APIToken, next, 1, 1},
-		{a, wechat.APIToken, day, 1, 4},
-		{a, wechat.APITicket, day, 0, 5},
-		{a, wechat.APIStableForce, day, 0, 0},
+		{a, day, 0, 0},
+		{a, day, 1, 1},
+		{b, day, 2, 3},
+		{a, day, 0, 3},
+		{b, day, 0, 3},
+		{a, ticket, 0, 0},
+		{a, ticket, 5, 5},
+		{b, next, 0, 0},
+		{b, next, 1, 1},
+		{a, day, 1, 4},
+		{a, ticket, 0, 5},
+		{a, force, 0, 0},
+		// An hour of a day is a count of its own, apart from the day's.
+		{a, hour, 0, 0},
+		{a, hour, 2, 2},
+		{b, hour, 1, 3},
+		{b, otherHour, 0, 0},
+		{b, otherHour, 1, 1},
+		{a, day, 0, 4},
+		{b, hour, 0, 3},
 	}
 	for i, st := range steps {
-		got, err := st.s.AddFetches(ctx(t), st.api, st.day, st.n)
+		if st.n == 0 {
+			got, err := st.s.Count(ctx(t), st.c)
+			if err != nil {
+				t.Fatalf("step %d: Count(%v): %v", i, st.c, err)
+			}
+			if got != st.want {
+				t.Errorf("step %d: Count(%v) = %d, want %d", i, st.c, got, st.want)
+			}
+			continue
+		}
+		got, err := st.s.AddCount(ctx(t), st.c, st.n)
 		if err != nil {
-			t.Fatalf("step %d: AddFetches(%s, %s, %d): %v", i, st.api, st.day, st.n, err)
+			t.Fatalf("step %d: AddCount(%v, %d): %v", i, st.c, st.n, err)
 		}
 		if got != st.want {
-			t.Errorf("step %d: AddFetches(%s, %s, %d) = %d, want %d", i, st.api, st.day, st.n, got, st.want)
+			t.Errorf("step %d: AddCount(%v, %d) = %d, want %d", i, st.c, st.n, got, st.want)
 		}
 	}
 }
 
-// testAddFetchesConcurrent counts from many goroutines at once: on one
+// testCountRejects checks that a store refuses to add nothing or a
+// negative number, and counters that name no count.
+func testCountRejects(t *testing.T, open Factory) {
+	s := open(t)
+	day := wechat.DayCounter(wechat.APIToken, base)
+	for _, n := range []int{0, -1} {
+		if _, err := s.AddCount(ctx(t), day, n); err == nil {
+			t.Errorf("AddCount(%v, %d) succeeded, want an error", day, n)
+		}
+	}
+	bad := []wechat.Counter{
+		{API: "", Day: day.Day},
+		{API: wechat.APIToken, Day: "05/11/2026"},
+		{API: wechat.APIToken},
+		{API: wechat.APIToken, Day: day.Day, Hourly: true, Hour: 24},
+		{API: "token@13", Day: day.Day},
+	}
+	for _, c := range bad {
+		if _, err := s.AddCount(ctx(t), c, 1); err == nil {
+			t.Errorf("AddCount(%#v, 1) succeeded, want an error", c)
+		}
+		if _, err := s.Count(ctx(t), c); err == nil {
+			t.Errorf("Count(%#v) succeeded, want an error", c)
+		}
+	}
+	if n, err := s.Count(ctx(t), day); err != nil || n != 0 {
+		t.Errorf("Count(%v) after refused adds = %d, %v; want 0", day, n, err)
+	}
+}
+
+// testAddCountConcurrent counts from many goroutines at once: on one
 // handle without the lock, and on several handles (as processes) under the
 // lock, as the keeper counts. Every count must be exact.
-func testAddFetchesConcurrent(t *testing.T, open Factory) {
+func testAddCountConcurrent(t *testing.T, open Factory) {
 	tests := []struct {
 		name    string
 		handles []wechat.Store
@@ -472,7 +525,7 @@ func testAddFetchesConcurrent(t *testing.T, open Factory) {
 	}
 	for k, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			day := wechat.QuotaDay(base.Add(time.Duration(k) * 24 * time.Hour))
+			day := wechat.DayCounter(wechat.APIToken, base.Add(time.Duration(k)*24*time.Hour))
 			const workers, each = 8, 20
 			var wg sync.WaitGroup
 			for w := range workers {
@@ -485,26 +538,26 @@ func testAddFetchesConcurrent(t *testing.T, open Factory) {
 								t.Errorf("Lock: %v", err)
 								return
 							}
-							_, err = s.AddFetches(ctx(t), wechat.APIToken, day, 1)
+							_, err = s.AddCount(ctx(t), day, 1)
 							unlock()
 							if err != nil {
-								t.Errorf("AddFetches: %v", err)
+								t.Errorf("AddCount: %v", err)
 								return
 							}
-						} else if _, err := s.AddFetches(ctx(t), wechat.APIToken, day, 1); err != nil {
-							t.Errorf("AddFetches: %v", err)
+						} else if _, err := s.AddCount(ctx(t), day, 1); err != nil {
+							t.Errorf("AddCount: %v", err)
 							return
 						}
 					}
 				})
 			}
 			wg.Wait()
-			got, err := tt.handles[0].AddFetches(ctx(t), wechat.APIToken, day, 0)
+			got, err := tt.handles[0].Count(ctx(t), day)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != workers*each {
-				t.Errorf("count after %d concurrent AddFetches(1) = %d, want exactly %d", workers*each, got, workers*each)
+				t.Errorf("count after %d concurrent AddCount(1) = %d, want exactly %d", workers*each, got, workers*each)
 			}
 		})
 	}

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/config"
-	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/server"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -114,11 +114,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	cfg, err := config.Load(os.LookupEnv, fl)
-	if err = errors.Join(err, cfg.Validate(central.Needs(cfg))); err != nil {
+	if err = errors.Join(err, cfg.Validate(server.Needs(cfg))); err != nil {
 		fmt.Fprintf(stderr, "wxcentral serve: configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	if err := central.Serve(ctx, cfg, central.ServeOptions{Logger: cfg.NewLogger(stderr)}); err != nil {
+	if err := server.Serve(ctx, cfg, server.Options{Logger: cfg.NewLogger(stderr)}); err != nil {
 		fmt.Fprintf(stderr, "wxcentral serve: %v\n", err)
 		var ve *config.VarError
 		if errors.As(err, &ve) {
@@ -137,7 +137,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	err := central.Demo(ctx, central.DemoOptions{Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+	err := server.Demo(ctx, server.DemoOptions{Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 		Listen: *listen, AdminListen: *admin})
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral demo: %v\n", err)
@@ -153,7 +153,7 @@ func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	opts, err := ff.Options(wechattest.App{ID: central.DemoAppID, Secret: central.DemoAppSecret})
+	opts, err := ff.Options(wechattest.App{ID: server.DemoAppID, Secret: server.DemoAppSecret})
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 2

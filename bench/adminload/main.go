@@ -26,6 +26,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/server"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -34,7 +35,7 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "how long each server is loaded")
 	flag.Parse()
 
-	fake := wechattest.NewServer(wechattest.WithApp(central.DemoAppID, central.DemoAppSecret))
+	fake := wechattest.NewServer(wechattest.WithApp(server.DemoAppID, server.DemoAppSecret))
 	defer fake.Close()
 	dir, err := os.MkdirTemp("", "adminload-")
 	if err != nil {
@@ -43,7 +44,7 @@ func main() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 	keeper, err := wechat.New(ctx, wechat.Options{
-		AppID: central.DemoAppID, AppSecret: central.DemoAppSecret, APIBase: fake.URL,
+		AppID: server.DemoAppID, AppSecret: server.DemoAppSecret, APIBase: fake.URL,
 		Store: wechat.NewFileStore(filepath.Join(dir, "wechat.txt"), nil),
 	})
 	if err != nil {

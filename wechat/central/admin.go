@@ -267,8 +267,9 @@ func (a *Admin) authorize(next http.Handler) http.Handler {
 	})
 }
 
-// served returns the keeper the admin API serves now, or nil.
-func (a *Admin) served() Keeper {
+// Keeper returns the keeper the admin API serves now, or nil (see
+// SetKeeper).
+func (a *Admin) Keeper() Keeper {
 	if ref := a.keeper.Load(); ref != nil {
 		return ref.k
 	}

@@ -334,7 +334,7 @@ func TestMetrics(t *testing.T) {
 	// A callback check through the middleware, counted by outcome.
 	for _, sig := range []string{util.Signature("cb-token", "1", "2"), "bad"} {
 		r := httptest.NewRequest("GET", "/?signature="+sig+"&timestamp=1&nonce=2&echostr=e", nil)
-		middleware.Verify("cb-token", middleware.WithTimestampWindow(0), middleware.WithResultFunc(e.admin.CallbackResult))(ReferenceHandler(nil)).
+		middleware.Verify("cb-token", middleware.WithTimestampWindow(0), middleware.WithResultFunc(e.admin.CallbackResult))(http.NotFoundHandler()).
 			ServeHTTP(httptest.NewRecorder(), r)
 	}
 	e.do(t, "GET", "/v1/token", testKey, "", "")

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -27,7 +26,7 @@ import (
 // checked: an unreachable Redis is a run-time condition the keeper
 // retries. A problem is a *config.VarError naming WECHAT_STORE.
 func CheckStore(store string) error {
-	if isRedisURL(store) {
+	if config.IsRedisStore(store) {
 		return nil
 	}
 	bad := func(format string, args ...any) error {
@@ -80,20 +79,12 @@ func checkStoreFile(store string, bad func(string, ...any) error) error {
 	return nil
 }
 
-// isRedisURL reports whether WECHAT_STORE names a Redis store: a URL whose
-// scheme starts with redis (redis, rediss, redis+sentinel, ...), in any
-// case. Anything else is a file path.
-func isRedisURL(store string) bool {
-	scheme, _, ok := strings.Cut(store, "://")
-	return ok && strings.HasPrefix(strings.ToLower(scheme), "redis")
-}
-
 // OpenStore opens the token store named by WECHAT_STORE: a Redis URL
 // (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
 // rediss+ forms) through redisstore.Open, anything else as the path of a
 // wechat.FileStore. The returned function releases the store.
 func OpenStore(store, appID string, log *slog.Logger) (wechat.Store, func(), error) {
-	if isRedisURL(store) {
+	if config.IsRedisStore(store) {
 		s, err := redisstore.Open(store, appID, redisstore.WithLogger(log))
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: WECHAT_STORE: %w", err)

@@ -550,19 +550,20 @@ var ridPattern = regexp.MustCompile(` ?rid: [0-9A-Za-z-]+`)
 
 // failKey is what makes two failed admin requests the same failure for
 // the log's limiter: the status and the kind of error, WeChat's errcode
-// and API for a WeChat error, never text that differs from call to call
-// (WeChat's errmsg ends in a request id, " rid: …", so keying on it
-// logged every failure).
+// and API for a WeChat error, else a reason that names one condition
+// (cooldown, quota, …), never text that differs from call to call
+// (WeChat's errmsg ends in a request id, " rid: …", so keying on it logged
+// every failure). Other errors (no_token, internal: one reason, many
+// causes) are keyed on their text without request ids.
 func failKey(code int, err error) string {
 	var apiErr *wechat.APIError
 	if errors.As(err, &apiErr) {
 		return fmt.Sprintf("%d %s errcode %d", code, apiErr.API, apiErr.Code)
 	}
-	for _, kind := range []error{ErrShuttingDown, wechat.ErrQuotaExhausted, wechat.ErrRateLimited,
-		wechat.ErrCooldown, context.DeadlineExceeded, context.Canceled} {
-		if errors.Is(err, kind) {
-			return strconv.Itoa(code) + " " + kind.Error()
-		}
+	switch reason := ErrorReason(err); reason {
+	case ReasonShuttingDown, wechat.ReasonClosed, wechat.ReasonCooldown, wechat.ReasonQuotaExhausted,
+		wechat.ReasonRateLimited, wechat.ReasonTimeout:
+		return strconv.Itoa(code) + " " + reason
 	}
 	return strconv.Itoa(code) + " " + ridPattern.ReplaceAllString(err.Error(), "")
 }

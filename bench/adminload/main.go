@@ -26,8 +26,13 @@ import (
 
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
-	"github.com/wxcentral/wxcentral/wechat/server"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+// The made-up account the fake platform knows.
+const (
+	appID     = "wx00000000load0001"
+	appSecret = "adminload-app-secret-not-a-real-one"
 )
 
 func main() {
@@ -35,7 +40,7 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "how long each server is loaded")
 	flag.Parse()
 
-	fake := wechattest.NewServer(wechattest.WithApp(server.DemoAppID, server.DemoAppSecret))
+	fake := wechattest.NewServer(wechattest.WithApp(appID, appSecret))
 	defer fake.Close()
 	dir, err := os.MkdirTemp("", "adminload-")
 	if err != nil {
@@ -44,7 +49,7 @@ func main() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 	keeper, err := wechat.New(ctx, wechat.Options{
-		AppID: server.DemoAppID, AppSecret: server.DemoAppSecret, APIBase: fake.URL,
+		AppID: appID, AppSecret: appSecret, APIBase: fake.URL,
 		Store: wechat.NewFileStore(filepath.Join(dir, "wechat.txt"), nil),
 	})
 	if err != nil {

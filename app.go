@@ -20,12 +20,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/wechat/server"
@@ -163,26 +161,9 @@ func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv := &http.Server{Handler: wechattest.NewPlatform(append(opts, wechattest.WithLogger(logger))...),
-		ReadHeaderTimeout: 5 * time.Second}
-	// Listening on every address (-listen :3200), show the loopback one:
-	// the control plane wants a loopback Host, and 0.0.0.0 or [::] is none.
-	shown := l.Addr().String()
-	if host, port, err := net.SplitHostPort(shown); err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-			shown = net.JoinHostPort("127.0.0.1", port)
-		}
-	}
-	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\ncontrol plane: http://%[1]s/_fake/ (stats, advance, clock, fail, invalidate, reset)\n",
-		shown, ff.Apps.String())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+	err = server.FakeWechat(ctx, server.FakeOptions{Listener: l, Platform: opts, Apps: ff.Apps.String(),
+		Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}

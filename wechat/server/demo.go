@@ -22,9 +22,9 @@ import (
 // The made-up account of the demo. The fake platform knows it; WeChat
 // does not.
 const (
-	DemoAppID     = "wx00000000demo0001"
-	DemoAppSecret = "demo-app-secret-not-a-real-one"
-	DemoToken     = "wxcentral-demo-token"
+	DemoAppID         = "wx00000000demo0001"
+	DemoAppSecret     = "demo-app-secret-not-a-real-one"
+	demoCallbackToken = "wxcentral-demo-token"
 )
 
 // DemoOptions configure Demo. The zero value is usable.
@@ -106,7 +106,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 
 	cfg.AppID = DemoAppID
 	cfg.AppSecret = DemoAppSecret
-	cfg.Token = DemoToken
+	cfg.Token = demoCallbackToken
 	cfg.APIBase = fake.URL
 	cfg.Listen = pub.Addr().String()
 	cfg.AdminListen = adm.Addr().String()
@@ -129,7 +129,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 			token = "<access_token from GET /v1/token>"
 		}
 		r := strings.NewReplacer("FAKE", fake.URL, "APPID", DemoAppID, "STORE", cfg.Store,
-			"CALLBACK", callbackURL, "TOKEN", DemoToken, "ADMIN", adminURL, "PAGE", page,
+			"CALLBACK", callbackURL, "TOKEN", demoCallbackToken, "ADMIN", adminURL, "PAGE", page,
 			"ACCESS", token, "WXCENTRAL", command)
 		r.WriteString(out, `
 wxcentral demo: no WeChat account needed

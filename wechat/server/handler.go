@@ -13,7 +13,7 @@ import (
 // reference server, an echo bot: a text message gets its own text back as a
 // passive reply; every other message or event gets "success", which tells
 // WeChat it was received and needs no reply. In safe mode the middleware
-// encrypts the reply. Replace it with your own.
+// encrypts the reply. Serve uses it unless Options.Handler is set.
 func ReferenceHandler(log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

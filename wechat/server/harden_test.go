@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -277,10 +281,10 @@ func TestCheckStore(t *testing.T) {
 			if tt.name == "read-only directory" && os.Geteuid() == 0 {
 				t.Skip("root writes anywhere")
 			}
-			err := CheckStore(tt.store)
+			err := checkStore(tt.store)
 			var ve *config.VarError
 			if !errors.As(err, &ve) || ve.Var != "WECHAT_STORE" || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("CheckStore(%q) = %v, want a WECHAT_STORE error saying %q", tt.store, err, tt.want)
+				t.Fatalf("checkStore(%q) = %v, want a WECHAT_STORE error saying %q", tt.store, err, tt.want)
 			}
 			cfg := serveConfig(t, "http://127.0.0.1:1")
 			cfg.Store = tt.store
@@ -292,8 +296,8 @@ func TestCheckStore(t *testing.T) {
 		})
 	}
 	for _, ok := range []string{file, filepath.Join(dir, "new.txt"), "redis://127.0.0.1:1/0"} {
-		if err := CheckStore(ok); err != nil {
-			t.Errorf("CheckStore(%q) = %v, want nil", ok, err)
+		if err := checkStore(ok); err != nil {
+			t.Errorf("checkStore(%q) = %v, want nil", ok, err)
 		}
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
@@ -444,5 +448,33 @@ func TestServeHeaderMemoryBounded(t *testing.T) {
 	if p := peak.Load(); p > bound {
 		t.Errorf("the heap grew by %d MiB under %d connections with %d KiB headers, want at most %d MiB",
 			p>>20, conns, pad>>10, bound>>20)
+	}
+}
+
+// Options.Handler replaces the reference handler behind the middleware,
+// and gets the parsed message.
+func TestServeHandler(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := message.FromContext(r.Context())
+		if !ok {
+			t.Error("the handler got no parsed message")
+		}
+		io.WriteString(w, "mine: "+m.Content)
+	})
+	st := startServe(t, serveConfig(t, fake.URL), Options{Handler: h})
+	ts, nonce := strconv.FormatInt(time.Now().Unix(), 10), "4242"
+	q := url.Values{"signature": {util.Signature("cb-token", ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"o-user"}}
+	body := `<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[o-user]]></FromUserName>` +
+		`<CreateTime>1714112445</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>1</MsgId></xml>`
+	resp, err := http.Post("http://"+st.public+"/?"+q.Encode(), "text/xml", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "mine: hi" {
+		t.Errorf("callback: %d %q, want 200 \"mine: hi\" from Options.Handler", resp.StatusCode, b)
 	}
 }

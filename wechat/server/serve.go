@@ -32,6 +32,12 @@ type Options struct {
 	// listening on cfg.Listen and cfg.AdminListen. Serve closes them.
 	PublicListener, AdminListener net.Listener
 
+	// Handler answers the WeChat callbacks that pass the callback
+	// middleware (middleware.Verify, with the parsed message in the
+	// request's context: message.FromContext). Default: ReferenceHandler,
+	// an echo bot.
+	Handler http.Handler
+
 	// HTTPClient makes the calls to WeChat. Default: the keeper's.
 	HTTPClient *http.Client
 
@@ -80,7 +86,8 @@ const (
 // returns nil.
 //
 // The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
-// through middleware.Verify, with the echo bot ReferenceHandler behind it
+// through middleware.Verify, with o.Handler (the echo bot ReferenceHandler
+// by default) behind it
 // (retry dedupe on Redis when the store is Redis). When an AppID or AppSecret is configured,
 // Serve also keeps the access token (one wechat.Open keeper on cfg.Store, a
 // file path or a Redis URL, and Wechat.Run for the life of the server) and
@@ -147,10 +154,10 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 		keeper *wechat.Wechat
 	)
 	if keeperOn {
-		if err := CheckStore(cfg.Store); err != nil {
+		if err := checkStore(cfg.Store); err != nil {
 			return fmt.Errorf("server: configuration: %w", err)
 		}
-		s, closeStore, err := OpenStore(cfg.Store, cfg.AppID, log)
+		s, closeStore, err := openStore(cfg.Store, cfg.AppID, log)
 		if err != nil {
 			return err
 		}
@@ -203,7 +210,7 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 		srv  *http.Server
 		l    net.Listener
 	}
-	servers := []listening{{"public", newServer(callbackHandler(cfg, log, admin, store, aesOpt), reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
+	servers := []listening{{"public", newServer(callbackHandler(cfg, o.Handler, log, admin, store, aesOpt), reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
 	if admin != nil {
 		servers = append(servers, listening{"admin", newServer(admin, reqCtx, log, adminWriteTimeout, adminMaxHeaderBytes), adm})
 	}
@@ -279,11 +286,11 @@ func newServer(h http.Handler, reqCtx context.Context, log *slog.Logger, writeTi
 	}
 }
 
-// callbackHandler returns the public listener's handler: the reference
-// handler behind middleware.Verify at cfg.CallbackPath, with the admin
+// callbackHandler returns the public listener's handler: h (nil:
+// ReferenceHandler) behind middleware.Verify at cfg.CallbackPath, with the admin
 // API's callback metric when there is one, safe mode when aes is set, and
 // retry dedupe through the store's Redis when it is a Redis store.
-func callbackHandler(cfg config.Config, log *slog.Logger, admin *central.Admin, store wechat.Store, aes middleware.Option) http.Handler {
+func callbackHandler(cfg config.Config, h http.Handler, log *slog.Logger, admin *central.Admin, store wechat.Store, aes middleware.Option) http.Handler {
 	opts := []middleware.Option{
 		middleware.WithPreviousToken(string(cfg.PreviousToken)),
 		middleware.WithTimestampWindow(cfg.TimestampWindow),
@@ -299,8 +306,11 @@ func callbackHandler(cfg config.Config, log *slog.Logger, admin *central.Admin, 
 	if opt, ok := dedupeFor(store, cfg.AppID); ok {
 		opts = append(opts, opt)
 	}
+	if h == nil {
+		h = ReferenceHandler(log)
+	}
 	router := mux.NewRouter()
-	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), opts...)(ReferenceHandler(log)))
+	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), opts...)(h))
 	return router
 }
 

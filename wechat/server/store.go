@@ -17,7 +17,7 @@ import (
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
-// CheckStore checks, before serving, what can be checked of the token
+// checkStore checks, before serving, what can be checked of the token
 // store named by WECHAT_STORE: for a file path, symbolic links resolved as
 // the file store resolves them (wechat.FileStore.Path: it writes next to
 // the real file), that it does not name a directory, that its directory
@@ -25,7 +25,7 @@ import (
 // and renames it, and keeps a lock file next to it). A Redis URL is not
 // checked: an unreachable Redis is a run-time condition the keeper
 // retries. A problem is a *config.VarError naming WECHAT_STORE.
-func CheckStore(store string) error {
+func checkStore(store string) error {
 	if config.IsRedisStore(store) {
 		return nil
 	}
@@ -45,7 +45,7 @@ func CheckStore(store string) error {
 	return checkStoreFile(store, bad)
 }
 
-// checkStoreFile is CheckStore for the path the store uses.
+// checkStoreFile is checkStore for the path the store uses.
 func checkStoreFile(store string, bad func(string, ...any) error) error {
 	if fi, err := os.Stat(store); err == nil && fi.IsDir() {
 		return bad("%q is a directory: name the file, e.g. %s", store, filepath.Join(store, config.DefaultStore))
@@ -79,11 +79,11 @@ func checkStoreFile(store string, bad func(string, ...any) error) error {
 	return nil
 }
 
-// OpenStore opens the token store named by WECHAT_STORE: a Redis URL
+// openStore opens the token store named by WECHAT_STORE: a Redis URL
 // (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
 // rediss+ forms) through redisstore.Open, anything else as the path of a
 // wechat.FileStore. The returned function releases the store.
-func OpenStore(store, appID string, log *slog.Logger) (wechat.Store, func(), error) {
+func openStore(store, appID string, log *slog.Logger) (wechat.Store, func(), error) {
 	if config.IsRedisStore(store) {
 		s, err := redisstore.Open(store, appID, redisstore.WithLogger(log))
 		if err != nil {

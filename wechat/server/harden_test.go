@@ -478,3 +478,57 @@ func TestServeHandler(t *testing.T) {
 		t.Errorf("callback: %d %q, want 200 \"mine: hi\" from Options.Handler", resp.StatusCode, b)
 	}
 }
+
+// failingListener is a listener whose Accept fails once the test says so.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+}
+
+var errAcceptBroke = errors.New("accept broke")
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	<-l.fail
+	return nil, errAcceptBroke
+}
+
+// A listener that fails shuts the whole server down (the admin listener
+// too, and the keeper), and Serve returns that listener's error.
+func TestServeListenerFailure(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &failingListener{Listener: pub, fail: make(chan struct{})}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(t.Context(), serveConfig(t, fake.URL), Options{PublicListener: fl, AdminListener: adm,
+			Logger: slog.New(slog.DiscardHandler), Ready: func(net.Addr, net.Addr) { close(ready) }})
+	}()
+	<-ready
+	resp, err := http.Get("http://" + adm.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("the admin listener before the failure: %v", err)
+	}
+	resp.Body.Close()
+	close(fl.fail)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAcceptBroke) || !strings.Contains(err.Error(), "public listener") {
+			t.Errorf("Serve: %v, want the public listener's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return after a listener failed") // a failure, not a timing result
+	}
+	if c, err := net.Dial("tcp", adm.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the admin listener still accepts after Serve returned")
+	}
+}

@@ -20,15 +20,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/wxcentral/wxcentral/config"
-	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/server"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -114,11 +112,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		return code
 	}
 	cfg, err := config.Load(os.LookupEnv, fl)
-	if err = errors.Join(err, cfg.Validate(central.Needs(cfg))); err != nil {
+	if err = errors.Join(err, cfg.Validate(server.Needs(cfg))); err != nil {
 		fmt.Fprintf(stderr, "wxcentral serve: configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	if err := central.Serve(ctx, cfg, central.ServeOptions{Logger: cfg.NewLogger(stderr)}); err != nil {
+	if err := server.Serve(ctx, cfg, server.Options{Logger: cfg.NewLogger(stderr)}); err != nil {
 		fmt.Fprintf(stderr, "wxcentral serve: %v\n", err)
 		var ve *config.VarError
 		if errors.As(err, &ve) {
@@ -137,7 +135,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	err := central.Demo(ctx, central.DemoOptions{Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+	err := server.Demo(ctx, server.DemoOptions{Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 		Listen: *listen, AdminListen: *admin})
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral demo: %v\n", err)
@@ -153,7 +151,7 @@ func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	opts, err := ff.Options(wechattest.App{ID: central.DemoAppID, Secret: central.DemoAppSecret})
+	opts, err := ff.Options(wechattest.App{ID: server.DemoAppID, Secret: server.DemoAppSecret})
 	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 2
@@ -163,26 +161,9 @@ func fakeWechat(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv := &http.Server{Handler: wechattest.NewPlatform(append(opts, wechattest.WithLogger(logger))...),
-		ReadHeaderTimeout: 5 * time.Second}
-	// Listening on every address (-listen :3200), show the loopback one:
-	// the control plane wants a loopback Host, and 0.0.0.0 or [::] is none.
-	shown := l.Addr().String()
-	if host, port, err := net.SplitHostPort(shown); err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-			shown = net.JoinHostPort("127.0.0.1", port)
-		}
-	}
-	fmt.Fprintf(stdout, "fake WeChat API at http://%s with apps %s\nset WECHAT_API_BASE=http://%[1]s\ncontrol plane: http://%[1]s/_fake/ (stats, advance, clock, fail, invalidate, reset)\n",
-		shown, ff.Apps.String())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+	err = server.FakeWechat(ctx, server.FakeOptions{Listener: l, Platform: opts, Apps: ff.Apps.String(),
+		Out: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	if err != nil {
 		fmt.Fprintf(stderr, "wxcentral fake-wechat: %v\n", err)
 		return 1
 	}

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -546,6 +547,20 @@ func checkAPIBase(v string) error {
 	return nil
 }
 
+// redisSchemes are the URL schemes of a Redis store, as redisstore.Open
+// takes them.
+var redisSchemes = []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+
+// IsRedisStore reports whether store, a value of WECHAT_STORE, names a
+// Redis store: a URL with a Redis scheme (redis://, rediss://,
+// redis+sentinel://, redis+cluster:// and their rediss+ forms), in any
+// case. Anything else names a file (or, with another scheme, is refused
+// by Validate). It is the one test of which store a value names.
+func IsRedisStore(store string) bool {
+	scheme, _, ok := strings.Cut(store, "://")
+	return ok && slices.Contains(redisSchemes, strings.ToLower(scheme))
+}
+
 // checkStore checks a file path or a Redis URL. A URL may carry a password,
 // so its messages never repeat it.
 func checkStore(v string) error {
@@ -562,9 +577,7 @@ func checkStore(v string) error {
 		}
 		return nil
 	}
-	switch strings.ToLower(scheme) {
-	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
-	default:
+	if !IsRedisStore(v) {
 		if strings.ContainsAny(scheme, ":@/") { // might hold a password
 			scheme = "?"
 		}

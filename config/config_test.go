@@ -396,3 +396,24 @@ func TestRedactedStore(t *testing.T) {
 		}
 	}
 }
+
+func TestIsRedisStore(t *testing.T) {
+	for _, tt := range []struct {
+		store string
+		want  bool
+	}{
+		{"redis://localhost:6379/0", true},
+		{"REDISS://h:6380", true},
+		{"redis+sentinel://h:26379/0?master=m", true},
+		{"rediss+cluster://a:7000,b:7001", true},
+		{"wechat.txt", false},
+		{"/var/lib/wxcentral/wechat.txt", false},
+		{"redis:localhost", false},
+		{"redisx://h", false},
+		{"https://h/", false},
+	} {
+		if got := config.IsRedisStore(tt.store); got != tt.want {
+			t.Errorf("IsRedisStore(%q) = %v, want %v", tt.store, got, tt.want)
+		}
+	}
+}

@@ -29,12 +29,18 @@ import (
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
+// The made-up account the fake platform knows.
+const (
+	appID     = "wx00000000load0001"
+	appSecret = "adminload-app-secret-not-a-real-one"
+)
+
 func main() {
 	conc := flag.Int("c", 16, "concurrent clients")
 	dur := flag.Duration("d", 3*time.Second, "how long each server is loaded")
 	flag.Parse()
 
-	fake := wechattest.NewServer(wechattest.WithApp(central.DemoAppID, central.DemoAppSecret))
+	fake := wechattest.NewServer(wechattest.WithApp(appID, appSecret))
 	defer fake.Close()
 	dir, err := os.MkdirTemp("", "adminload-")
 	if err != nil {
@@ -43,7 +49,7 @@ func main() {
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 	keeper, err := wechat.New(ctx, wechat.Options{
-		AppID: central.DemoAppID, AppSecret: central.DemoAppSecret, APIBase: fake.URL,
+		AppID: appID, AppSecret: appSecret, APIBase: fake.URL,
 		Store: wechat.NewFileStore(filepath.Join(dir, "wechat.txt"), nil),
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat"
 )
 
@@ -54,7 +55,7 @@ type AdminOptions struct {
 	Logger *slog.Logger
 
 	// Clock computes expires_in. Default: the system clock.
-	Clock wechat.Clock
+	Clock util.Clock
 
 	// Store, if it has an Errors() uint64 method (as redisstore.Store
 	// does), is exported as the metric wxcentral_store_errors_total.
@@ -90,11 +91,38 @@ type AdminOptions struct {
 //	GET  /healthz                    200 while a valid token is held, else 503
 //	GET  /metrics                    Prometheus text format
 //
-// Errors are {"error":"…"} with "errcode" when WeChat gave one: 400 bad
-// input, 401 a missing or wrong key, 403 a Host that is not loopback on an
-// Admin without a key (see AdminOptions.AllowedHosts), 502 WeChat or the
-// store failed, 503 the quota is exhausted or no token can be had now, or
-// the server is shutting down. No answer and no log line holds a secret.
+// Errors are {"error":"…","reason":"…","errcode":N}: error is for people,
+// errcode is WeChat's (present only when WeChat gave one), and reason is
+// stable and machine-readable, the one field a client should match on
+// (wechat.NewRemote maps it back to the same sentinel errors, so that
+// errors.Is answers alike locally and through the admin API). The
+// refusals of the request itself:
+//
+//	400 bad_request         bad input
+//	401 unauthorized        a missing or wrong key (with WWW-Authenticate)
+//	403 forbidden_host      a Host that is not loopback on an Admin without
+//	                        a key (see AdminOptions.AllowedHosts)
+//	404 not_found           no such route
+//	405 method_not_allowed  the route takes another method
+//
+// and the failures of the keeper, with the status StatusOf gives (503
+// when waiting may help, else 502):
+//
+//	shutting_down    503 the server is shutting down (ErrShuttingDown)
+//	cooldown         503 fetches are paused after a credential error;
+//	                     Retry-After says when the pause ends
+//	quota_exhausted  503 the day's fetch budget is used up
+//	rate_limited     503 the last fetch was too recent, or the hour's cap
+//	                     is reached
+//	closed           503 the keeper is closed
+//	timeout          503 the request's deadline passed
+//	no_token         no valid token can be had: 503 while the keeper is
+//	                 starting or WeChat is busy (errcode -1), 502 after
+//	                 another WeChat error or a store failure
+//	upstream         502 WeChat answered an error or could not be reached
+//	internal         502 anything else (the store failed, …)
+//
+// No answer and no log line holds a secret.
 //
 // A failed request (5xx) is logged at WARN when its failure differs from
 // the last one, by status and kind (WeChat's errcode, not its errmsg,
@@ -108,7 +136,7 @@ type Admin struct {
 	key      [sha256.Size]byte
 	hasKey   bool
 	log      *slog.Logger
-	clock    wechat.Clock
+	clock    util.Clock
 	timeout  time.Duration
 	router   *mux.Router
 	metrics  *metrics
@@ -129,7 +157,7 @@ func NewAdmin(k Keeper, o AdminOptions) *Admin {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	if a.clock == nil {
-		a.clock = systemClock{}
+		a.clock = util.SystemClock{}
 	}
 	if a.timeout <= 0 {
 		a.timeout = 30 * time.Second
@@ -239,8 +267,9 @@ func (a *Admin) authorize(next http.Handler) http.Handler {
 	})
 }
 
-// served returns the keeper the admin API serves now, or nil.
-func (a *Admin) served() Keeper {
+// Keeper returns the keeper the admin API serves now, or nil (see
+// SetKeeper).
+func (a *Admin) Keeper() Keeper {
 	if ref := a.keeper.Load(); ref != nil {
 		return ref.k
 	}
@@ -462,6 +491,7 @@ func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
 // errorJSON is the body of every error answer.
 type errorJSON struct {
 	Error   string `json:"error"`
+	Reason  string `json:"reason"`
 	Errcode int    `json:"errcode,omitempty"`
 }
 
@@ -474,24 +504,29 @@ func (a *Admin) failErr(w http.ResponseWriter, r *http.Request, err error, secre
 		msg = strings.ReplaceAll(msg, secret, "[redacted]")
 	}
 	key := failKey(code, err)
+	reason := ErrorReason(err)
+	now := a.clock.Now()
 	if errors.Is(context.Cause(r.Context()), ErrShuttingDown) {
 		code, msg = http.StatusServiceUnavailable, ErrShuttingDown.Error()+": "+msg
-		key = failKey(code, ErrShuttingDown)
+		key, reason = failKey(code, ErrShuttingDown), ReasonShuttingDown
+	} else if ra := retryAfter(err, now); ra != "" {
+		w.Header().Set("Retry-After", ra)
 	}
-	a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, key, msg)
-	writeJSON(w, code, errorJSON{Error: msg, Errcode: errcode})
+	a.failures.failed(a.log, now, r.URL.Path, code, key, msg)
+	writeJSON(w, code, errorJSON{Error: msg, Reason: reason, Errcode: errcode})
 }
 
-// ErrShuttingDown is the cause with which Serve cancels the admin
-// requests still waiting when its shutdown grace ends; they are answered
-// 503 with it.
+// ErrShuttingDown is the cause with which a server (package
+// wechat/server's Serve) cancels the admin requests still waiting when its
+// shutdown grace ends; the Admin answers them 503 with reason
+// "shutting_down".
 var ErrShuttingDown = errors.New("the server is shutting down")
 
 // fail answers a request error.
 func (a *Admin) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	if code >= 500 {
 		a.failures.failed(a.log, a.clock.Now(), r.URL.Path, code, failKey(code, err), err.Error())
-		writeJSON(w, code, errorJSON{Error: err.Error()})
+		writeJSON(w, code, errorJSON{Error: err.Error(), Reason: ErrorReason(err)})
 		return
 	}
 	a.refuse(w, r, code, err.Error(), err)
@@ -507,7 +542,7 @@ func (a *Admin) refuse(w http.ResponseWriter, r *http.Request, code int, kind st
 		attrs = append(attrs, "peer", r.RemoteAddr)
 	}
 	a.refusals.failed(a.log, a.clock.Now(), r.URL.Path, code, strconv.Itoa(code)+" "+kind, err.Error(), attrs...)
-	writeJSON(w, code, errorJSON{Error: err.Error()})
+	writeJSON(w, code, errorJSON{Error: err.Error(), Reason: refusalReason(code)})
 }
 
 // ridPattern matches the request id WeChat appends to every errmsg.
@@ -515,29 +550,37 @@ var ridPattern = regexp.MustCompile(` ?rid: [0-9A-Za-z-]+`)
 
 // failKey is what makes two failed admin requests the same failure for
 // the log's limiter: the status and the kind of error, WeChat's errcode
-// and API for a WeChat error, never text that differs from call to call
-// (WeChat's errmsg ends in a request id, " rid: …", so keying on it
-// logged every failure).
+// and API for a WeChat error, else a reason that names one condition
+// (cooldown, quota, …), never text that differs from call to call
+// (WeChat's errmsg ends in a request id, " rid: …", so keying on it logged
+// every failure). Other errors (no_token, internal: one reason, many
+// causes) are keyed on their text without request ids.
 func failKey(code int, err error) string {
 	var apiErr *wechat.APIError
 	if errors.As(err, &apiErr) {
 		return fmt.Sprintf("%d %s errcode %d", code, apiErr.API, apiErr.Code)
 	}
-	for _, kind := range []error{ErrShuttingDown, wechat.ErrQuotaExhausted, wechat.ErrRateLimited,
-		wechat.ErrCooldown, context.DeadlineExceeded, context.Canceled} {
-		if errors.Is(err, kind) {
-			return strconv.Itoa(code) + " " + kind.Error()
-		}
+	switch reason := ErrorReason(err); reason {
+	case ReasonShuttingDown, wechat.ReasonClosed, wechat.ReasonCooldown, wechat.ReasonQuotaExhausted,
+		wechat.ReasonRateLimited, wechat.ReasonTimeout:
+		return strconv.Itoa(code) + " " + reason
 	}
 	return strconv.Itoa(code) + " " + ridPattern.ReplaceAllString(err.Error(), "")
 }
 
 // StatusOf maps an error of the token keeper to the admin API's HTTP
-// status, and the WeChat errcode it carries (0 if none): 503 when the
-// daily quota is exhausted, fetches are paused or rate limited, WeChat
-// said it is busy (errcode -1 or -1000: retry later), or the request timed
-// out; 502 when WeChat answered another error (errcode set) or WeChat or
-// the store failed otherwise.
+// status, and the WeChat errcode it carries (0 if none):
+//
+//   - 503 when the server is shutting down (ErrShuttingDown) or the keeper
+//     is closed (wechat.ErrClosed); when fetches are paused after a
+//     credential error (wechat.ErrCooldown, which ends by itself: the
+//     admin API sets Retry-After to its end), whatever WeChat error started
+//     the pause; when the daily quota is exhausted (wechat.ErrQuotaExhausted)
+//     or fetches are rate limited (wechat.ErrRateLimited); when WeChat said
+//     it is busy (errcode -1 or -1000: retry later); and when the request
+//     timed out or was cancelled;
+//   - 502 for every other error: WeChat answered another error (errcode
+//     set), could not be reached, or the store failed.
 func StatusOf(err error) (status, errcode int) {
 	var apiErr *wechat.APIError
 	hasAPI := errors.As(err, &apiErr)
@@ -545,18 +588,85 @@ func StatusOf(err error) (status, errcode int) {
 		errcode = apiErr.Code
 	}
 	switch {
-	case errors.Is(err, wechat.ErrQuotaExhausted),
+	case errors.Is(err, ErrShuttingDown),
+		errors.Is(err, wechat.ErrClosed),
+		errors.Is(err, wechat.ErrCooldown),
+		errors.Is(err, wechat.ErrQuotaExhausted),
 		errors.Is(err, wechat.ErrRateLimited),
 		hasAPI && (apiErr.Code == -1 || apiErr.Code == -1000),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, errcode
-	case hasAPI:
-		return http.StatusBadGateway, errcode
-	case errors.Is(err, wechat.ErrCooldown):
-		return http.StatusServiceUnavailable, errcode
 	}
-	return http.StatusBadGateway, 0
+	return http.StatusBadGateway, errcode
+}
+
+// The reasons of the admin API's error bodies that are not the keeper's
+// (those are wechat.ErrorReason's, the wechat.Reason constants). Like
+// those they are stable: clients match them.
+const (
+	ReasonShuttingDown     = "shutting_down"      // 503, ErrShuttingDown
+	ReasonBadRequest       = "bad_request"        // 400, the request's input is wrong
+	ReasonUnauthorized     = "unauthorized"       // 401, the bearer key is missing or wrong
+	ReasonForbiddenHost    = "forbidden_host"     // 403, a Host a key-less Admin does not answer
+	ReasonNotFound         = "not_found"          // 404, no such route
+	ReasonMethodNotAllowed = "method_not_allowed" // 405, the route takes another method
+)
+
+// ErrorReason names why a request of the admin API failed with err: the
+// "reason" of its error body. It is ReasonShuttingDown for
+// ErrShuttingDown, else wechat.ErrorReason(err).
+func ErrorReason(err error) string {
+	if errors.Is(err, ErrShuttingDown) {
+		return ReasonShuttingDown
+	}
+	return wechat.ErrorReason(err)
+}
+
+// refusalReason is the reason of a 4xx answer with status code.
+func refusalReason(code int) string {
+	switch code {
+	case http.StatusUnauthorized:
+		return ReasonUnauthorized
+	case http.StatusForbidden:
+		return ReasonForbiddenHost
+	case http.StatusNotFound:
+		return ReasonNotFound
+	case http.StatusMethodNotAllowed:
+		return ReasonMethodNotAllowed
+	}
+	return ReasonBadRequest
+}
+
+// cooldownEnd returns when the cooldown err reports ends, if err is a
+// wechat.ErrCooldown error that says so ("… until <RFC 3339 time>, …").
+func cooldownEnd(err error) (time.Time, bool) {
+	if !errors.Is(err, wechat.ErrCooldown) {
+		return time.Time{}, false
+	}
+	_, rest, ok := strings.Cut(err.Error(), wechat.ErrCooldown.Error()+" until ")
+	if !ok {
+		return time.Time{}, false
+	}
+	stamp, _, _ := strings.Cut(rest, ",")
+	t, err := time.Parse(time.RFC3339, stamp)
+	return t, err == nil
+}
+
+// retryAfter returns the Retry-After value, in whole seconds rounded up,
+// for a request failed with err at now: for a cooldown, the time left
+// until it ends; otherwise "".
+func retryAfter(err error, now time.Time) string {
+	end, ok := cooldownEnd(err)
+	if !ok || !end.After(now) {
+		return ""
+	}
+	left := end.Sub(now)
+	secs := int64(left / time.Second)
+	if left%time.Second != 0 {
+		secs++
+	}
+	return strconv.FormatInt(secs, 10)
 }
 
 // writeJSON answers v as JSON with status code.
@@ -634,7 +744,3 @@ func (f *failLog) succeeded(log *slog.Logger) {
 	f.failing.Store(false)
 	f.last, f.repeats, f.total = "", 0, 0
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }

@@ -196,29 +196,96 @@ func TestAdminUpstreamErrors(t *testing.T) {
 	}
 }
 
+// TestStatusOf covers every sentinel and reason. A cooldown is 503 with
+// its end as Retry-After, whatever WeChat error started it: it ends by
+// itself (it used to be 502, the *APIError it wraps winning, which left
+// the doc's "503 when fetches are paused" dead).
 func TestStatusOf(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	api := &wechat.APIError{Code: 40125, Msg: "invalid appsecret", API: "/cgi-bin/token"}
+	cooldown := fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(90*time.Second+time.Millisecond).Format(time.RFC3339Nano), api)
 	tests := []struct {
-		err     error
-		status  int
-		errcode int
+		name       string
+		err        error
+		status     int
+		errcode    int
+		reason     string
+		retryAfter string
 	}{
-		{fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrQuotaExhausted), 503, 0},
-		{fmt.Errorf("%w: %w", wechat.ErrQuotaExhausted, &wechat.APIError{Code: 45009}), 503, 45009},
-		{fmt.Errorf("x: %w", wechat.ErrRateLimited), 503, 0},
-		{fmt.Errorf("%w until …, after: %w", wechat.ErrCooldown, api), 502, 40125},
-		{fmt.Errorf("%w: %w", wechat.ErrNoToken, api), 502, 40125},
-		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), 503, 0},
-		{errors.New("wechat: /cgi-bin/token: HTTP 502 Bad Gateway from WeChat"), 502, 0},
+		{"quota, no token", fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrQuotaExhausted), 503, 0, wechat.ReasonQuotaExhausted, ""},
+		{"quota 45009", fmt.Errorf("%w: %w", wechat.ErrQuotaExhausted, &wechat.APIError{Code: 45009}), 503, 45009, wechat.ReasonQuotaExhausted, ""},
+		{"rate limited", fmt.Errorf("x: %w", wechat.ErrRateLimited), 503, 0, wechat.ReasonRateLimited, ""},
+		{"cooldown", cooldown, 503, 40125, wechat.ReasonCooldown, "91"},
+		{"cooldown, no token", fmt.Errorf("%w: %w", wechat.ErrNoToken, cooldown), 503, 40125, wechat.ReasonCooldown, "91"},
+		{"cooldown without its end", fmt.Errorf("%w, after: %w", wechat.ErrCooldown, api), 503, 40125, wechat.ReasonCooldown, ""},
+		{"cooldown ended", fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(-time.Second).Format(time.RFC3339), api), 503, 40125, wechat.ReasonCooldown, ""},
+		{"credential error", fmt.Errorf("%w: %w", wechat.ErrNoToken, api), 502, 40125, wechat.ReasonNoToken, ""},
+		{"closed", fmt.Errorf("x: %w", wechat.ErrClosed), 503, 0, wechat.ReasonClosed, ""},
+		{"shutting down", fmt.Errorf("%w: x", ErrShuttingDown), 503, 0, ReasonShuttingDown, ""},
+		{"deadline", fmt.Errorf("waiting: %w", context.DeadlineExceeded), 503, 0, wechat.ReasonTimeout, ""},
+		{"cancelled", fmt.Errorf("waiting: %w", context.Canceled), 503, 0, wechat.ReasonTimeout, ""},
+		{"upstream", &wechat.APIError{Code: 40013, API: "/cgi-bin/token"}, 502, 40013, wechat.ReasonUpstream, ""},
+		{"internal", errors.New("wechat: /cgi-bin/token: HTTP 502 Bad Gateway from WeChat"), 502, 0, wechat.ReasonInternal, ""},
 		// WeChat busy: no token now, retry later (a start-up during an outage).
-		{fmt.Errorf("%w: fetch failed 4 times, last: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1}), 503, -1},
-		{fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1000}), 503, -1000},
+		{"busy -1", fmt.Errorf("%w: fetch failed 4 times, last: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1}), 503, -1, wechat.ReasonNoToken, ""},
+		{"busy -1000", fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.APIError{Code: -1000}), 503, -1000, wechat.ReasonNoToken, ""},
 	}
 	for _, tt := range tests {
 		if s, c := StatusOf(tt.err); s != tt.status || c != tt.errcode {
-			t.Errorf("StatusOf(%v) = %d, %d; want %d, %d", tt.err, s, c, tt.status, tt.errcode)
+			t.Errorf("%s: StatusOf(%v) = %d, %d; want %d, %d", tt.name, tt.err, s, c, tt.status, tt.errcode)
+		}
+		if r := ErrorReason(tt.err); r != tt.reason {
+			t.Errorf("%s: ErrorReason = %q, want %q", tt.name, r, tt.reason)
+		}
+		if ra := retryAfter(tt.err, now); ra != tt.retryAfter {
+			t.Errorf("%s: Retry-After %q, want %q", tt.name, ra, tt.retryAfter)
 		}
 	}
+}
+
+// TestAdminErrorReasons checks the reason of each refusal and of keeper
+// failures in the body, and the Retry-After of a cooldown, over HTTP.
+func TestAdminErrorReasons(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	clock := util.ClockFunc(func() time.Time { return now })
+	k := &stubKeeper{now: clock.Now}
+	a := NewAdmin(k, AdminOptions{Key: testKey, Clock: clock})
+	keyless := NewAdmin(k, AdminOptions{Clock: clock})
+	api := &wechat.APIError{Code: 40164, Msg: "invalid ip 1.2.3.4, not in whitelist", API: "/cgi-bin/token"}
+	check := func(name string, h http.Handler, method, host, path, key string, err error, status int, reason, retryAfter string) {
+		t.Helper()
+		k.setErr(err)
+		rec := serveHTTP(h, method, host, path, key)
+		var body struct {
+			Error   string `json:"error"`
+			Reason  string `json:"reason"`
+			Errcode int    `json:"errcode"`
+		}
+		if e := json.Unmarshal(rec.Body.Bytes(), &body); e != nil {
+			t.Fatalf("%s: %v: %s", name, e, rec.Body)
+		}
+		if rec.Code != status || body.Reason != reason || body.Error == "" {
+			t.Errorf("%s: %d %s; want %d with reason %q", name, rec.Code, rec.Body, status, reason)
+		}
+		if got := rec.Header().Get("Retry-After"); got != retryAfter {
+			t.Errorf("%s: Retry-After %q, want %q", name, got, retryAfter)
+		}
+	}
+	check("no key", a, "GET", "localhost", "/v1/token", "", nil, 401, ReasonUnauthorized, "")
+	check("wrong key", a, "GET", "localhost", "/v1/token", "nope", nil, 401, ReasonUnauthorized, "")
+	check("foreign host", keyless, "GET", "evil.example", "/v1/token", "", nil, 403, ReasonForbiddenHost, "")
+	check("no route", a, "GET", "localhost", "/v2/nothing", testKey, nil, 404, ReasonNotFound, "")
+	check("method", a, "DELETE", "localhost", "/v1/token", testKey, nil, 405, ReasonMethodNotAllowed, "")
+	check("bad url", a, "GET", "localhost", "/v1/jssdk/config?url=ftp://x", testKey, nil, 400, ReasonBadRequest, "")
+	check("cooldown", a, "GET", "localhost", "/v1/token", testKey,
+		fmt.Errorf("%w: %w", wechat.ErrNoToken, fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(10*time.Minute).Format(time.RFC3339), api)),
+		503, wechat.ReasonCooldown, "600")
+	check("quota", a, "GET", "localhost", "/v1/token", testKey, fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrQuotaExhausted), 503, wechat.ReasonQuotaExhausted, "")
+	check("rate", a, "GET", "localhost", "/v1/token", testKey, fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrRateLimited), 503, wechat.ReasonRateLimited, "")
+	check("upstream", a, "GET", "localhost", "/v1/token", testKey, api, 502, wechat.ReasonUpstream, "")
+	check("internal", a, "GET", "localhost", "/v1/token", testKey, errors.New("the disk is on fire"), 502, wechat.ReasonInternal, "")
+	notYet := NewAdmin(nil, AdminOptions{Clock: clock})
+	check("starting", notYet, "GET", "localhost", "/v1/token", "", nil, 503, wechat.ReasonNoToken, "")
 }
 
 func TestAdminNoKeeperYet(t *testing.T) {
@@ -267,7 +334,7 @@ func TestMetrics(t *testing.T) {
 	// A callback check through the middleware, counted by outcome.
 	for _, sig := range []string{util.Signature("cb-token", "1", "2"), "bad"} {
 		r := httptest.NewRequest("GET", "/?signature="+sig+"&timestamp=1&nonce=2&echostr=e", nil)
-		middleware.Verify("cb-token", middleware.WithTimestampWindow(0), middleware.WithResultFunc(e.admin.CallbackResult))(ReferenceHandler(nil)).
+		middleware.Verify("cb-token", middleware.WithTimestampWindow(0), middleware.WithResultFunc(e.admin.CallbackResult))(http.NotFoundHandler()).
 			ServeHTTP(httptest.NewRecorder(), r)
 	}
 	e.do(t, "GET", "/v1/token", testKey, "", "")

@@ -1,4 +1,4 @@
-package central
+package server
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 // The made-up account of the demo. The fake platform knows it; WeChat
 // does not.
 const (
-	DemoAppID     = "wx00000000demo0001"
-	DemoAppSecret = "demo-app-secret-not-a-real-one"
-	DemoToken     = "wxcentral-demo-token"
+	DemoAppID         = "wx00000000demo0001"
+	DemoAppSecret     = "demo-app-secret-not-a-real-one"
+	demoCallbackToken = "wxcentral-demo-token"
 )
 
 // DemoOptions configure Demo. The zero value is usable.
@@ -47,7 +47,7 @@ type DemoOptions struct {
 	Command string
 }
 
-// Demo runs the central control server against a fake WeChat platform
+// Demo runs the central control server (Serve) against a fake WeChat platform
 // started in-process (package wechattest) with a made-up app, a file store
 // in a temporary directory, and the server on its usual ports (or free
 // ones when those are taken). Once the first token is held it prints a
@@ -77,7 +77,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	defer fake.Close()
 	dir, err := os.MkdirTemp("", "wxcentral-demo-")
 	if err != nil {
-		return fmt.Errorf("central: demo: %w", err)
+		return fmt.Errorf("server: demo: %w", err)
 	}
 	defer os.RemoveAll(dir)
 
@@ -90,22 +90,23 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	now := fake.Now()
 	seed := wechat.Credential{Value: fake.IssueToken(DemoAppID), ExpiresAt: now.Add(7140 * time.Second), FetchedAt: now.Add(-time.Minute)}
 	if err := wechat.NewFileStore(cfg.Store, log).Save(ctx, wechat.KindAccessToken, seed); err != nil {
-		return fmt.Errorf("central: demo: seeding the store: %w", err)
+		return fmt.Errorf("server: demo: seeding the store: %w", err)
 	}
 
 	pub, err := listenOrFree(listen)
 	if err != nil {
 		return err
 	}
+	defer pub.Close() // Serve closes it too; this covers the paths before Serve
 	adm, err := listenOrFree(adminListen)
 	if err != nil {
-		pub.Close()
 		return err
 	}
+	defer adm.Close()
 
 	cfg.AppID = DemoAppID
 	cfg.AppSecret = DemoAppSecret
-	cfg.Token = DemoToken
+	cfg.Token = demoCallbackToken
 	cfg.APIBase = fake.URL
 	cfg.Listen = pub.Addr().String()
 	cfg.AdminListen = adm.Addr().String()
@@ -124,11 +125,11 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		page := url.QueryEscape("https://example.com/page?id=7")
 		token, err := demoToken(ctx, adminURL)
 		if err != nil {
-			log.Warn("central: demo: no first token yet; the refresh line below needs a token from GET /v1/token", "err", err)
+			log.Warn("server: demo: no first token yet; the refresh line below needs a token from GET /v1/token", "err", err)
 			token = "<access_token from GET /v1/token>"
 		}
 		r := strings.NewReplacer("FAKE", fake.URL, "APPID", DemoAppID, "STORE", cfg.Store,
-			"CALLBACK", callbackURL, "TOKEN", DemoToken, "ADMIN", adminURL, "PAGE", page,
+			"CALLBACK", callbackURL, "TOKEN", demoCallbackToken, "ADMIN", adminURL, "PAGE", page,
 			"ACCESS", token, "WXCENTRAL", command)
 		r.WriteString(out, `
 wxcentral demo: no WeChat account needed
@@ -158,7 +159,7 @@ token). Press Ctrl-C to stop; the temporary directory is removed.
 			o.Ready(adminURL)
 		}
 	}
-	return Serve(ctx, cfg, ServeOptions{Logger: log, PublicListener: pub, AdminListener: adm, Ready: ready})
+	return Serve(ctx, cfg, Options{Logger: log, PublicListener: pub, AdminListener: adm, Ready: ready})
 }
 
 // listenOrFree listens on addr, or on a free port of 127.0.0.1 when addr
@@ -169,7 +170,7 @@ func listenOrFree(addr string) (net.Listener, error) {
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("central: demo: no free port on 127.0.0.1: %w", err)
+		return nil, fmt.Errorf("server: demo: no free port on 127.0.0.1: %w", err)
 	}
 	return l, nil
 }

@@ -1,0 +1,385 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gorilla/mux"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
+	"github.com/wxcentral/wxcentral/util"
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/central"
+)
+
+// Options are the parts of Serve that are not configuration. The zero
+// value is usable.
+type Options struct {
+	// Logger receives the server's log lines. Default: cfg.NewLogger on
+	// standard error.
+	Logger *slog.Logger
+
+	// PublicListener and AdminListener, if set, are used instead of
+	// listening on cfg.Listen and cfg.AdminListen. Serve closes them.
+	PublicListener, AdminListener net.Listener
+
+	// Handler answers the WeChat callbacks that pass the callback
+	// middleware (middleware.Verify, with the parsed message in the
+	// request's context: message.FromContext). Default: ReferenceHandler,
+	// an echo bot.
+	Handler http.Handler
+
+	// HTTPClient makes the calls to WeChat. Default: the keeper's.
+	HTTPClient *http.Client
+
+	// Ready, if set, is called once both listeners accept connections,
+	// with their addresses (admin is nil when the admin API is off).
+	Ready func(public, admin net.Addr)
+
+	// ShutdownTimeout bounds the shutdown once ctx is done. Default 20 s.
+	// The listeners stop accepting at once; requests in flight have the
+	// first half of it to finish, then those still waiting (on a slow
+	// WeChat, say) are cancelled and answered 503 with
+	// central.ErrShuttingDown.
+	ShutdownTimeout time.Duration
+
+	// Clock, if set, tells the token keeper and the admin API the time
+	// (a *wechattest.Server is one). Default: the system clock.
+	Clock util.Clock
+
+	// adminBuilt, if set, is called with the admin API once it is built:
+	// tests follow the keeper it serves.
+	adminBuilt func(*central.Admin)
+}
+
+// Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
+// admin request may wait for a refresh (RefreshTimeout, 30 s).
+const (
+	readHeaderTimeout  = 5 * time.Second
+	publicWriteTimeout = 15 * time.Second
+	adminWriteTimeout  = 40 * time.Second
+	idleTimeout        = 2 * time.Minute
+	adminTimeout       = 30 * time.Second
+)
+
+// Header limits of the two HTTP servers, instead of net/http's 1 MiB: each
+// connection still sending its header holds a buffer of up to this size,
+// so the 1 MiB default lets a few hundred unauthenticated connections take
+// hundreds of MiB. A WeChat callback's request line and header are well
+// under 2 KiB; an admin request carries at most a bearer key.
+const (
+	publicMaxHeaderBytes = 16 << 10
+	adminMaxHeaderBytes  = 64 << 10
+)
+
+// Serve runs the central control server described by cfg until ctx is
+// done, then shuts down gracefully (in-flight requests finish) and
+// returns nil.
+//
+// The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
+// through middleware.Verify, with o.Handler (the echo bot ReferenceHandler
+// by default) behind it
+// (retry dedupe on Redis when the store is Redis). When an AppID or AppSecret is configured,
+// Serve also keeps the access token (one wechat.Open keeper on cfg.Store, a
+// file path or a Redis URL, and Wechat.Run for the life of the server) and
+// serves the admin API (see central.Admin) on cfg.AdminListen; with the callback
+// token alone it serves callbacks only. If the first token cannot be had,
+// the listeners serve anyway (/healthz says 503 and why) while the same
+// keeper keeps trying under its guards (back-off, credential cooldown).
+// Without WECHAT_ADMIN_KEY the admin API answers only loopback Host names
+// and those of cfg.AdminHosts (see central.AdminOptions.AllowedHosts).
+//
+// A configuration problem makes Serve return at once with every problem
+// listed, as *config.VarError values (errors.As finds them). That includes
+// a file store that cannot work: its directory missing or not writable, or
+// the path naming a directory. An unreachable Redis is not one: Serve
+// serves, /healthz says 503, and the keeper retries.
+//
+// When ctx is done the listeners stop accepting; requests in flight get
+// half the shutdown timeout to finish, then those still waiting are
+// answered 503 (central.ErrShuttingDown), and Serve returns nil once all
+// are answered. A listener that fails shuts the server down the same way,
+// and Serve returns its error.
+func Serve(ctx context.Context, cfg config.Config, o Options) error {
+	// Every listener Serve owns, given or opened, is closed on the way
+	// out, on every path (closing one that its http.Server already closed
+	// is harmless).
+	var owned []net.Listener
+	defer func() {
+		for _, l := range owned {
+			l.Close()
+		}
+	}()
+	for _, l := range []net.Listener{o.PublicListener, o.AdminListener} {
+		if l != nil {
+			owned = append(owned, l)
+		}
+	}
+
+	needs := Needs(cfg)
+	keeperOn := needs&config.NeedKeeper != 0
+	if err := cfg.Validate(needs); err != nil {
+		return fmt.Errorf("server: configuration: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = cfg.NewLogger(os.Stderr)
+	}
+	shutdownTimeout := o.ShutdownTimeout
+	if shutdownTimeout <= 0 {
+		shutdownTimeout = 20 * time.Second
+	}
+	var aesOpt middleware.Option
+	if cfg.EncodingAESKey != "" {
+		var err error
+		if aesOpt, err = safeMode(cfg); err != nil {
+			return err
+		}
+	}
+
+	// The store first: a Redis URL that does not parse, or a file store
+	// that cannot be written, ends here.
+	var (
+		store  wechat.Store
+		admin  *central.Admin
+		keeper *wechat.Wechat
+	)
+	if keeperOn {
+		if err := checkStore(cfg.Store); err != nil {
+			return fmt.Errorf("server: configuration: %w", err)
+		}
+		s, closeStore, err := openStore(cfg.Store, cfg.AppID, log)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		store = s
+		// One keeper for the life of the server: Open never fetches, so
+		// its guards (back-off, cooldown) span a start-up during which no
+		// token can be had.
+		if keeper, err = wechat.Open(ctx, keeperOptions(cfg, store, o, log)); err != nil {
+			return fmt.Errorf("server: token keeper: %w", err)
+		}
+		defer keeper.Close()
+		admin = central.NewAdmin(keeper, central.AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store,
+			Timeout: adminTimeout, Clock: o.Clock, AllowedHosts: cfg.AdminHostList(), TrustedProxies: cfg.TrustedProxyPrefixes()})
+		if o.adminBuilt != nil {
+			o.adminBuilt(admin)
+		}
+	}
+
+	// Listeners: the given ones, else cfg's addresses. A given admin
+	// listener without a keeper is closed unused (by the deferred close).
+	pub := o.PublicListener
+	if pub == nil {
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("server: public listener (WECHAT_LISTEN): %w", err)
+		}
+		owned = append(owned, l)
+		pub = l
+	}
+	var adm net.Listener
+	if keeperOn {
+		if adm = o.AdminListener; adm == nil {
+			l, err := net.Listen("tcp", cfg.AdminListen)
+			if err != nil {
+				return fmt.Errorf("server: admin listener (WECHAT_ADMIN_LISTEN): %w", err)
+			}
+			owned = append(owned, l)
+			adm = l
+		}
+	}
+
+	// Servers. Every request runs on reqCtx, cancelled with
+	// central.ErrShuttingDown when the shutdown's grace for in-flight
+	// requests ends.
+	reqCtx, cancelRequests := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelRequests(nil)
+	type listening struct {
+		name string
+		srv  *http.Server
+		l    net.Listener
+	}
+	servers := []listening{{"public", newServer(callbackHandler(cfg, o.Handler, log, admin, store, aesOpt), reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
+	if admin != nil {
+		servers = append(servers, listening{"admin", newServer(admin, reqCtx, log, adminWriteTimeout, adminMaxHeaderBytes), adm})
+	}
+
+	var adminAddr net.Addr
+	if adm != nil {
+		adminAddr = adm.Addr()
+		log.Info("server: serving", "callback", "http://"+pub.Addr().String()+cfg.CallbackPath,
+			"admin", "http://"+adm.Addr().String(), "app_id", cfg.AppID, "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "")
+	} else {
+		log.Info("server: serving callbacks only: WECHAT_APP_SECRET is not set, so there is no token keeper and no admin API",
+			"callback", "http://"+pub.Addr().String()+cfg.CallbackPath)
+	}
+
+	// The listeners, the keeper and the shutdown run in one group: a
+	// listener that fails cancels gctx, which starts the shutdown as the
+	// end of ctx does.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range servers {
+		g.Go(func() error {
+			if err := s.srv.Serve(s.l); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server: %s listener: %w", s.name, err)
+			}
+			return nil
+		})
+	}
+	// The keeper refreshes in the background until the servers are shut
+	// down, so that requests in their grace can still be answered.
+	kctx, stopKeeper := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopKeeper()
+	if keeper != nil {
+		g.Go(func() error {
+			_ = keeper.Run(kctx) // returns when kctx is done
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		defer stopKeeper()
+		if ctx.Err() != nil {
+			log.Info("server: shutting down; waiting for in-flight requests", "timeout", shutdownTimeout)
+		} else {
+			log.Error("server: a listener failed; shutting down", "err", context.Cause(gctx))
+		}
+		srvs := make([]*http.Server, len(servers))
+		for i, s := range servers {
+			srvs[i] = s.srv
+		}
+		return shutdown(log, shutdownTimeout, cancelRequests, srvs)
+	})
+	if o.Ready != nil {
+		o.Ready(pub.Addr(), adminAddr)
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("server: stopped")
+	return nil
+}
+
+// newServer returns an HTTP server of h with the given write timeout and
+// header limit, its requests on reqCtx.
+func newServer(h http.Handler, reqCtx context.Context, log *slog.Logger, writeTimeout time.Duration, maxHeader int) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       writeTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeader,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// callbackHandler returns the public listener's handler: h (nil:
+// ReferenceHandler) behind middleware.Verify at cfg.CallbackPath, with the admin
+// API's callback metric when there is one, safe mode when aes is set, and
+// retry dedupe through the store's Redis when it is a Redis store.
+func callbackHandler(cfg config.Config, h http.Handler, log *slog.Logger, admin *central.Admin, store wechat.Store, aes middleware.Option) http.Handler {
+	opts := []middleware.Option{
+		middleware.WithPreviousToken(string(cfg.PreviousToken)),
+		middleware.WithTimestampWindow(cfg.TimestampWindow),
+		middleware.WithLogger(log),
+		middleware.WithTrustedProxies(cfg.TrustedProxyPrefixes()),
+	}
+	if admin != nil {
+		opts = append(opts, middleware.WithResultFunc(admin.CallbackResult))
+	}
+	if aes != nil {
+		opts = append(opts, aes)
+	}
+	if opt, ok := dedupeFor(store, cfg.AppID); ok {
+		opts = append(opts, opt)
+	}
+	if h == nil {
+		h = ReferenceHandler(log)
+	}
+	router := mux.NewRouter()
+	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), opts...)(h))
+	return router
+}
+
+// shutdown stops servers: they stop accepting at once, requests in flight
+// have half of timeout to finish, then those still waiting are cancelled
+// with central.ErrShuttingDown (and answered 503 by the admin API), and a
+// server not done by the end of timeout is closed.
+func shutdown(log *slog.Logger, timeout time.Duration, cancelRequests context.CancelCauseFunc, servers []*http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	grace := time.AfterFunc(timeout/2, func() {
+		log.Warn("server: requests still in flight after half the shutdown timeout; answering them 503", "waited", timeout/2)
+		cancelRequests(central.ErrShuttingDown)
+	})
+	defer grace.Stop()
+	var g errgroup.Group
+	for _, s := range servers {
+		g.Go(func() error {
+			if err := s.Shutdown(ctx); err != nil {
+				s.Close()
+				return fmt.Errorf("server: shutdown: %w", err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// keeperOptions returns the token keeper's options for cfg.
+func keeperOptions(cfg config.Config, store wechat.Store, o Options, log *slog.Logger) wechat.Options {
+	return wechat.Options{
+		AppID:         cfg.AppID,
+		AppSecret:     string(cfg.AppSecret),
+		Store:         store,
+		APIBase:       cfg.APIBase,
+		HTTPClient:    o.HTTPClient,
+		TokenAPI:      wechat.TokenAPI(cfg.TokenAPI),
+		RefreshBefore: cfg.RefreshBefore,
+		Logger:        log,
+		Clock:         o.Clock,
+	}
+}
+
+// Needs returns what Serve requires of cfg: the callback token always;
+// the AppID, AppSecret and admin settings too when the token keeper is
+// wanted, that is when an AppSecret is set, or an AppID without an
+// EncodingAESKey (most likely a forgotten secret). An AppID with an
+// EncodingAESKey and no secret is a safe-mode callback server alone: the
+// AppID is what decrypted messages are checked against. Pass the result to
+// cfg.Validate to list every problem before calling Serve.
+func Needs(cfg config.Config) config.Need {
+	if cfg.AppSecret != "" || (cfg.AppID != "" && cfg.EncodingAESKey == "") {
+		return config.NeedCallback | config.NeedKeeper | config.NeedAdmin
+	}
+	return config.NeedCallback
+}
+
+// safeMode returns the middleware option of safe mode (安全模式) for the
+// EncodingAESKey of cfg, and the previous one during a rotation.
+func safeMode(cfg config.Config) (middleware.Option, error) {
+	cur, err := msgcrypt.ParseKey(string(cfg.EncodingAESKey))
+	if err != nil {
+		return nil, fmt.Errorf("server: configuration: %w", &config.VarError{Var: "WECHAT_ENCODING_AES_KEY", Flag: "encoding-aes-key", Err: err})
+	}
+	var prev *msgcrypt.Key
+	if cfg.PreviousEncodingAESKey != "" {
+		if prev, err = msgcrypt.ParseKey(string(cfg.PreviousEncodingAESKey)); err != nil {
+			return nil, fmt.Errorf("server: configuration: %w", &config.VarError{Var: "WECHAT_PREVIOUS_ENCODING_AES_KEY", Flag: "previous-encoding-aes-key", Err: err})
+		}
+	}
+	return middleware.WithAESKeys(cfg.AppID, cur, prev), nil
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // ReplayMaxEntries bounds the (signature, timestamp, nonce) triples the
@@ -25,7 +26,7 @@ const ReplayMaxEntries = 50000
 const replayPrefix = "replay|"
 
 // replayStore returns the store the replay check keeps triples in: the
-// dedupe store when it is a shared one (dedupe.Redis, or any Store that is
+// dedupe store when it is a shared one (redisstore.Dedupe, or any Store that is
 // not a dedupe.Memory), else a Memory of this Verify's own, so that plain
 // pushes' triples do not crowd the dedupe's replies out of a Memory's
 // bounds.
@@ -36,7 +37,7 @@ func (s *settings) replayStore() dedupe.Store {
 		}
 	}
 	// Two entries a triple: the body's hash and the run claim.
-	return &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
+	return &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
 }
 
 // replayTTL is how long the triple of a push with timestamp ts must be

@@ -10,7 +10,7 @@
 // 5xx, a panic, or a handler that wrote nothing at all), the claim is
 // abandoned so that the next delivery runs the handler again.
 //
-// A Store holds the claims and replies: Memory for one process, Redis for
+// A Store holds the claims and replies: Memory for one process, redisstore.Dedupe (package wechat/redisstore) for
 // many processes or hosts. Do is the whole protocol for one call;
 // Middleware wraps an http.Handler with it.
 package dedupe
@@ -64,11 +64,6 @@ type Store interface {
 	// unfinished. It returns ErrAbandoned if the claim ends without a
 	// reply or there is none, and ctx.Err() if ctx ends first.
 	Wait(ctx context.Context, key string) (Reply, error)
-}
-
-// A Clock tells the time; wechat.Clock and wechattest.Server satisfy it.
-type Clock interface {
-	Now() time.Time
 }
 
 // maxRounds bounds how often Do re-claims a key whose holder abandoned it.

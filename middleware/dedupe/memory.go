@@ -3,6 +3,7 @@ package dedupe
 import (
 	"container/heap"
 	"context"
+	"github.com/wxcentral/wxcentral/util"
 	"sync"
 	"time"
 )
@@ -23,9 +24,9 @@ const entryOverhead = 128
 // waiters get ErrAbandoned). Expired entries are dropped as new claims come
 // in; Memory starts no goroutine.
 type Memory struct {
-	MaxEntries int   // 0 means DefaultMaxEntries
-	MaxBytes   int   // 0 means DefaultMaxBytes
-	Clock      Clock // nil means the system clock
+	MaxEntries int        // 0 means DefaultMaxEntries
+	MaxBytes   int        // 0 means DefaultMaxBytes
+	Clock      util.Clock // nil means util.SystemClock
 
 	mu      sync.Mutex
 	entries map[string]*entry

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/util"
@@ -55,6 +56,7 @@ func (s *settings) replayTTL(ts int64) time.Duration {
 // triple, and whether an accepted POST had the same triple and body.
 type replay struct {
 	key   string // the triple's key in s.replay; "" if the check failed
+	run   string // key + "|run", made with it in one allocation
 	again bool   // an accepted POST had this triple with this body
 	ttl   time.Duration
 }
@@ -62,7 +64,7 @@ type replay struct {
 // runKey is the key of the triple's run claim: held while a delivery of
 // the triple runs the next handler, finished once one has answered it,
 // abandoned when it failed (nothing written, or a 5xx).
-func (rp replay) runKey() string { return rp.key + "|run" }
+func (rp replay) runKey() string { return rp.run }
 
 // checkReplay refuses a POST whose signature, timestamp and nonce (and in
 // safe mode msg_signature) an earlier accepted POST had, with another
@@ -79,11 +81,21 @@ func (rp replay) runKey() string { return rp.key + "|run" }
 func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string, replay) {
 	ts, _ := parseSeconds(q.timestamp) // check has parsed it already
 	sum := sha256.Sum256(body)
-	key := replayPrefix + strings.ToLower(q.signature) + "|" + q.timestamp + "|" + q.nonce
+	b := make([]byte, 0, len(replayPrefix)+len(q.signature)+len(q.timestamp)+len(q.nonce)+len(q.msgSignature)+8)
+	b = append(b, replayPrefix...)
+	b = appendLower(b, q.signature)
+	b = append(b, '|')
+	b = append(b, q.timestamp...)
+	b = append(b, '|')
+	b = append(b, q.nonce...)
 	if res.Encrypted {
-		key += "|" + strings.ToLower(q.msgSignature)
+		b = append(b, '|')
+		b = appendLower(b, q.msgSignature)
 	}
-	rp := replay{key: key, ttl: s.replayTTL(ts)}
+	b = append(b, "|run"...)
+	run := string(b)
+	key := run[:len(run)-len("|run")]
+	rp := replay{key: key, run: run, ttl: s.replayTTL(ts)}
 	first, shared, err := dedupe.Do(r.Context(), s.replay, key, rp.ttl, func(context.Context) (dedupe.Reply, error) {
 		return dedupe.Reply{Body: sum[:]}, nil
 	})
@@ -127,7 +139,11 @@ func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
 // answered (a status below 500), abandoned if it failed or wrote nothing,
 // so that a re-delivery runs it again.
 func (s *settings) settleRun(ctx context.Context, rp replay, status int) {
-	ctx = context.WithoutCancel(ctx)
+	if _, ok := s.replay.(*dedupe.Memory); !ok {
+		// Finishing must outlive WeChat hanging up; a Memory does not
+		// use the context (and WithoutCancel costs an allocation).
+		ctx = context.WithoutCancel(ctx)
+	}
 	if status > 0 && status < 500 {
 		s.replay.Finish(ctx, rp.runKey(), dedupe.Reply{})
 		return
@@ -150,3 +166,19 @@ func (s *settings) dedupeTTL() time.Duration {
 // errReplyGone ends the dedupe lookup of a replayed push whose reply is no
 // longer kept: Do must not claim the key and run anything.
 var errReplyGone = errors.New("middleware: the reply to a replayed callback is no longer kept")
+
+// appendLower appends s to b with ASCII letters in lower case, as
+// strings.ToLower does for the hex digits of a signature.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return append(b, strings.ToLower(s[i:])...)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}

@@ -29,7 +29,7 @@ func parseFlat(body []byte) (*Message, bool) {
 	}
 	s.i += len("<xml>")
 	m := new(Message)
-	if !s.elems("xml", 0, m.setTop) {
+	if !s.elems("xml", 0, m) {
 		return nil, false
 	}
 	return m, true
@@ -49,7 +49,13 @@ func isNameByte(c byte) bool {
 // elems scans the children of the element end up to and including its
 // end tag, calling f for each child after its start tag (selfClosing when
 // it was <Name/>). f must consume the child, end tag included.
-func (s *scanner) elems(end string, depth int, f func(s *scanner, name string, selfClosing bool, depth int) bool) bool {
+// An elementSetter takes the children of one element; a pointer in an
+// interface costs no allocation, where a method value would.
+type elementSetter interface {
+	set(s *scanner, name string, selfClosing bool, depth int) bool
+}
+
+func (s *scanner) elems(end string, depth int, f elementSetter) bool {
 	if depth > maxDepth {
 		return false
 	}
@@ -86,7 +92,7 @@ func (s *scanner) elems(end string, depth int, f func(s *scanner, name string, s
 		default:
 			return false
 		}
-		if !f(s, name, selfClosing, depth+1) {
+		if !f.set(s, name, selfClosing, depth+1) {
 			return false
 		}
 	}
@@ -169,10 +175,13 @@ func (s *scanner) skip(name string, selfClosing bool, depth int) bool {
 		return true
 	}
 	s.i = save
-	return s.elems(name, depth, skipElem)
+	return s.elems(name, depth, skipper{})
 }
 
-func skipElem(s *scanner, name string, selfClosing bool, depth int) bool {
+// skipper skips every child.
+type skipper struct{}
+
+func (skipper) set(s *scanner, name string, selfClosing bool, depth int) bool {
 	return s.skip(name, selfClosing, depth)
 }
 
@@ -217,7 +226,7 @@ func (s *scanner) float(dst *float64, name string, selfClosing bool) bool {
 	return err == nil && !math.IsNaN(f)
 }
 
-func (m *Message) setTop(s *scanner, name string, sc bool, depth int) bool {
+func (m *Message) set(s *scanner, name string, sc bool, depth int) bool {
 	switch name {
 	case "ToUserName":
 		return s.str(&m.ToUserName, name, sc)
@@ -278,11 +287,11 @@ func (m *Message) setTop(s *scanner, name string, sc bool, depth int) bool {
 	case "debug_str":
 		return s.str(&m.DebugStr, name, sc)
 	case "ScanCodeInfo":
-		return sc || s.elems(name, depth, m.ScanCodeInfo.set)
+		return sc || s.elems(name, depth, &m.ScanCodeInfo)
 	case "SendPicsInfo":
-		return sc || s.elems(name, depth, m.SendPicsInfo.set)
+		return sc || s.elems(name, depth, &m.SendPicsInfo)
 	case "SendLocationInfo":
-		return sc || s.elems(name, depth, m.SendLocationInfo.set)
+		return sc || s.elems(name, depth, &m.SendLocationInfo)
 	}
 	return s.skip(name, sc, depth)
 }
@@ -302,17 +311,20 @@ func (p *SendPicsInfo) set(s *scanner, name string, sc bool, depth int) bool {
 	case "Count":
 		return s.int(&p.Count, name, sc)
 	case "PicList":
-		return sc || s.elems(name, depth, p.setList)
+		return sc || s.elems(name, depth, (*picList)(p))
 	}
 	return s.skip(name, sc, depth)
 }
 
-func (p *SendPicsInfo) setList(s *scanner, name string, sc bool, depth int) bool {
+// picList takes the items of SendPicsInfo's PicList.
+type picList SendPicsInfo
+
+func (p *picList) set(s *scanner, name string, sc bool, depth int) bool {
 	if name != "item" {
 		return s.skip(name, sc, depth)
 	}
 	p.PicList = append(p.PicList, PicItem{})
-	return sc || s.elems(name, depth, p.PicList[len(p.PicList)-1].set)
+	return sc || s.elems(name, depth, &p.PicList[len(p.PicList)-1])
 }
 
 func (it *PicItem) set(s *scanner, name string, sc bool, depth int) bool {

@@ -80,8 +80,7 @@ func (rp replay) runKey() string { return rp.run }
 // message is worse than the attack the signature and window still bound.
 func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string, replay) {
 	ts, _ := parseSeconds(q.timestamp) // check has parsed it already
-	sum := sha256.Sum256(body)
-	b := make([]byte, 0, len(replayPrefix)+len(q.signature)+len(q.timestamp)+len(q.nonce)+len(q.msgSignature)+8)
+	b := make([]byte, 0, len(replayPrefix)+len(q.signature)+len(q.timestamp)+len(q.nonce)+len(q.msgSignature)+sha256.Size+8)
 	b = append(b, replayPrefix...)
 	b = appendLower(b, q.signature)
 	b = append(b, '|')
@@ -95,12 +94,14 @@ func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte
 	b = append(b, "|run"...)
 	run := string(b)
 	key := run[:len(run)-len("|run")]
+	sum := sha256.Sum256(body)
+	digest := append(b[:0], sum[:]...) // b is free again, and big enough
 	rp := replay{key: key, run: run, ttl: s.replayTTL(ts)}
 	first, shared, err := dedupe.Do(r.Context(), s.replay, key, rp.ttl, func(context.Context) (dedupe.Reply, error) {
-		return dedupe.Reply{Body: sum[:]}, nil
+		return dedupe.Reply{Body: digest}, nil
 	})
 	switch {
-	case err == nil && shared && !bytes.Equal(first.Body, sum[:]):
+	case err == nil && shared && !bytes.Equal(first.Body, digest):
 		res.Outcome = OutcomeReplay
 		return res, "signature already used with another body: refused as a replay", replay{}
 	case err == nil:

@@ -10,8 +10,9 @@
 // 5xx, a panic, or a handler that wrote nothing at all), the claim is
 // abandoned so that the next delivery runs the handler again.
 //
-// A Store holds the claims and replies: Memory for one process, redisstore.Dedupe (package wechat/redisstore) for
-// many processes or hosts. Do is the whole protocol for one call;
+// A Store holds the claims and replies: Memory for one process,
+// redisstore.Dedupe (package wechat/redisstore, which keeps go-redis out of
+// this package) for many processes or hosts. Do is the whole protocol for one call;
 // Middleware wraps an http.Handler with it.
 package dedupe
 

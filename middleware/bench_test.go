@@ -13,6 +13,7 @@ import (
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // nullWriter is a ResponseWriter that keeps nothing, so the benchmarks
@@ -36,7 +37,7 @@ func BenchmarkServe(b *testing.B) {
 		io.Copy(io.Discard, r.Body)
 	})
 	wrapped := middleware.Verify(vecToken,
-		middleware.WithClock(func() time.Time { return vecTime }),
+		middleware.WithClock(util.ClockFunc(func() time.Time { return vecTime })),
 		middleware.WithLogger(slog.New(slog.DiscardHandler)),
 	)(bare)
 
@@ -116,7 +117,7 @@ func BenchmarkPush(b *testing.B) {
 				step = 0
 			}
 			opts := append([]middleware.Option{
-				middleware.WithClock(func() time.Time { return now }),
+				middleware.WithClock(util.ClockFunc(func() time.Time { return now })),
 				middleware.WithTimestampWindow(0), // the clock runs ahead
 				middleware.WithLogger(slog.New(slog.DiscardHandler)),
 			}, bc.opts...)

@@ -65,11 +65,11 @@
 // failure logged at Error. With WithDedupe(nil) there is no stored reply:
 // identical replays run the handler, which must then deduplicate itself.
 //
-// The triples are kept in the dedupe store when it is shared (dedupe.Redis
-// given with WithDedupe, so every host behind a load balancer sees the
+// The triples are kept in the dedupe store when it is shared (a
+// redisstore.Dedupe given with WithDedupe, so every host behind a load balancer sees the
 // triples the others accepted), and otherwise in a dedupe.Memory of each
 // Verify's own, of at most ReplayMaxEntries triples: when that fills up,
-// the triples closest to leaving the window are forgotten first. Only
+// the oldest triples are forgotten first. Only
 // someone who can sign, that is WeChat or whoever holds the token, can
 // fill it. This narrows plain mode; it does not make it safe: whoever
 // intercepts a signed URL before it reaches the server can still replace
@@ -84,7 +84,8 @@
 // all. The middleware runs the next handler once per push (keyed by
 // Message.DedupeKey) and answers the re-deliveries with the first reply; by
 // default it remembers pushes in memory, WithDedupe chooses another store
-// (dedupe.NewRedis for many processes) or, with nil, turns this off. A
+// (redisstore.NewDedupe of package wechat/redisstore, for many processes)
+// or, with nil, turns this off. A
 // reply with a 5xx status is not remembered, and neither is a handler that
 // wrote nothing at all (no WriteHeader, no Write): the next delivery runs
 // the handler again, and the middleware writes nothing for it either, so

@@ -64,7 +64,7 @@ func FuzzVerify(f *testing.F) {
 			typed = ok && bytes.Equal(m.Raw, body)
 		})
 		mw := middleware.Verify(token,
-			middleware.WithClock(func() time.Time { return vecTime }),
+			middleware.WithClock(util.ClockFunc(func() time.Time { return vecTime })),
 			middleware.WithMaxBodySize(limit),
 			middleware.WithLogger(slog.New(slog.DiscardHandler)),
 		)(next)
@@ -229,7 +229,7 @@ func FuzzSafeMode(f *testing.F) {
 		})
 		mw := middleware.Verify(testToken,
 			middleware.WithAES(testAppID, testKey),
-			middleware.WithClock(func() time.Time { return vecTime }),
+			middleware.WithClock(util.ClockFunc(func() time.Time { return vecTime })),
 			middleware.WithLogger(slog.New(slog.DiscardHandler)),
 		)(next)
 		r := httptest.NewRequest(http.MethodPost, "/?"+q.Encode(), bytes.NewReader(body))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // jsonLog collects slog lines as decoded JSON objects.
@@ -207,7 +208,7 @@ func TestAcceptedLogLine(t *testing.T) {
 	})
 	srv := httptest.NewServer(middleware.Verify(testToken,
 		middleware.WithLogger(log.logger()),
-		middleware.WithClock(clock),
+		middleware.WithClock(util.ClockFunc(clock)),
 		middleware.WithAES(testAppID, testKey),
 		middleware.WithAllowPlaintext(true),
 		middleware.WithTrustedProxies(prefixes(t, "127.0.0.0/8", "::1/128")),
@@ -283,7 +284,7 @@ func TestAcceptedLogLine(t *testing.T) {
 	// the middleware (net/http: 200, echo: the handler's error): the line
 	// says status 0, not a 200 nobody may send.
 	silent := httptest.NewServer(middleware.Verify(testToken, middleware.WithLogger(log.logger()),
-		middleware.WithClock(clock))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+		middleware.WithClock(util.ClockFunc(clock)))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 	defer silent.Close()
 	for _, tc := range []struct{ name, body string }{{"plain", text}, {"safe", sealed.body}} {
 		target := "/?" + signedQuery(testToken, ts, "n5"+tc.name).Encode()
@@ -295,7 +296,7 @@ func TestAcceptedLogLine(t *testing.T) {
 		srv := silent
 		if v != nil {
 			srv = httptest.NewServer(middleware.Verify(testToken, append(v, middleware.WithLogger(log.logger()),
-				middleware.WithClock(clock))...)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+				middleware.WithClock(util.ClockFunc(clock)))...)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 			defer srv.Close()
 		}
 		resp, err := srv.Client().Post(srv.URL+target, "text/xml", strings.NewReader(tc.body))

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // ReplayMaxEntries bounds the (signature, timestamp, nonce) triples the
@@ -25,7 +27,7 @@ const ReplayMaxEntries = 50000
 const replayPrefix = "replay|"
 
 // replayStore returns the store the replay check keeps triples in: the
-// dedupe store when it is a shared one (dedupe.Redis, or any Store that is
+// dedupe store when it is a shared one (redisstore.Dedupe, or any Store that is
 // not a dedupe.Memory), else a Memory of this Verify's own, so that plain
 // pushes' triples do not crowd the dedupe's replies out of a Memory's
 // bounds.
@@ -36,7 +38,7 @@ func (s *settings) replayStore() dedupe.Store {
 		}
 	}
 	// Two entries a triple: the body's hash and the run claim.
-	return &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
+	return &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
 }
 
 // replayTTL is how long the triple of a push with timestamp ts must be
@@ -54,6 +56,7 @@ func (s *settings) replayTTL(ts int64) time.Duration {
 // triple, and whether an accepted POST had the same triple and body.
 type replay struct {
 	key   string // the triple's key in s.replay; "" if the check failed
+	run   string // key + "|run", made with it in one allocation
 	again bool   // an accepted POST had this triple with this body
 	ttl   time.Duration
 }
@@ -61,7 +64,7 @@ type replay struct {
 // runKey is the key of the triple's run claim: held while a delivery of
 // the triple runs the next handler, finished once one has answered it,
 // abandoned when it failed (nothing written, or a 5xx).
-func (rp replay) runKey() string { return rp.key + "|run" }
+func (rp replay) runKey() string { return rp.run }
 
 // checkReplay refuses a POST whose signature, timestamp and nonce (and in
 // safe mode msg_signature) an earlier accepted POST had, with another
@@ -77,17 +80,28 @@ func (rp replay) runKey() string { return rp.key + "|run" }
 // message is worse than the attack the signature and window still bound.
 func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string, replay) {
 	ts, _ := parseSeconds(q.timestamp) // check has parsed it already
-	sum := sha256.Sum256(body)
-	key := replayPrefix + strings.ToLower(q.signature) + "|" + q.timestamp + "|" + q.nonce
+	b := make([]byte, 0, len(replayPrefix)+len(q.signature)+len(q.timestamp)+len(q.nonce)+len(q.msgSignature)+sha256.Size+8)
+	b = append(b, replayPrefix...)
+	b = appendLower(b, q.signature)
+	b = append(b, '|')
+	b = append(b, q.timestamp...)
+	b = append(b, '|')
+	b = append(b, q.nonce...)
 	if res.Encrypted {
-		key += "|" + strings.ToLower(q.msgSignature)
+		b = append(b, '|')
+		b = appendLower(b, q.msgSignature)
 	}
-	rp := replay{key: key, ttl: s.replayTTL(ts)}
+	b = append(b, "|run"...)
+	run := string(b)
+	key := run[:len(run)-len("|run")]
+	sum := sha256.Sum256(body)
+	digest := append(b[:0], sum[:]...) // b is free again, and big enough
+	rp := replay{key: key, run: run, ttl: s.replayTTL(ts)}
 	first, shared, err := dedupe.Do(r.Context(), s.replay, key, rp.ttl, func(context.Context) (dedupe.Reply, error) {
-		return dedupe.Reply{Body: sum[:]}, nil
+		return dedupe.Reply{Body: digest}, nil
 	})
 	switch {
-	case err == nil && shared && !bytes.Equal(first.Body, sum[:]):
+	case err == nil && shared && !bytes.Equal(first.Body, digest):
 		res.Outcome = OutcomeReplay
 		return res, "signature already used with another body: refused as a replay", replay{}
 	case err == nil:
@@ -126,7 +140,11 @@ func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
 // answered (a status below 500), abandoned if it failed or wrote nothing,
 // so that a re-delivery runs it again.
 func (s *settings) settleRun(ctx context.Context, rp replay, status int) {
-	ctx = context.WithoutCancel(ctx)
+	if _, ok := s.replay.(*dedupe.Memory); !ok {
+		// Finishing must outlive WeChat hanging up; a Memory does not
+		// use the context (and WithoutCancel costs an allocation).
+		ctx = context.WithoutCancel(ctx)
+	}
 	if status > 0 && status < 500 {
 		s.replay.Finish(ctx, rp.runKey(), dedupe.Reply{})
 		return
@@ -149,3 +167,19 @@ func (s *settings) dedupeTTL() time.Duration {
 // errReplyGone ends the dedupe lookup of a replayed push whose reply is no
 // longer kept: Do must not claim the key and run anything.
 var errReplyGone = errors.New("middleware: the reply to a replayed callback is no longer kept")
+
+// appendLower appends s to b with ASCII letters in lower case, as
+// strings.ToLower does for the hex digits of a signature.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return append(b, strings.ToLower(s[i:])...)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}

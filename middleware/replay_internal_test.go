@@ -22,7 +22,7 @@ func TestReplayMemoryBounded(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1714036504, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	h := Verify(token, WithClock(clock), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).(*handler)
+	h := Verify(token, WithClock(util.ClockFunc(clock)), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).(*handler)
 	mem, ok := h.s.replay.(*dedupe.Memory)
 	if !ok || mem.MaxEntries != 2*ReplayMaxEntries {
 		t.Fatalf("replay store %T %+v, want a Memory of at most ReplayMaxEntries triples (two entries each)", h.s.replay, h.s.replay)

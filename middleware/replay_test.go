@@ -15,6 +15,7 @@ import (
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/util/redistest"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
 // forged is a push someone who saw a signed URL posts with it.
@@ -40,7 +41,7 @@ func TestReplay(t *testing.T) {
 		{"memory, dedupe off", func(*testing.T) stores { return stores{opts: []middleware.Option{middleware.WithDedupe(nil)}} }},
 		{"redis, two hosts", func(t *testing.T) stores {
 			c := startRedis(t)
-			return stores{opts: []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: "test:replay:"})}, redis: true}
+			return stores{opts: []middleware.Option{middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: "test:replay:"})}, redis: true}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +124,7 @@ func TestReplayWindow(t *testing.T) {
 		prefix := "test:window:"
 		if redis {
 			name = "redis"
-			opts = append(opts, middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: prefix}))
+			opts = append(opts, middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: prefix}))
 		}
 		t.Run(name, func(t *testing.T) {
 			h := newHarness()
@@ -240,7 +241,7 @@ func TestReplayConcurrent(t *testing.T) {
 			h := newHarness()
 			var opts []middleware.Option
 			if shared {
-				opts = append(opts, middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: "test:concurrent:", PollInterval: time.Millisecond}))
+				opts = append(opts, middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: "test:concurrent:", PollInterval: time.Millisecond}))
 			}
 			hosts := []*httptest.Server{httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next()))}
 			if shared {
@@ -284,7 +285,7 @@ func TestReplayStoreDown(t *testing.T) {
 	defer c.Close()
 	rds.Stop()
 	h := newHarness()
-	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithDedupe(dedupe.NewRedis(c)))...)(h.next()))
+	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithDedupe(redisstore.NewDedupe(c)))...)(h.next()))
 	defer srv.Close()
 	u := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "down").Encode()
 	resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(textMsg(1)))
@@ -327,7 +328,7 @@ func TestReplayAfterDedupeTTL(t *testing.T) {
 					}
 				}
 			})
-			return []middleware.Option{middleware.WithDedupe(&dedupe.Redis{Client: c, Prefix: prefix, PollInterval: 5 * time.Millisecond})}
+			return []middleware.Option{middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: prefix, PollInterval: 5 * time.Millisecond})}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

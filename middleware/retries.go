@@ -1,10 +1,6 @@
 package middleware
 
-import (
-	"time"
-
-	"github.com/wxcentral/wxcentral/middleware/dedupe"
-)
+import "github.com/wxcentral/wxcentral/middleware/dedupe"
 
 // WithDedupe sets the store that keeps WeChat's re-deliveries of a push
 // from running the next handler twice. WeChat re-sends a push when the
@@ -20,11 +16,11 @@ import (
 //
 // The default is a dedupe.Memory of ReplayMaxEntries entries, one per
 // call of Verify, which is right for one process. Servers behind a load balancer share a
-// dedupe.NewRedis store instead. WithDedupe(nil) turns deduplication off:
+// redisstore.NewDedupe store instead. WithDedupe(nil) turns deduplication off:
 // then every delivery runs the next handler, and in plain mode its reply
 // goes to the connection unbuffered.
 //
-// A store that is not a dedupe.Memory (dedupe.Redis, or one of the
+// A store that is not a dedupe.Memory (redisstore.Dedupe, or one of the
 // application's own) also keeps the plain-mode replay check's triples,
 // under keys that start with "replay|", so that every host sharing it
 // refuses a signature another host accepted with another body. With a
@@ -35,8 +31,3 @@ func WithDedupe(store dedupe.Store) Option {
 		s.dedupe, s.dedupeSet = store, true
 	}
 }
-
-// clockFunc adapts a settings clock to dedupe.Clock.
-type clockFunc func() time.Time
-
-func (f clockFunc) Now() time.Time { return f() }

@@ -18,6 +18,8 @@ import (
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/middleware/message"
+	"github.com/wxcentral/wxcentral/util"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
 // waitSignal wraps a dedupe.Store and signals each delivery that found the
@@ -187,7 +189,7 @@ func TestRetriesDefault(t *testing.T) {
 func TestRetriesRedis(t *testing.T) {
 	c := startRedis(t)
 	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
-	store := &dedupe.Redis{Client: c, Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond}
+	store := &redisstore.Dedupe{Client: c, Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond}
 	threeDeliveries(t, newHarness(), store, wx)
 }
 
@@ -195,7 +197,7 @@ type harnessClock struct{ h *harness }
 
 func (c harnessClock) Now() time.Time { return c.h.clock() }
 
-func clockOf(h *harness) dedupe.Clock { return harnessClock{h} }
+func clockOf(h *harness) util.Clock { return harnessClock{h} }
 
 // startRedis starts a private redis-server for the test (see redistest:
 // skipped without the binary, a failure with CI=true) and returns a client.

@@ -105,10 +105,15 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithClock sets the clock the timestamp window is checked against, and
 // that the replay memory, the default dedupe store and the logged latency
-// follow. The default, or a nil now, is time.Now. A test passes a fake
-// clock's Now.
-func WithClock(now func() time.Time) Option {
-	return func(s *settings) { s.now = now }
+// follow. The default, or a nil c, is util.SystemClock. A test passes a
+// fake clock, or a function as a util.ClockFunc.
+func WithClock(c util.Clock) Option {
+	return func(s *settings) {
+		s.now = nil
+		if c != nil {
+			s.now = c.Now
+		}
+	}
 }
 
 // WithResultFunc sets a function called once for every request the
@@ -219,7 +224,7 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 	if !s.dedupeSet {
 		// As many entries as the replay memory has triples: a reply
 		// must outlive its push's triple (see dedupeTTL).
-		s.dedupe = &dedupe.Memory{Clock: clockFunc(s.now), MaxEntries: ReplayMaxEntries}
+		s.dedupe = &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: ReplayMaxEntries}
 	}
 	s.replay = s.replayStore()
 	return func(next http.Handler) http.Handler {

@@ -69,7 +69,7 @@ func (h *harness) setNow(t time.Time) {
 func (h *harness) options(extra ...middleware.Option) []middleware.Option {
 	return append([]middleware.Option{
 		middleware.WithLogger(slog.New(slog.NewTextHandler(h, nil))),
-		middleware.WithClock(h.clock),
+		middleware.WithClock(util.ClockFunc(h.clock)),
 		middleware.WithResultFunc(func(_ *http.Request, res middleware.Result) {
 			h.mu.Lock()
 			h.results = append(h.results, res)

@@ -11,6 +11,17 @@ import (
 // U+FFFD, so any string yields well-formed XML.
 func AppendCDATA(dst []byte, s string) []byte {
 	dst = append(dst, "<![CDATA["...)
+	if plainASCII(s) {
+		dst = append(dst, s...)
+	} else {
+		dst = appendCDATAText(dst, s)
+	}
+	return append(dst, "]]>"...)
+}
+
+// appendCDATAText appends s as the content of a CDATA section, character
+// by character.
+func appendCDATAText(dst []byte, s string) []byte {
 	for len(s) > 0 {
 		if strings.HasPrefix(s, "]]>") {
 			dst = append(dst, "]]]]><![CDATA[>"...)
@@ -25,7 +36,30 @@ func AppendCDATA(dst []byte, s string) []byte {
 		}
 		s = s[n:]
 	}
-	return append(dst, "]]>"...)
+	return dst
+}
+
+// CDATALen returns the most bytes AppendCDATA(dst, s) appends, so that a
+// buffer sized with it never grows: exact for printable ASCII without ']'.
+func CDATALen(s string) int {
+	const frame = len("<![CDATA[]]>")
+	if plainASCII(s) {
+		return frame + len(s)
+	}
+	// A byte becomes at most 3 (U+FFFD); "]]>" becomes 15 bytes.
+	return frame + 5*len(s)
+}
+
+// plainASCII reports whether s is printable ASCII (tabs and line breaks
+// included) without ']', which AppendCDATA copies as it is.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf || c == ']' || c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 // xmlChar reports whether r may appear in an XML 1.0 document.

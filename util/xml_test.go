@@ -17,6 +17,8 @@ func TestAppendCDATA(t *testing.T) {
 		{"bad\x00byte\x01", "bad\uFFFDbyte\uFFFD"},
 		{"broken \xff utf-8", "broken \uFFFD utf-8"},
 		{"tab\tnew\nline", "tab\tnew\nline"},
+		{"plain ASCII, with <tags> & [brackets", "plain ASCII, with <tags> & [brackets"},
+		{"a]b", "a]b"},
 	}
 	for _, tt := range tests {
 		doc := string(AppendCDATA([]byte("<x>"), tt.in)) + "</x>"
@@ -30,5 +32,31 @@ func TestAppendCDATA(t *testing.T) {
 		if v.Text != tt.want {
 			t.Errorf("AppendCDATA(%q) reads back as %q, want %q", tt.in, v.Text, tt.want)
 		}
+	}
+}
+
+// FuzzAppendCDATA checks that the ASCII fast path writes what the
+// character-by-character path writes.
+func FuzzAppendCDATA(f *testing.F) {
+	for _, s := range []string{"", "hello", "a]]>b", "tab\t\r\n", "\x00\x7f", "你好", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := string(AppendCDATA(nil, s))
+		want := "<![CDATA[" + string(appendCDATAText(nil, s)) + "]]>"
+		if got != want {
+			t.Fatalf("AppendCDATA(%q) = %q, want %q", s, got, want)
+		}
+		if n := CDATALen(s); len(got) > n {
+			t.Fatalf("AppendCDATA(%q) wrote %d bytes, CDATALen said at most %d", s, len(got), n)
+		}
+	})
+}
+
+func BenchmarkAppendCDATA(b *testing.B) {
+	dst := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = AppendCDATA(dst[:0], "o9AgO5Kd5ggOC-bXrbNODIiE3bGY")
 	}
 }

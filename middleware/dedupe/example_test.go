@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
 // The middleware sits between the callback middleware (which puts the
@@ -20,7 +21,7 @@ func ExampleMiddleware() {
 	// One process: memory. Many processes or hosts: Redis.
 	var store dedupe.Store = &dedupe.Memory{}
 	if false {
-		store = dedupe.NewRedis(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}))
+		store = redisstore.NewDedupe(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}))
 	}
 	http.Handle("/wechat", dedupe.Middleware(store, dedupe.WithTTL(30*time.Second))(app))
 }

@@ -145,8 +145,8 @@ func (e *failedReply) Error() string {
 }
 
 func writeReply(w http.ResponseWriter, r Reply) {
-	if r.ContentType != "" {
-		w.Header().Set("Content-Type", r.ContentType)
+	if h := w.Header(); r.ContentType != "" && (len(h["Content-Type"]) != 1 || h["Content-Type"][0] != r.ContentType) {
+		h.Set("Content-Type", r.ContentType)
 	}
 	status := r.Status
 	if status == 0 {

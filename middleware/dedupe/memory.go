@@ -1,10 +1,11 @@
 package dedupe
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"time"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // Defaults of Memory's bounds.
@@ -19,29 +20,40 @@ const entryOverhead = 128
 
 // Memory is a Store in this process's memory. Its zero value is ready to
 // use. It keeps at most MaxEntries claims and MaxBytes of keys and replies;
-// beyond that the claims that expire first are dropped early (their
-// waiters get ErrAbandoned). Expired entries are dropped as new claims come
-// in; Memory starts no goroutine.
+// beyond that the oldest claims are dropped early (their waiters get
+// ErrAbandoned). Expired entries are dropped as new claims come in; Memory
+// starts no goroutine.
+//
+// The claims are kept in a FIFO ring in the order they were made, which is
+// the order they expire in when every claim has the same TTL, as the
+// callback middleware's do: a full store drops its oldest claim for each
+// new one at no more cost than a map update, with no allocation per entry
+// beyond the map's. A claim with a longer TTL than the ones after it holds
+// them until it is dropped, or until they are looked up and found expired.
 type Memory struct {
-	MaxEntries int   // 0 means DefaultMaxEntries
-	MaxBytes   int   // 0 means DefaultMaxBytes
-	Clock      Clock // nil means the system clock
+	MaxEntries int        // 0 means DefaultMaxEntries
+	MaxBytes   int        // 0 means DefaultMaxBytes
+	Clock      util.Clock // nil means util.SystemClock
 
 	mu      sync.Mutex
-	entries map[string]*entry
-	byTime  expiryHeap
+	index   map[string]int // key → position in ring
+	ring    []slot         // len is a power of two, or 0
+	head, n int            // the oldest slot, and how many are in use
 	bytes   int
+	seq     uint64
+	wake    chan struct{} // closed when a claim settles; made by a waiter
+	waiters int           // blocked in Wait; for tests
 }
 
-type entry struct {
+// A slot is one claim. A removed claim stays in the ring (abandoned, with
+// no key) until it reaches the head.
+type slot struct {
 	key     string
 	expires time.Time
-	done    chan struct{} // closed when finished or abandoned
 	reply   Reply
-	state   state
-	waiters int // blocked in Wait; for tests
+	seq     uint64 // tells a reused slot from the claim a waiter waits on
 	size    int
-	index   int // in byTime
+	state   state
 }
 
 type state uint8
@@ -59,6 +71,31 @@ func (m *Memory) now() time.Time {
 	return time.Now()
 }
 
+func (m *Memory) limits() (maxEntries, maxBytes int) {
+	maxEntries, maxBytes = m.MaxEntries, m.MaxBytes
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	return maxEntries, maxBytes
+}
+
+// lookup returns the live slot of key, removing it if it has expired.
+func (m *Memory) lookup(key string, now time.Time) *slot {
+	i, ok := m.index[key]
+	if !ok {
+		return nil
+	}
+	e := &m.ring[i]
+	if !now.Before(e.expires) {
+		m.remove(e)
+		return nil
+	}
+	return e
+}
+
 // Begin implements Store.
 func (m *Memory) Begin(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -71,34 +108,64 @@ func (m *Memory) Begin(ctx context.Context, key string, ttl time.Duration) (bool
 	defer m.mu.Unlock()
 	now := m.now()
 	m.expire(now)
-	if _, ok := m.entries[key]; ok {
+	if m.lookup(key, now) != nil {
 		return false, nil
 	}
-	if m.entries == nil {
-		m.entries = make(map[string]*entry)
+	maxEntries, _ := m.limits()
+	for m.n > 0 && m.n >= maxEntries {
+		m.pop()
 	}
-	e := &entry{key: key, expires: now.Add(ttl), done: make(chan struct{}), size: len(key) + entryOverhead}
-	m.entries[key] = e
-	heap.Push(&m.byTime, e)
-	m.bytes += e.size
-	m.evict(e)
+	if m.n == len(m.ring) {
+		m.grow(maxEntries)
+	}
+	if m.index == nil {
+		m.index = make(map[string]int)
+	}
+	i := (m.head + m.n) & (len(m.ring) - 1)
+	m.n++
+	m.seq++
+	m.ring[i] = slot{key: key, expires: now.Add(ttl), seq: m.seq, size: len(key) + entryOverhead}
+	m.index[key] = i
+	m.bytes += m.ring[i].size
+	m.evict(i)
 	return true, nil
+}
+
+// grow doubles the ring, keeping the order of its slots.
+func (m *Memory) grow(maxEntries int) {
+	size := 2 * len(m.ring)
+	if size == 0 {
+		size = 64
+	}
+	for size/2 >= maxEntries && size > 1 && size/2 >= m.n+1 {
+		size /= 2 // no more room than MaxEntries needs
+	}
+	ring := make([]slot, size)
+	for k := range m.n {
+		e := m.ring[(m.head+k)&(len(m.ring)-1)]
+		ring[k] = e
+		if e.key != "" {
+			m.index[e.key] = k
+		}
+	}
+	m.ring, m.head = ring, 0
 }
 
 // Finish implements Store.
 func (m *Memory) Finish(ctx context.Context, key string, r Reply) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.entries[key]
-	if !ok || e.state != pending {
+	i, ok := m.index[key]
+	if !ok || m.ring[i].state != pending {
 		return nil
 	}
+	e := &m.ring[i]
 	r.Body = append([]byte(nil), r.Body...) // the caller may reuse its buffer
 	e.reply, e.state = r, finished
 	e.size += len(r.Body) + len(r.ContentType)
 	m.bytes += len(r.Body) + len(r.ContentType)
-	close(e.done)
-	m.evict(e)
+	m.settled()
+	m.evict(i)
 	return nil
 }
 
@@ -106,8 +173,8 @@ func (m *Memory) Finish(ctx context.Context, key string, r Reply) error {
 func (m *Memory) Abandon(ctx context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.entries[key]; ok && e.state == pending {
-		m.remove(e)
+	if i, ok := m.index[key]; ok && m.ring[i].state == pending {
+		m.remove(&m.ring[i])
 	}
 	return nil
 }
@@ -115,28 +182,42 @@ func (m *Memory) Abandon(ctx context.Context, key string) error {
 // Wait implements Store.
 func (m *Memory) Wait(ctx context.Context, key string) (Reply, error) {
 	m.mu.Lock()
-	e, ok := m.entries[key]
-	if !ok || !m.now().Before(e.expires) {
-		m.mu.Unlock()
-		return Reply{}, ErrAbandoned
-	}
-	e.waiters++
-	m.mu.Unlock()
-
-	select {
-	case <-e.done:
-	case <-ctx.Done():
-	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	e.waiters--
-	switch {
-	case e.state == finished:
-		return e.reply, nil
-	case e.state == abandoned:
+	e := m.lookup(key, m.now())
+	if e == nil {
 		return Reply{}, ErrAbandoned
 	}
-	return Reply{}, ctx.Err()
+	seq := e.seq
+	for {
+		switch e.state {
+		case finished:
+			return e.reply, nil
+		case abandoned:
+			return Reply{}, ErrAbandoned
+		}
+		if m.wake == nil {
+			m.wake = make(chan struct{})
+		}
+		wake := m.wake
+		m.waiters++
+		m.mu.Unlock()
+		var done bool
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			done = true
+		}
+		m.mu.Lock()
+		m.waiters--
+		i, ok := m.index[key]
+		if !ok || m.ring[i].seq != seq {
+			return Reply{}, ErrAbandoned // dropped, and maybe claimed anew
+		}
+		e = &m.ring[i]
+		if done && e.state == pending {
+			return Reply{}, ctx.Err()
+		}
+	}
 }
 
 // Len returns the number of keys held, expired ones included until they
@@ -144,69 +225,67 @@ func (m *Memory) Wait(ctx context.Context, key string) (Reply, error) {
 func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.entries)
+	return len(m.index)
 }
 
-// expire drops the entries whose time is up.
+// settled wakes the waiters: a claim was finished or abandoned.
+func (m *Memory) settled() {
+	if m.wake != nil {
+		close(m.wake)
+		m.wake = nil
+	}
+}
+
+// expire drops the oldest entries while their time is up.
 func (m *Memory) expire(now time.Time) {
-	for len(m.byTime) > 0 && !now.Before(m.byTime[0].expires) {
-		m.remove(m.byTime[0])
+	for m.n > 0 {
+		e := &m.ring[m.head]
+		if e.key != "" && now.Before(e.expires) {
+			return
+		}
+		m.pop()
 	}
 }
 
-// evict drops the entries that expire first until the bounds hold, sparing
-// keep (the entry just added or finished) unless it is alone over them.
-func (m *Memory) evict(keep *entry) {
-	maxEntries, maxBytes := m.MaxEntries, m.MaxBytes
-	if maxEntries <= 0 {
-		maxEntries = DefaultMaxEntries
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxBytes
-	}
-	for len(m.byTime) > 0 && (len(m.entries) > maxEntries || m.bytes > maxBytes) {
-		victim := m.byTime[0]
-		if victim == keep && len(m.byTime) > 1 {
-			// keep expires first; drop the next one instead.
-			victim = m.byTime[1]
-			if len(m.byTime) > 2 && m.byTime[2].expires.Before(victim.expires) {
-				victim = m.byTime[2]
+// evict drops the oldest entries until the bounds hold, sparing keep (the
+// slot just added or finished) unless it is alone over them.
+func (m *Memory) evict(keep int) {
+	maxEntries, maxBytes := m.limits()
+	for len(m.index) > 0 && (len(m.index) > maxEntries || m.bytes > maxBytes) {
+		victim := -1
+		for k := range m.n {
+			i := (m.head + k) & (len(m.ring) - 1)
+			if m.ring[i].key != "" && (i != keep || len(m.index) == 1) {
+				victim = i
+				break
 			}
 		}
-		m.remove(victim)
+		if victim < 0 {
+			return
+		}
+		m.remove(&m.ring[victim])
 	}
 }
 
-// remove drops e and, if it was pending, wakes its waiters with ErrAbandoned.
-func (m *Memory) remove(e *entry) {
-	delete(m.entries, e.key)
-	heap.Remove(&m.byTime, e.index)
+// pop drops the oldest slot.
+func (m *Memory) pop() {
+	e := &m.ring[m.head]
+	if e.key != "" {
+		m.remove(e)
+	}
+	*e = slot{}
+	m.head = (m.head + 1) & (len(m.ring) - 1)
+	m.n--
+}
+
+// remove drops e's claim and, if it was pending, wakes its waiters with
+// ErrAbandoned. Its slot stays until it is the oldest.
+func (m *Memory) remove(e *slot) {
+	delete(m.index, e.key)
 	m.bytes -= e.size
-	if e.state == pending {
-		e.state = abandoned
-		close(e.done)
+	wasPending := e.state == pending
+	e.key, e.reply, e.size, e.state = "", Reply{}, 0, abandoned
+	if wasPending {
+		m.settled()
 	}
-}
-
-// expiryHeap orders entries by expiry, soonest first.
-type expiryHeap []*entry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-func (h *expiryHeap) Push(x any) {
-	e := x.(*entry)
-	e.index = len(*h)
-	*h = append(*h, e)
-}
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return e
 }

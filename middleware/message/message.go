@@ -88,11 +88,47 @@ type Message struct {
 	Latitude  float64 `xml:"Latitude" json:"Latitude"`   // LOCATION
 	Longitude float64 `xml:"Longitude" json:"Longitude"` // LOCATION
 	Precision float64 `xml:"Precision" json:"Precision"` // LOCATION
+	MenuID    string  `xml:"MenuId" json:"MenuId"`       // VIEW, view_miniprogram: the menu's id
+	Status    string  `xml:"Status" json:"Status"`       // TEMPLATESENDJOBFINISH: success, failed:user block…
+	DebugStr  string  `xml:"debug_str" json:"debug_str"` // debug_demo (the URL check of a Mini Program)
+
+	// The menu events scancode_push and scancode_waitmsg.
+	ScanCodeInfo ScanCodeInfo `xml:"ScanCodeInfo" json:"ScanCodeInfo"`
+	// The menu events pic_sysphoto, pic_photo_or_album and pic_weixin.
+	SendPicsInfo SendPicsInfo `xml:"SendPicsInfo" json:"SendPicsInfo"`
+	// The menu event location_select.
+	SendLocationInfo SendLocationInfo `xml:"SendLocationInfo" json:"SendLocationInfo"`
 
 	// Raw is the body as parsed (after decryption in safe mode), for the
 	// fields and types this struct does not model. It shares memory with
 	// the slice given to Parse.
 	Raw []byte `xml:"-" json:"-"`
+}
+
+// ScanCodeInfo is what a scancode_push or scancode_waitmsg event scanned.
+type ScanCodeInfo struct {
+	ScanType   string `xml:"ScanType" json:"ScanType"`     // qrcode, barcode…
+	ScanResult string `xml:"ScanResult" json:"ScanResult"` // the decoded text
+}
+
+// SendPicsInfo lists the pictures of a pic_* menu event.
+type SendPicsInfo struct {
+	Count   int       `xml:"Count" json:"Count"`
+	PicList []PicItem `xml:"PicList>item" json:"PicList"`
+}
+
+// A PicItem is one picture of SendPicsInfo.
+type PicItem struct {
+	PicMd5Sum string `xml:"PicMd5Sum" json:"PicMd5Sum"`
+}
+
+// SendLocationInfo is the place a location_select menu event chose.
+type SendLocationInfo struct {
+	LocationX float64 `xml:"Location_X" json:"Location_X"` // latitude
+	LocationY float64 `xml:"Location_Y" json:"Location_Y"` // longitude
+	Scale     int     `xml:"Scale" json:"Scale"`
+	Label     string  `xml:"Label" json:"Label"`
+	Poiname   string  `xml:"Poiname" json:"Poiname"` // the point of interest's name, if any
 }
 
 // Parse parses a push, as JSON if its first non-space byte is '{' and as
@@ -106,8 +142,19 @@ func Parse(body []byte) (*Message, error) {
 	return ParseXML(body)
 }
 
-// ParseXML parses the XML form of a push.
+// ParseXML parses the XML form of a push. The shapes WeChat sends are
+// scanned directly; anything else (entities, comments, processing
+// instructions, attributes, mixed content, …) goes to encoding/xml, so the
+// result is always the one encoding/xml gives.
 func ParseXML(body []byte) (*Message, error) {
+	if m, ok := parseFlat(body); ok {
+		return finish(m, body)
+	}
+	return parseXMLStd(body)
+}
+
+// parseXMLStd parses body with encoding/xml.
+func parseXMLStd(body []byte) (*Message, error) {
 	var v struct {
 		XMLName xml.Name `xml:"xml"`
 		Message

@@ -33,8 +33,19 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	return ParseXMLEnvelope(body)
 }
 
-// ParseXMLEnvelope parses the XML form of an inbound envelope.
+// ParseXMLEnvelope parses the XML form of an inbound envelope. The shape
+// WeChat sends is scanned directly; anything unusual (nesting, entities,
+// comments, attributes, …) goes to encoding/xml, whose result it always
+// gives.
 func ParseXMLEnvelope(body []byte) (Envelope, error) {
+	if e, ok := scanEnvelope(body); ok {
+		return e, checkEnvelope(e)
+	}
+	return parseXMLEnvelopeStd(body)
+}
+
+// parseXMLEnvelopeStd parses body with encoding/xml.
+func parseXMLEnvelopeStd(body []byte) (Envelope, error) {
 	var v struct {
 		XMLName xml.Name `xml:"xml"`
 		Envelope
@@ -88,7 +99,9 @@ func (r ReplyEnvelope) AppendXML(dst []byte) []byte {
 // XML returns the XML form of the reply, the body WeChat expects from a
 // 公众号 callback (Content-Type text/xml).
 func (r ReplyEnvelope) XML() []byte {
-	return r.AppendXML(make([]byte, 0, 128+len(r.Encrypt)+len(r.Nonce)))
+	const fixed = len("<xml><Encrypt></Encrypt><MsgSignature></MsgSignature><TimeStamp></TimeStamp><Nonce></Nonce></xml>")
+	n := fixed + util.CDATALen(r.Encrypt) + util.CDATALen(r.MsgSignature) + len("-9223372036854775808") + util.CDATALen(r.Nonce)
+	return r.AppendXML(make([]byte, 0, n))
 }
 
 // JSON returns the JSON form of the reply:

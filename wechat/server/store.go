@@ -12,7 +12,6 @@ import (
 
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
-	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
@@ -108,7 +107,7 @@ func dedupeFor(store wechat.Store, appID string) (middleware.Option, bool) {
 	if !ok {
 		return nil, false
 	}
-	d := dedupe.NewRedis(rc.Client())
-	d.Prefix = dedupe.DefaultPrefix + "{" + appID + "}:"
+	d := redisstore.NewDedupe(rc.Client())
+	d.Prefix = redisstore.DefaultDedupePrefix + "{" + appID + "}:"
 	return middleware.WithDedupe(d), true
 }

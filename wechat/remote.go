@@ -233,7 +233,17 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 		if code := res.Get("errcode").Int(); code != 0 {
 			errs = append(errs, &APIError{Code: int(code), Msg: msg, API: path})
 		}
+		reason := res.Get("reason").String()
+		sentinel := reasonError(reason)
 		switch {
+		case sentinel != nil && reason != ReasonTimeout:
+			// The server named why: the same sentinel the keeper gave.
+			errs = append(errs, sentinel)
+		case reason == ReasonUpstream || reason == ReasonTimeout || reason == ReasonInternal:
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				errs = append(errs, ErrNoToken)
+			}
+		// An older server without reasons.
 		case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(msg, ErrQuotaExhausted.Error()):
 			errs = append(errs, ErrQuotaExhausted)
 		case resp.StatusCode == http.StatusServiceUnavailable:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -123,6 +124,32 @@ var (
 	// The error also wraps the *APIError that started the cooldown.
 	ErrCooldown = errors.New("wechat: fetches paused after a credential error")
 )
+
+// A CooldownError is the error of a fetch refused while fetches are paused
+// after WeChat rejected the credentials. errors.Is(err, ErrCooldown) holds
+// for it, and errors.As finds the *APIError that started the pause.
+type CooldownError struct {
+	Until time.Time // when the pause ends; zero if unknown
+	Err   error     // what WeChat answered when it started, an *APIError
+}
+
+// Error says that fetches are paused, until when, and after what.
+func (e *CooldownError) Error() string {
+	s := ErrCooldown.Error()
+	if !e.Until.IsZero() {
+		s += " until " + e.Until.UTC().Format(time.RFC3339)
+	}
+	if e.Err != nil {
+		s += ", after: " + e.Err.Error()
+	}
+	return s
+}
+
+// Is reports whether target is ErrCooldown.
+func (e *CooldownError) Is(target error) bool { return target == ErrCooldown }
+
+// Unwrap returns the error that started the pause.
+func (e *CooldownError) Unwrap() error { return e.Err }
 
 // isCredentialError reports whether code says the AppID, the AppSecret or
 // the caller's IP is not accepted: retrying will not help, a person must act.

@@ -222,7 +222,7 @@ func (w *Wechat) checkCooldown(ctx context.Context, now time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if until, ok := w.cooldownLocked(now); ok {
-		return fmt.Errorf("%w until %s, after: %w", ErrCooldown, until.UTC().Format(time.RFC3339), w.cooldownErr)
+		return &CooldownError{Until: until, Err: w.cooldownErr}
 	}
 	return nil
 }

@@ -638,30 +638,15 @@ func refusalReason(code int) string {
 	return ReasonBadRequest
 }
 
-// cooldownEnd returns when the cooldown err reports ends, if err is a
-// wechat.ErrCooldown error that says so ("… until <RFC 3339 time>, …").
-func cooldownEnd(err error) (time.Time, bool) {
-	if !errors.Is(err, wechat.ErrCooldown) {
-		return time.Time{}, false
-	}
-	_, rest, ok := strings.Cut(err.Error(), wechat.ErrCooldown.Error()+" until ")
-	if !ok {
-		return time.Time{}, false
-	}
-	stamp, _, _ := strings.Cut(rest, ",")
-	t, err := time.Parse(time.RFC3339, stamp)
-	return t, err == nil
-}
-
 // retryAfter returns the Retry-After value, in whole seconds rounded up,
 // for a request failed with err at now: for a cooldown, the time left
 // until it ends; otherwise "".
 func retryAfter(err error, now time.Time) string {
-	end, ok := cooldownEnd(err)
-	if !ok || !end.After(now) {
+	var cd *wechat.CooldownError
+	if !errors.As(err, &cd) || !cd.Until.After(now) {
 		return ""
 	}
-	left := end.Sub(now)
+	left := cd.Until.Sub(now)
 	secs := int64(left / time.Second)
 	if left%time.Second != 0 {
 		secs++

@@ -203,7 +203,7 @@ func TestAdminUpstreamErrors(t *testing.T) {
 func TestStatusOf(t *testing.T) {
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	api := &wechat.APIError{Code: 40125, Msg: "invalid appsecret", API: "/cgi-bin/token"}
-	cooldown := fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(90*time.Second+time.Millisecond).Format(time.RFC3339Nano), api)
+	cooldown := &wechat.CooldownError{Until: now.Add(90*time.Second + time.Millisecond), Err: api}
 	tests := []struct {
 		name       string
 		err        error
@@ -217,8 +217,8 @@ func TestStatusOf(t *testing.T) {
 		{"rate limited", fmt.Errorf("x: %w", wechat.ErrRateLimited), 503, 0, wechat.ReasonRateLimited, ""},
 		{"cooldown", cooldown, 503, 40125, wechat.ReasonCooldown, "91"},
 		{"cooldown, no token", fmt.Errorf("%w: %w", wechat.ErrNoToken, cooldown), 503, 40125, wechat.ReasonCooldown, "91"},
-		{"cooldown without its end", fmt.Errorf("%w, after: %w", wechat.ErrCooldown, api), 503, 40125, wechat.ReasonCooldown, ""},
-		{"cooldown ended", fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(-time.Second).Format(time.RFC3339), api), 503, 40125, wechat.ReasonCooldown, ""},
+		{"cooldown without its end", &wechat.CooldownError{Err: api}, 503, 40125, wechat.ReasonCooldown, ""},
+		{"cooldown ended", &wechat.CooldownError{Until: now.Add(-time.Second), Err: api}, 503, 40125, wechat.ReasonCooldown, ""},
 		{"credential error", fmt.Errorf("%w: %w", wechat.ErrNoToken, api), 502, 40125, wechat.ReasonNoToken, ""},
 		{"closed", fmt.Errorf("x: %w", wechat.ErrClosed), 503, 0, wechat.ReasonClosed, ""},
 		{"shutting down", fmt.Errorf("%w: x", ErrShuttingDown), 503, 0, ReasonShuttingDown, ""},
@@ -278,7 +278,7 @@ func TestAdminErrorReasons(t *testing.T) {
 	check("method", a, "DELETE", "localhost", "/v1/token", testKey, nil, 405, ReasonMethodNotAllowed, "")
 	check("bad url", a, "GET", "localhost", "/v1/jssdk/config?url=ftp://x", testKey, nil, 400, ReasonBadRequest, "")
 	check("cooldown", a, "GET", "localhost", "/v1/token", testKey,
-		fmt.Errorf("%w: %w", wechat.ErrNoToken, fmt.Errorf("%w until %s, after: %w", wechat.ErrCooldown, now.Add(10*time.Minute).Format(time.RFC3339), api)),
+		fmt.Errorf("%w: %w", wechat.ErrNoToken, &wechat.CooldownError{Until: now.Add(10 * time.Minute), Err: api}),
 		503, wechat.ReasonCooldown, "600")
 	check("quota", a, "GET", "localhost", "/v1/token", testKey, fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrQuotaExhausted), 503, wechat.ReasonQuotaExhausted, "")
 	check("rate", a, "GET", "localhost", "/v1/token", testKey, fmt.Errorf("%w: %w", wechat.ErrNoToken, wechat.ErrRateLimited), 503, wechat.ReasonRateLimited, "")

@@ -1,11 +1,9 @@
 package central
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,20 +62,8 @@ func TestRemoteErrorsMatchKeeper(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret),
-				wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)))
-			t.Cleanup(fake.Close)
-			store := wechat.NewFileStore(filepath.Join(t.TempDir(), "wechat.txt"), nil)
-			k, err := wechat.New(context.Background(), wechat.Options{
-				AppID: testAppID, AppSecret: testSecret, APIBase: fake.URL, Clock: fake, Store: store,
-				RetryBackoff: time.Millisecond, MaxAttempts: 1,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(k.Close)
-			srv := httptest.NewServer(NewAdmin(k, AdminOptions{Key: testKey, Clock: fake, Store: store}))
-			t.Cleanup(srv.Close)
+			e := newAdminEnv(t)
+			fake, k, srv := e.fake, e.keeper, e.srv
 			stale, err := k.AccessToken(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -87,9 +73,13 @@ func TestRemoteErrorsMatchKeeper(t *testing.T) {
 
 			_, local := k.Refresh(t.Context(), stale)
 			// The admin API's half: the body carries the keeper's reason.
-			code, body, raw := (&adminEnv{srv: srv}).do(t, "POST", "/v1/token/refresh", testKey, "application/json", `{"stale":"`+stale+`"}`)
+			code, body, raw := e.do(t, "POST", "/v1/token/refresh", testKey, "application/json", `{"stale":"`+stale+`"}`)
 			if code != http.StatusServiceUnavailable || body["reason"] != wechat.ErrorReason(local) {
 				t.Errorf("the admin API's answer: %d %s, want 503 with reason %q", code, raw, wechat.ErrorReason(local))
+			}
+			// A cooldown says when it ends; the other refusals do not.
+			if got, want := refreshRetryAfter(t, srv.URL, stale) != "", tt.want == wechat.ErrCooldown; got != want {
+				t.Errorf("Retry-After present: %v, want %v", got, want)
 			}
 			remote, err := wechat.NewRemote(srv.URL, testKey)
 			if err != nil {
@@ -115,4 +105,19 @@ func TestRemoteErrorsMatchKeeper(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refreshRetryAfter asks the admin API at base for a passive refresh of
+// stale and returns the answer's Retry-After header.
+func refreshRetryAfter(t *testing.T, base, stale string) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/token/refresh", strings.NewReader(`{"stale":"`+stale+`"}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("Retry-After")
 }

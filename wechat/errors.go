@@ -226,8 +226,5 @@ func reasonError(reason string) error {
 			return r.err
 		}
 	}
-	if reason == ReasonTimeout {
-		return context.DeadlineExceeded
-	}
 	return nil
 }

@@ -233,20 +233,17 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 		if code := res.Get("errcode").Int(); code != 0 {
 			errs = append(errs, &APIError{Code: int(code), Msg: msg, API: path})
 		}
-		reason := res.Get("reason").String()
-		sentinel := reasonError(reason)
-		switch {
-		case sentinel != nil && reason != ReasonTimeout:
-			// The server named why: the same sentinel the keeper gave.
+		// The server names why in "reason": the keeper's own sentinel. A
+		// reason without one (upstream, timeout, internal), or a server
+		// older than the reasons, leaves the status: a 503 means that no
+		// token can be had now.
+		switch sentinel := reasonError(res.Get("reason").String()); {
+		case sentinel != nil:
 			errs = append(errs, sentinel)
-		case reason == ReasonUpstream || reason == ReasonTimeout || reason == ReasonInternal:
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				errs = append(errs, ErrNoToken)
-			}
-		// An older server without reasons.
-		case resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(msg, ErrQuotaExhausted.Error()):
+		case resp.StatusCode != http.StatusServiceUnavailable:
+		case strings.Contains(msg, ErrQuotaExhausted.Error()): // an older server's quota answer
 			errs = append(errs, ErrQuotaExhausted)
-		case resp.StatusCode == http.StatusServiceUnavailable:
+		default:
 			errs = append(errs, ErrNoToken)
 		}
 		return nil, &remoteErrors{errs}

@@ -53,60 +53,10 @@ type result struct {
 	err    error
 }
 
-// testThreeDeliveries delivers one key three times while the handler of
-// the first is blocked: the handler runs once and every delivery gets its
-// reply. waiting reports how many deliveries are blocked in Wait.
-func testThreeDeliveries(t *testing.T, s Store, waiting func() int) {
-	ctx := context.Background()
-	var runs atomic.Int32
-	started, release := make(chan struct{}), make(chan struct{})
-	fn := func(ctx context.Context) (Reply, error) {
-		if runs.Add(1) == 1 {
-			close(started)
-			<-release
-		}
-		return Reply{ContentType: "text/xml", Body: []byte("<xml>first</xml>")}, nil
-	}
-	results := make(chan result, 3)
-	deliver := func() {
-		r, shared, err := Do(ctx, s, "gh_1|msg|42", time.Minute, fn)
-		results <- result{r, shared, err}
-	}
-	go deliver()
-	<-started
-	go deliver() // WeChat's first retry, 5 s later
-	eventually(t, "the first re-delivery to wait", func() bool { return waiting() >= 1 })
-	select {
-	case res := <-results:
-		t.Fatalf("a delivery returned while the handler was blocked: %+v", res)
-	default:
-	}
-	close(release)
-	for range 2 {
-		res := <-results
-		if res.err != nil || string(res.r.Body) != "<xml>first</xml>" || res.r.ContentType != "text/xml" {
-			t.Fatalf("delivery = %+v", res)
-		}
-	}
-	go deliver() // the second retry, after the reply was stored
-	res := <-results
-	if res.err != nil || !res.shared || string(res.r.Body) != "<xml>first</xml>" {
-		t.Fatalf("late delivery = %+v", res)
-	}
-	if n := runs.Load(); n != 1 {
-		t.Fatalf("handler ran %d times, want 1", n)
-	}
-}
-
 func (m *Memory) waiting() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.waiters
-}
-
-func TestMemoryThreeDeliveries(t *testing.T) {
-	m := &Memory{}
-	testThreeDeliveries(t, m, m.waiting)
 }
 
 func TestAbandonRunsAgain(t *testing.T) {

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/dedupe/dedupetest"
 	"github.com/wxcentral/wxcentral/util/redistest"
 )
 
@@ -23,22 +25,13 @@ func startDedupeRedis(t *testing.T) *redis.Client {
 	return c
 }
 
-func TestDedupeThreeDeliveries(t *testing.T) {
+func TestDedupeContract(t *testing.T) {
 	c := startDedupeRedis(t)
-	s := &Dedupe{Client: c, PollInterval: 5 * time.Millisecond}
-	w := &waitCounter{Store: s}
-	testDedupeThreeDeliveries(t, w, func() int { return int(w.n.Load()) })
-}
-
-// waitCounter counts the calls that have entered Wait.
-type waitCounter struct {
-	dedupe.Store
-	n atomic.Int32
-}
-
-func (w *waitCounter) Wait(ctx context.Context, key string) (dedupe.Reply, error) {
-	w.n.Add(1)
-	return w.Store.Wait(ctx, key)
+	var n atomic.Int32
+	dedupetest.Run(t, func(t *testing.T) dedupe.Store {
+		// A prefix of its own per case: one Redis serves them all.
+		return &Dedupe{Client: c, Prefix: fmt.Sprintf("contract%d:", n.Add(1)), PollInterval: 5 * time.Millisecond}
+	})
 }
 
 func TestDedupeClaimLifecycle(t *testing.T) {
@@ -112,66 +105,3 @@ func TestDedupeClaimLifecycle(t *testing.T) {
 	}
 }
 
-func eventuallyDedupe(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-type dedupeResult struct {
-	r      dedupe.Reply
-	shared bool
-	err    error
-}
-
-// testThreeDeliveries delivers one key three times while the handler of
-// the first is blocked: the handler runs once and every delivery gets its
-// reply. waiting reports how many deliveries are blocked in Wait.
-// testDedupeThreeDeliveries is dedupe's own test of three deliveries of
-// one push, the first one slow.
-func testDedupeThreeDeliveries(t *testing.T, s dedupe.Store, waiting func() int) {
-	ctx := context.Background()
-	var runs atomic.Int32
-	started, release := make(chan struct{}), make(chan struct{})
-	fn := func(ctx context.Context) (dedupe.Reply, error) {
-		if runs.Add(1) == 1 {
-			close(started)
-			<-release
-		}
-		return dedupe.Reply{ContentType: "text/xml", Body: []byte("<xml>first</xml>")}, nil
-	}
-	results := make(chan dedupeResult, 3)
-	deliver := func() {
-		r, shared, err := dedupe.Do(ctx, s, "gh_1|msg|42", time.Minute, fn)
-		results <- dedupeResult{r, shared, err}
-	}
-	go deliver()
-	<-started
-	go deliver() // WeChat's first retry, 5 s later
-	eventuallyDedupe(t, "the first re-delivery to wait", func() bool { return waiting() >= 1 })
-	select {
-	case res := <-results:
-		t.Fatalf("a delivery returned while the handler was blocked: %+v", res)
-	default:
-	}
-	close(release)
-	for range 2 {
-		res := <-results
-		if res.err != nil || string(res.r.Body) != "<xml>first</xml>" || res.r.ContentType != "text/xml" {
-			t.Fatalf("delivery = %+v", res)
-		}
-	}
-	go deliver() // the second retry, after the reply was stored
-	res := <-results
-	if res.err != nil || !res.shared || string(res.r.Body) != "<xml>first</xml>" {
-		t.Fatalf("late delivery = %+v", res)
-	}
-	if n := runs.Load(); n != 1 {
-		t.Fatalf("handler ran %d times, want 1", n)
-	}
-}

@@ -104,4 +104,3 @@ func TestDedupeClaimLifecycle(t *testing.T) {
 		t.Error("Begin on an unreachable Redis succeeded")
 	}
 }
-

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,10 +14,7 @@ import (
 // FakeWechat serves the fake platform, shows its loopback URL, and
 // returns nil once its context ends.
 func TestFakeWechat(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenLoopback(t)
 	var out strings.Builder
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -44,16 +44,19 @@ type serveTest struct {
 	done          chan error
 }
 
+// listenLoopback listens on a free loopback port; Serve closes it.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func startServe(t *testing.T, cfg config.Config, o Options) *serveTest {
 	t.Helper()
-	pub, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, adm := listenLoopback(t), listenLoopback(t)
 	o.PublicListener, o.AdminListener = pub, adm
 	ready := make(chan struct{})
 	o.Ready = func(net.Addr, net.Addr) { close(ready) }
@@ -497,14 +500,7 @@ func (l *failingListener) Accept() (net.Conn, error) {
 func TestServeListenerFailure(t *testing.T) {
 	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
 	defer fake.Close()
-	pub, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, adm := listenLoopback(t), listenLoopback(t)
 	fl := &failingListener{Listener: pub, fail: make(chan struct{})}
 	ready := make(chan struct{})
 	done := make(chan error, 1)

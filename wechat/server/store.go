@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/wechat"
@@ -93,21 +91,16 @@ func openStore(store, appID string, log *slog.Logger) (wechat.Store, func(), err
 	return wechat.NewFileStore(store, log), func() {}, nil
 }
 
-// redisClienter is a Store that runs on a Redis client (redisstore.Store).
-type redisClienter interface {
-	Client() redis.UniversalClient
-}
-
 // dedupeFor returns the middleware option that shares retry dedupe through
 // the token store's Redis, so that WeChat's re-delivery of a push to
 // another host behind the load balancer does not run the handler twice.
 // A file store (one host) keeps the middleware's in-memory default.
 func dedupeFor(store wechat.Store, appID string) (middleware.Option, bool) {
-	rc, ok := store.(redisClienter)
+	rs, ok := store.(*redisstore.Store)
 	if !ok {
 		return nil, false
 	}
-	d := redisstore.NewDedupe(rc.Client())
+	d := redisstore.NewDedupe(rs.Client())
 	d.Prefix = redisstore.DefaultDedupePrefix + "{" + appID + "}:"
 	return middleware.WithDedupe(d), true
 }

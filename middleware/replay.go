@@ -138,13 +138,9 @@ func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
 
 // settleRun ends this delivery's run claim: finished if the next handler
 // answered (a status below 500), abandoned if it failed or wrote nothing,
-// so that a re-delivery runs it again.
+// so that a re-delivery runs it again. Like every settling of a claim it
+// must outlive WeChat hanging up, which the store sees to (dedupe.Store).
 func (s *settings) settleRun(ctx context.Context, rp replay, status int) {
-	if _, ok := s.replay.(*dedupe.Memory); !ok {
-		// Finishing must outlive WeChat hanging up; a Memory does not
-		// use the context (and WithoutCancel costs an allocation).
-		ctx = context.WithoutCancel(ctx)
-	}
 	if status > 0 && status < 500 {
 		s.replay.Finish(ctx, rp.runKey(), dedupe.Reply{})
 		return

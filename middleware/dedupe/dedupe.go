@@ -55,6 +55,13 @@ type Store interface {
 	// Finish stores the reply to the claim on key and wakes its waiters.
 	// The reply lives as long as the claim would have. A reply for a key
 	// whose claim has expired is dropped: WeChat's retries are over.
+	//
+	// Finish and Abandon settle a claim once the work is done, often with
+	// the context of a request whose client (WeChat) has hung up: they
+	// must settle it even when ctx is already done, or the reply is lost
+	// and the re-delivery runs the handler again. A store that does I/O
+	// detaches ctx (context.WithoutCancel, as redisstore.Dedupe does);
+	// Memory does not use it.
 	Finish(ctx context.Context, key string, r Reply) error
 
 	// Abandon gives up an unfinished claim on key, so that a later Begin
@@ -100,31 +107,19 @@ func run(ctx context.Context, s Store, key string, fn func(context.Context) (Rep
 		if !done {
 			// fn panicked: release the claim before the panic goes on.
 			// The request's context may be the reason; do not depend on it.
-			s.Abandon(detach(s, ctx), key)
+			s.Abandon(ctx, key)
 		}
 	}()
 	r, err = fn(ctx)
 	done = true
 	if err != nil {
-		if aerr := s.Abandon(detach(s, ctx), key); aerr != nil {
+		if aerr := s.Abandon(ctx, key); aerr != nil {
 			err = errors.Join(err, aerr)
 		}
 		return Reply{}, err
 	}
-	if ferr := s.Finish(detach(s, ctx), key, r); ferr != nil {
+	if ferr := s.Finish(ctx, key, r); ferr != nil {
 		return r, fmt.Errorf("%w: %w", ErrNotStored, ferr)
 	}
 	return r, nil
-}
-
-// detach returns the context to settle a claim of s with once the work is
-// done: ctx without its cancellation (context.WithoutCancel), so that
-// WeChat hanging up does not lose the reply. A Memory does not use the
-// context of Finish and Abandon, and gets ctx as it is, which saves an
-// allocation per push.
-func detach(s Store, ctx context.Context) context.Context {
-	if _, ok := s.(*Memory); ok {
-		return ctx
-	}
-	return context.WithoutCancel(ctx)
 }

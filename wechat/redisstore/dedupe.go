@@ -96,6 +96,8 @@ func (s *Dedupe) Finish(ctx context.Context, key string, r dedupe.Reply) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: dedupe: encoding the reply: %w", err)
 	}
+	// WeChat may have hung up: the reply is stored all the same.
+	ctx = context.WithoutCancel(ctx)
 	if err := dedupeFinishScript.Run(ctx, s.Client, []string{s.key(key)}, dedupePending, v).Err(); err != nil {
 		return fmt.Errorf("redisstore: dedupe finish: %w", err)
 	}
@@ -104,6 +106,7 @@ func (s *Dedupe) Finish(ctx context.Context, key string, r dedupe.Reply) error {
 
 // Abandon implements dedupe.Store.
 func (s *Dedupe) Abandon(ctx context.Context, key string) error {
+	ctx = context.WithoutCancel(ctx) // as in Finish
 	if err := dedupeAbandonScript.Run(ctx, s.Client, []string{s.key(key)}, dedupePending).Err(); err != nil {
 		return fmt.Errorf("redisstore: dedupe abandon: %w", err)
 	}

@@ -18,8 +18,38 @@ import (
 // push: while the handler of the first delivery is blocked the second
 // waits, the handler runs once, and every delivery gets its reply,
 // including a third that comes after the reply was stored.
+//
+// SettleAfterHangUp settles claims with a context that is already done, as
+// happens when WeChat hangs up before the handler answers: Finish still
+// stores the reply, and Abandon still frees the key.
 func Run(t *testing.T, newStore func(t *testing.T) dedupe.Store) {
 	t.Run("ThreeDeliveries", func(t *testing.T) { threeDeliveries(t, newStore(t)) })
+	t.Run("SettleAfterHangUp", func(t *testing.T) { settleAfterHangUp(t, newStore(t)) })
+}
+
+func settleAfterHangUp(t *testing.T, s dedupe.Store) {
+	ctx, hangUp := context.WithCancel(context.Background())
+	for _, key := range []string{"finished", "abandoned"} {
+		if first, err := s.Begin(ctx, key, time.Minute); err != nil || !first {
+			t.Fatalf("Begin(%q) = %v, %v; want the first claim", key, first, err)
+		}
+	}
+	hangUp()
+	if err := s.Finish(ctx, "finished", dedupe.Reply{Body: []byte("kept")}); err != nil {
+		t.Errorf("Finish after the hang-up: %v", err)
+	}
+	if err := s.Abandon(ctx, "abandoned"); err != nil {
+		t.Errorf("Abandon after the hang-up: %v", err)
+	}
+	// A store that lost the reply would wait out the claim: fail sooner.
+	bg, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if r, err := s.Wait(bg, "finished"); err != nil || string(r.Body) != "kept" {
+		t.Errorf("Wait after Finish with a done context = %q, %v; want the reply", r.Body, err)
+	}
+	if first, err := s.Begin(bg, "abandoned", time.Minute); err != nil || !first {
+		t.Errorf("Begin after Abandon with a done context = %v, %v; want a new claim", first, err)
+	}
 }
 
 // waitCounter counts the calls that have entered Wait.

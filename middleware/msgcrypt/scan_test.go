@@ -41,10 +41,14 @@ func FuzzEnvelope(f *testing.F) {
 	})
 }
 
+// The envelopes WeChat sends (seeds 0 to 2) are scanned, and so is an
+// element the envelope does not model, nested or not, which is skipped as
+// encoding/xml skips it (seed 5); the other seeds go to encoding/xml.
 func TestScanEnvelopeTakesWeChatShapes(t *testing.T) {
+	taken := map[int]bool{0: true, 1: true, 2: true, 5: true}
 	for i, s := range envelopeSeeds {
-		if _, ok := scanEnvelope([]byte(s)); ok != (i < 3) {
-			t.Errorf("seed %d: scanned = %v, want %v", i, ok, i < 3)
+		if _, ok := scanEnvelope([]byte(s)); ok != taken[i] {
+			t.Errorf("seed %d: scanned = %v, want %v", i, ok, taken[i])
 		}
 	}
 }

@@ -21,8 +21,11 @@
 // The body of a POST is parsed once into a message.Message, which the next
 // handler takes from the request's context with message.FromContext; a body
 // that is no push is answered 400. Types the message package does not model
-// still parse, with the body in Message.Raw. The reply helpers of package
-// message (ReplyText, ReplyImage, ReplyNews) build the passive replies.
+// still parse, with the body in Message.Raw. A message.Router is the usual
+// next handler: it dispatches by message type and event to functions that
+// return a reply (message.Text, message.News, …), and writes it with To and
+// From swapped and CreateTime from the middleware's clock. New mounts one
+// in a line, and its documentation lists the stack Verify builds.
 //
 // # Safe mode
 //

@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/xml"
 	"fmt"
@@ -201,4 +202,54 @@ func ExampleWithAES() {
 	// Output:
 	// signature ok: true
 	// wxba5fad812f8e6fb9 text you said: hello
+}
+
+// The usual callback endpoint: a message.Router behind New. Each handler
+// takes the parsed push and returns its reply; the router writes it with
+// To and From swapped, and a push without a handler gets "success".
+func ExampleNew() {
+	const token = "my-callback-token"
+
+	var rt message.Router
+	rt.HandleFunc(message.TypeText, func(ctx context.Context, m *message.Message) (message.Reply, error) {
+		return message.Text{Content: "you said: " + m.Content}, nil
+	})
+	rt.HandleEventFunc(message.EventSubscribe, func(ctx context.Context, m *message.Message) (message.Reply, error) {
+		return message.News{Articles: []message.Article{{Title: "Welcome", URL: "https://example.com/start"}}}, nil
+	})
+	srv := httptest.NewServer(middleware.New(token, &rt))
+	defer srv.Close()
+
+	ts := time.Now().Unix()
+	for i, push := range []string{
+		textPush(42, "hello"),
+		fmt.Sprintf("<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"+
+			"<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>", ts),
+		fmt.Sprintf("<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"+
+			"<CreateTime>%d</CreateTime><MsgType><![CDATA[image]]></MsgType><MediaId><![CDATA[m1]]></MediaId><MsgId>43</MsgId></xml>", ts),
+	} {
+		// Each push has a nonce of its own, as WeChat's have.
+		t, nonce := strconv.FormatInt(ts, 10), strconv.Itoa(i)
+		q := url.Values{"signature": {util.Signature(token, t, nonce)}, "timestamp": {t}, "nonce": {nonce}, "openid": {"o1"}}
+		resp, err := http.Post(srv.URL+"/?"+q.Encode(), "text/xml", strings.NewReader(push))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var reply struct {
+			ToUserName, MsgType, Content string
+			Title                        string `xml:"Articles>item>Title"`
+		}
+		if xml.Unmarshal(body, &reply) != nil {
+			fmt.Printf("%d %s\n", resp.StatusCode, body)
+			continue
+		}
+		fmt.Printf("%d %s to %s: %s%s\n", resp.StatusCode, reply.MsgType, reply.ToUserName, reply.Content, reply.Title)
+	}
+	// Output:
+	// 200 text to o1: you said: hello
+	// 200 news to o1: Welcome
+	// 200 success
 }

@@ -170,6 +170,7 @@ func (s *settings) open(q query, res Result, body []byte) (inbound, Result, stri
 		res.Outcome = OutcomeBadMessage
 		return in, res, "the body is not a WeChat push (" + err.Error() + ")"
 	}
+	m.ReceivedAt = s.now()
 	in.msg = m
 	return in, res, ""
 }

@@ -104,8 +104,8 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithClock sets the clock the timestamp window is checked against, and
-// that the replay memory, the default dedupe store and the logged latency
-// follow. The default, or a nil c, is util.SystemClock. A test passes a
+// that the replay memory, the default dedupe store, the logged latency and
+// the messages' ReceivedAt (the CreateTime of their replies) follow. The default, or a nil c, is util.SystemClock. A test passes a
 // fake clock, or a function as a util.ClockFunc.
 func WithClock(c util.Clock) Option {
 	return func(s *settings) {

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Message types (MsgType).
@@ -41,14 +42,33 @@ const (
 )
 
 // Events (Event, when MsgType is TypeEvent). WeChat spells them with this
-// case exactly.
+// case exactly. EventTemplateSendDone reports a template message's fate
+// in Status; EventUserEnterSession is a user opening a Mini Program's
+// customer-service chat.
 const (
 	EventSubscribe   = "subscribe"   // followed; via a QR code EventKey is "qrscene_<scene>"
 	EventUnsubscribe = "unsubscribe" // unfollowed
 	EventScan        = "SCAN"        // a follower scanned a parametric QR code; EventKey is the scene
 	EventLocation    = "LOCATION"    // location report: Latitude, Longitude, Precision
 	EventClick       = "CLICK"       // menu click; EventKey is the menu key
-	EventView        = "VIEW"        // menu link; EventKey is the URL
+	EventView        = "VIEW"        // menu link; EventKey is the URL; MenuID
+
+	// Menu events of the scan, photo and location buttons (EventKey is
+	// the button's key).
+	EventScancodePush      = "scancode_push"      // scanned, result shown by WeChat: ScanCodeInfo
+	EventScancodeWaitMsg   = "scancode_waitmsg"   // scanned, the account answers: ScanCodeInfo
+	EventPicSysPhoto       = "pic_sysphoto"       // camera: SendPicsInfo
+	EventPicPhotoOrAlbum   = "pic_photo_or_album" // camera or album: SendPicsInfo
+	EventPicWeixin         = "pic_weixin"         // WeChat album: SendPicsInfo
+	EventLocationSelect    = "location_select"    // place picker: SendLocationInfo
+	EventViewMiniprogram   = "view_miniprogram"   // menu link to a Mini Program; EventKey is its page path; MenuID
+	EventTemplateSendDone  = "TEMPLATESENDJOBFINISH"
+	EventMassSendDone      = "MASSSENDJOBFINISH" // a mass send ended; its counts are in Raw
+	EventDebugDemo         = "debug_demo"        // the URL check of a Mini Program's push settings: DebugStr
+	EventUserEnterSession  = "user_enter_tempsession"
+	EventSubscribeMsgPopup = "subscribe_msg_popup_event"  // subscription message prompt answered; details in Raw
+	EventSubscribeMsgSent  = "subscribe_msg_sent_event"   // subscription message delivered; details in Raw
+	EventSubscribeMsgEdit  = "subscribe_msg_change_event" // subscription settings changed; details in Raw
 )
 
 // ErrMalformed is wrapped by the errors Parse returns.
@@ -103,6 +123,13 @@ type Message struct {
 	// fields and types this struct does not model. It shares memory with
 	// the slice given to Parse.
 	Raw []byte `xml:"-" json:"-"`
+	// JSON reports that the push came as JSON (a Mini Program's or Mini
+	// Game's push, when its data format is JSON); replies are then JSON.
+	JSON bool `xml:"-" json:"-"`
+	// ReceivedAt is when the callback middleware accepted the push, by
+	// its clock (see middleware.WithClock); replies take their CreateTime
+	// from it. Zero when the message was parsed some other way.
+	ReceivedAt time.Time `xml:"-" json:"-"`
 }
 
 // ScanCodeInfo is what a scancode_push or scancode_waitmsg event scanned.
@@ -171,6 +198,7 @@ func ParseJSON(body []byte) (*Message, error) {
 	if err := json.Unmarshal(body, m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	m.JSON = true
 	return finish(m, body)
 }
 
@@ -190,7 +218,10 @@ func (m *Message) Known() bool {
 		return true
 	case TypeEvent:
 		switch m.Event {
-		case EventSubscribe, EventUnsubscribe, EventScan, EventLocation, EventClick, EventView:
+		case EventSubscribe, EventUnsubscribe, EventScan, EventLocation, EventClick, EventView,
+			EventScancodePush, EventScancodeWaitMsg, EventPicSysPhoto, EventPicPhotoOrAlbum,
+			EventPicWeixin, EventLocationSelect, EventViewMiniprogram, EventTemplateSendDone,
+			EventDebugDemo, EventUserEnterSession:
 			return true
 		}
 	}

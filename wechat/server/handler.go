@@ -1,40 +1,30 @@
 package server
 
 import (
-	"io"
+	"context"
 	"log/slog"
-	"net/http"
-	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/message"
 )
 
 // ReferenceHandler is the handler behind the callback middleware in the
-// reference server, an echo bot: a text message gets its own text back as a
-// passive reply; every other message or event gets "success", which tells
-// WeChat it was received and needs no reply. In safe mode the middleware
-// encrypts the reply. Serve uses it unless Options.Handler is set.
-func ReferenceHandler(log *slog.Logger) http.Handler {
+// reference server, an echo bot built on message.Router: a text message
+// gets its own text back as a passive reply, stamped with the time the
+// middleware accepted it; every other message or event gets "success",
+// which tells WeChat it was received and needs no reply. In safe mode the
+// middleware encrypts the reply. Serve uses it unless Options.Handler is
+// set. A nil log discards its debug lines.
+func ReferenceHandler(log *slog.Logger) *message.Router {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m, ok := message.FromContext(r.Context())
-		if !ok {
-			// Without a parsed message (a custom middleware chain), say
-			// received and move on.
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			io.WriteString(w, "success")
-			return
-		}
-		log.Debug("server: message received", "type", m.MsgType, "event", m.Event)
-		if m.MsgType != message.TypeText {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			io.WriteString(w, "success")
-			return
-		}
-		w.Header().Set("Content-Type", message.ContentType)
-		w.Write(m.ReplyText(time.Now(), m.Content))
+	rt := &message.Router{ErrorLog: log}
+	rt.HandleFunc(message.TypeText, func(_ context.Context, m *message.Message) (message.Reply, error) {
+		return message.Text{Content: m.Content}, nil
 	})
+	rt.HandleDefaultFunc(func(_ context.Context, m *message.Message) (message.Reply, error) {
+		log.Debug("server: message received", "type", m.MsgType, "event", m.Event)
+		return message.NoReply, nil
+	})
+	return rt
 }

@@ -84,7 +84,7 @@ func (w *statusWriter) Flush() {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // written is the status the handler answered with; 0 if it wrote nothing
-// at all, when whatever wraps the middleware answers (net/http sends 200,
-// echo's WrapMiddleware the handler's error), and this cannot know with
-// what.
+// at all, when whatever wraps the middleware answers after it returned
+// (net/http sends 200, echo's WrapMiddleware the handler's error), which
+// the access line, written before, cannot know.
 func (w *statusWriter) written() int { return w.status }

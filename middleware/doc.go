@@ -88,13 +88,14 @@
 // Message.DedupeKey) and answers the re-deliveries with the first reply; by
 // default it remembers pushes in memory, WithDedupe chooses another store
 // (redisstore.NewDedupe of package wechat/redisstore, for many processes)
-// or, with nil, turns this off. A
-// reply with a 5xx status is not remembered, and neither is a handler that
-// wrote nothing at all (no WriteHeader, no Write): the next delivery runs
-// the handler again, and the middleware writes nothing for it either, so
-// that a framework around it can still answer (echo's WrapMiddleware
-// reports a handler's error that way). A handler that means "no reply"
-// writes "success".
+// or, with nil, turns this off. A reply with a 5xx status is not
+// remembered, and neither is a handler that wrote nothing at all (no
+// WriteHeader, no Write): the next delivery runs the handler again, and the
+// middleware writes nothing for it either, so that a framework around it
+// can still answer. What such a framework writes afterwards into the
+// writer its handler had goes on to the client: echo's WrapMiddleware
+// writes a handler's error that way, and WeChat gets the 500 and
+// re-delivers. A handler that means "no reply" writes "success".
 //
 // # Logs and reverse proxies
 //

@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"errors"
 	"github.com/wxcentral/wxcentral/util/redistest"
 
 	"context"
@@ -265,6 +266,97 @@ func TestRetriesNoReply(t *testing.T) {
 				mu.Unlock()
 				if status != 200 || n != want.runs || (want.reply == "") != (got == "") || !strings.Contains(got, want.reply) {
 					t.Errorf("delivery %d: %d %q, handler runs %d; want 200 %q, %d", i+1, status, got, n, want.reply, want.runs)
+				}
+			}
+		})
+	}
+}
+
+// wrapLikeEcho mounts mw the way echo's WrapMiddleware does: the handler
+// inside keeps the writer mw gave it, and an error it returns is written
+// into that writer after mw has returned, by the framework's error
+// handler.
+func wrapLikeEcho(mw func(http.Handler) http.Handler, handler func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var inner http.ResponseWriter
+		var err error
+		mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inner = w
+			err = handler(w, r)
+		})).ServeHTTP(w, r)
+		if err != nil && inner != nil {
+			http.Error(inner, "internal error", http.StatusInternalServerError)
+		}
+	})
+}
+
+// TestRetriesFrameworkError: behind a framework that writes a handler's
+// error after the middleware returned, into the writer the handler had
+// (echo's WrapMiddleware), the 500 reaches WeChat, so that it re-delivers;
+// the re-delivery runs the handler, and the third gets its reply from the
+// store. The 500 was written into the dedupe's buffer, and WeChat got
+// 200 "" and never re-delivered.
+func TestRetriesFrameworkError(t *testing.T) {
+	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
+	for _, tc := range []struct {
+		name string
+		opts []middleware.Option
+	}{
+		{"plain", nil},
+		{"plain without dedupe", []middleware.Option{middleware.WithDedupe(nil)}},
+		{"safe", []middleware.Option{middleware.WithAES(testAppID, testKey)}},
+		{"safe without dedupe", []middleware.Option{middleware.WithAES(testAppID, testKey), middleware.WithDedupe(nil)}},
+	} {
+		safe := strings.HasPrefix(tc.name, "safe")
+		dedupe := !strings.HasSuffix(tc.name, "without dedupe")
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness()
+			var mu sync.Mutex
+			runs := 0
+			handler := func(w http.ResponseWriter, r *http.Request) error {
+				mu.Lock()
+				runs++
+				n := runs
+				mu.Unlock()
+				if n == 1 {
+					return errors.New("database down")
+				}
+				m, _ := message.FromContext(r.Context())
+				w.Header().Set("Content-Type", message.ContentType)
+				w.Write(m.ReplyText(h.clock(), fmt.Sprintf("run %d", n)))
+				return nil
+			}
+			srv := httptest.NewServer(wrapLikeEcho(middleware.Verify(testToken, h.options(tc.opts...)...), handler))
+			defer srv.Close()
+			ts := h.clock().Unix()
+			msg := textMsg(778)
+			third := 2 // with the dedupe, the third delivery is answered from the store
+			if !dedupe {
+				third = 3
+			}
+			for i, want := range []struct {
+				status int
+				reply  string
+				runs   int
+			}{{500, "internal error", 1}, {200, "run 2", 2}, {200, fmt.Sprintf("run %d", third), third}} {
+				var status int
+				var got string
+				if safe {
+					resp, body := post(t, srv.Client(), srv.URL, wx.seal(t, ts, "n"+strconv.Itoa(i), msg, false))
+					status, got = resp.StatusCode, body
+					if status == 200 {
+						got, _ = wx.open(t, []byte(body), false)
+					}
+				} else {
+					q := signedQuery(testToken, strconv.FormatInt(ts, 10), "n")
+					resp, body := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(msg))
+					status, got = resp.StatusCode, body
+				}
+				mu.Lock()
+				n := runs
+				mu.Unlock()
+				if status != want.status || n != want.runs || !strings.Contains(got, want.reply) {
+					t.Errorf("delivery %d: %d %q, handler runs %d; want %d %q, %d", i+1, status, got, n, want.status, want.reply, want.runs)
 				}
 			}
 		})

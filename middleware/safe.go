@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/wxcentral/wxcentral/middleware/internal/respbuf"
 	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 )
@@ -188,24 +189,19 @@ const (
 
 // seal sends the reply the next handler wrote into rec: encrypted when it
 // is a 2xx reply other than "" or "success", as is otherwise.
-func (s *settings) seal(w http.ResponseWriter, r *http.Request, rec *replyRecorder, in inbound, nonce string) {
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	hdr := w.Header()
-	for k, v := range rec.header {
-		if k != "Content-Length" {
-			hdr[k] = v
-		}
-	}
-	if rec.status == 0 {
+func (s *settings) seal(w http.ResponseWriter, r *http.Request, rec *respbuf.Buffer, in inbound, nonce string) {
+	if !rec.Written() {
 		// The handler wrote nothing at all: neither does this, so that a
 		// framework around the middleware can still answer (net/http
-		// sends 200 with an empty body).
+		// sends 200 with an empty body; echo writes a handler's error
+		// into the writer the handler had, which now passes it on).
+		rec.PassLater(w)
 		return
 	}
-	body := rec.body.Bytes()
+	hdr := w.Header()
+	respbuf.CopyHeader(hdr, rec.Header())
+	status := rec.Status()
+	body := rec.Bytes()
 	if status < 200 || status > 299 || noReply(body) {
 		// WeChat takes "" and "success" unencrypted; an error is not a
 		// reply at all.
@@ -237,27 +233,4 @@ func (s *settings) seal(w http.ResponseWriter, r *http.Request, rec *replyRecord
 func noReply(body []byte) bool {
 	b := bytes.TrimSpace(body)
 	return len(b) == 0 || string(b) == "success"
-}
-
-// replyRecorder buffers what the next handler writes, so that it can be
-// encrypted as a whole.
-type replyRecorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *replyRecorder) Header() http.Header { return r.header }
-
-func (r *replyRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
-func (r *replyRecorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
 }

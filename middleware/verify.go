@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/internal/respbuf"
 	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
@@ -359,7 +360,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	if !res.Encrypted {
 		next.ServeHTTP(sw, r)
 	} else {
-		rec := &replyRecorder{header: make(http.Header)}
+		rec := respbuf.New()
 		next.ServeHTTP(rec, r)
 		s.seal(sw, r, rec, in, q.nonce)
 	}

@@ -1,13 +1,13 @@
 package dedupe
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/wxcentral/wxcentral/middleware/internal/respbuf"
 	"github.com/wxcentral/wxcentral/middleware/message"
 )
 
@@ -55,7 +55,8 @@ func MessageKey(r *http.Request) (string, bool) {
 // stored, and Middleware writes nothing either, leaving the answer to
 // whatever wraps it (net/http sends 200 with an empty body; a framework
 // such as echo, whose WrapMiddleware turns a handler's error into nothing
-// written, sends its error). A handler that means "no reply" writes
+// written, sends its error: what it writes afterwards into the writer its
+// handler had goes on to the client). A handler that means "no reply" writes
 // "success" or calls WriteHeader(http.StatusOK). If the store
 // fails, the handler runs anyway (a duplicate is better than a lost
 // message) and the failure is logged.
@@ -74,19 +75,19 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			var rec *recorder // set if this delivery runs the handler
+			var rec *respbuf.Buffer // set if this delivery runs the handler
 			reply, shared, err := Do(r.Context(), s, key, o.ttl, func(ctx context.Context) (Reply, error) {
-				rec = &recorder{header: make(http.Header)}
+				rec = respbuf.New()
 				next.ServeHTTP(rec, r)
-				if rec.status == 0 {
+				if !rec.Written() {
 					// Nothing written at all: no reply to keep. A
 					// framework around this middleware may answer the
 					// request itself (echo's WrapMiddleware answers a
 					// handler's error after it returns).
 					return Reply{}, errNoReply
 				}
-				reply := Reply{Status: rec.status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
-				if rec.status >= 500 {
+				reply := Reply{Status: rec.Status(), ContentType: rec.Header().Get("Content-Type"), Body: rec.Bytes()}
+				if rec.Status() >= 500 {
 					return reply, &failedReply{reply}
 				}
 				return reply, nil
@@ -97,8 +98,9 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			case errors.Is(err, errNoReply):
 				// Pass the headers on and write nothing, as the
 				// handler did, so that whoever wraps this can still
-				// answer.
-				copyHeader(w.Header(), rec.header)
+				// answer, through w or through the writer it gave
+				// its handler.
+				rec.PassLater(w)
 				return
 			case errors.As(err, &failed):
 				reply = failed.r
@@ -115,7 +117,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
 			}
 			if rec != nil && !shared {
-				copyHeader(w.Header(), rec.header)
+				respbuf.CopyHeader(w.Header(), rec.Header())
 			}
 			writeReply(w, reply)
 		})
@@ -126,16 +128,6 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 // handler wrote nothing: Do abandons the claim, so the next delivery runs
 // the handler again.
 var errNoReply = errors.New("dedupe: the handler wrote no reply")
-
-// copyHeader copies the handler's headers but Content-Length, which the
-// server sets for the reply it sends.
-func copyHeader(dst, src http.Header) {
-	for k, v := range src {
-		if k != "Content-Length" {
-			dst[k] = v
-		}
-	}
-}
 
 // failedReply carries a 5xx reply through Do, which abandons the claim.
 type failedReply struct{ r Reply }
@@ -154,26 +146,4 @@ func writeReply(w http.ResponseWriter, r Reply) {
 	}
 	w.WriteHeader(status)
 	w.Write(r.Body)
-}
-
-// recorder buffers what a handler writes.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(p)
 }

@@ -4,16 +4,12 @@
 // echo middleware that saves each push, then the message router.
 //
 // An echo handler or middleware reports a failure by returning an error,
-// and echo's error handler answers it (500) once the chain has returned.
-// Behind echo.WrapMiddleware(middleware.Verify(…)) that is too late: the
-// chain returns out of Verify first, so the 500 is written into Verify's
-// buffer for the reply, which nobody sends any more, and WeChat gets 200
-// with an empty body, "received, no reply", and never re-sends the push.
-// verify below answers the error inside Verify instead: WeChat gets the
-// 500, Verify keeps no reply for it, and WeChat's next delivery of the push
-// runs the chain again. The message router mounted alone,
-// e.Any(path, echo.WrapHandler(middleware.New(token, router))), needs
-// none of this: it answers its handlers' errors with 500 itself.
+// and echo's error handler answers it (500) once the chain has returned,
+// into the writer the handler had: Verify passes that answer on to WeChat
+// and keeps no reply for it, so WeChat's next delivery of the push runs
+// the chain again. The message router mounted alone,
+// e.Any(path, echo.WrapHandler(middleware.New(token, router))), answers its
+// handlers' errors with 500 itself.
 //
 //	go run ./echo -addr 127.0.0.1:3100 -token dev
 //	wxcentral simulate -url http://127.0.0.1:3100/wechat -token dev
@@ -50,31 +46,9 @@ type Inbox interface {
 func newServer(token string, messages http.Handler, inbox Inbox, opts ...middleware.Option) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Any(demo.Path, echo.WrapHandler(messages), verify(token, opts...), save(inbox))
+	e.Any(demo.Path, echo.WrapHandler(messages), echo.WrapMiddleware(middleware.Verify(token, opts...)), save(inbox))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	return e
-}
-
-// verify is middleware.Verify as an echo middleware. Unlike
-// echo.WrapMiddleware it hands an error of the rest of the chain to echo's
-// error handler before Verify returns, so that the error's answer (a 500)
-// goes through Verify: to WeChat, and not kept as the push's reply.
-func verify(token string, opts ...middleware.Option) echo.MiddlewareFunc {
-	mw := middleware.Verify(token, opts...)
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			outer := c.Response()
-			defer c.SetResponse(outer) // for the middlewares around this one
-			mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c.SetRequest(r)
-				c.SetResponse(echo.NewResponse(w, c.Echo()))
-				if err := next(c); err != nil {
-					c.Error(err)
-				}
-			})).ServeHTTP(outer, c.Request())
-			return nil
-		}
-	}
 }
 
 // save saves every push that reaches it to inbox before the next handler

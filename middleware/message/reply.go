@@ -298,12 +298,13 @@ func AppendReply(b []byte, m *Message, r Reply) ([]byte, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return m.appendReply(b, now, r), nil
+	return appendReply(b, m, now, m.JSON, r), nil
 }
 
-// appendReply appends r after checks.
-func (m *Message) appendReply(b []byte, now time.Time, r Reply) []byte {
-	json := m.JSON
+// appendReply appends r, checked, at now, in JSON or XML. It is generic so
+// that the helpers below do not box their reply into an interface, an
+// allocation a text reply would otherwise cost.
+func appendReply[R Reply](b []byte, m *Message, now time.Time, json bool, r R) []byte {
 	if json {
 		b = append(b, '{')
 	} else {
@@ -329,7 +330,7 @@ func (m *Message) appendReply(b []byte, now time.Time, r Reply) []byte {
 
 // replySize is a capacity that holds the reply r to m without growing
 // (in JSON, unless its text is mostly quotes and control characters).
-func (m *Message) replySize(r Reply) int {
+func replySize[R Reply](m *Message, r R) int {
 	// <xml>, the head's tags, a CreateTime and the longest MsgType.
 	return 176 + util.CDATALen(m.FromUserName) + util.CDATALen(m.ToUserName) + r.size()
 }
@@ -344,7 +345,7 @@ func WriteReply(w http.ResponseWriter, m *Message, r Reply) error {
 		_, err := io.WriteString(w, "success")
 		return err
 	}
-	b, err := AppendReply(make([]byte, 0, m.replySize(r)), m, r)
+	b, err := AppendReply(make([]byte, 0, replySize(m, r)), m, r)
 	if err != nil {
 		return err
 	}
@@ -360,13 +361,13 @@ func WriteReply(w http.ResponseWriter, m *Message, r Reply) error {
 // ReplyText returns a passive text reply to m in XML: To and From
 // swapped, CreateTime taken from now.
 func (m *Message) ReplyText(now time.Time, content string) []byte {
-	return m.replyXML(now, Text{Content: content})
+	return replyXML(m, now, Text{Content: content})
 }
 
 // ReplyImage returns a passive image reply to m in XML showing the
 // uploaded media mediaID.
 func (m *Message) ReplyImage(now time.Time, mediaID string) []byte {
-	return m.replyXML(now, Image{MediaID: mediaID})
+	return replyXML(m, now, Image{MediaID: mediaID})
 }
 
 // ReplyNews returns a passive news reply to m in XML with 1 to
@@ -376,13 +377,11 @@ func (m *Message) ReplyNews(now time.Time, articles ...Article) ([]byte, error) 
 	if err := n.check(); err != nil {
 		return nil, err
 	}
-	return m.replyXML(now, n), nil
+	return replyXML(m, now, n), nil
 }
 
 // replyXML appends r in XML at now without its check, as the helpers
 // above always did.
-func (m *Message) replyXML(now time.Time, r Reply) []byte {
-	c := *m
-	c.JSON = false
-	return c.appendReply(make([]byte, 0, m.replySize(r)), now, r)
+func replyXML[R Reply](m *Message, now time.Time, r R) []byte {
+	return appendReply(make([]byte, 0, replySize(m, r)), m, now, false, r)
 }

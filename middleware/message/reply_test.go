@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// replyXML is every field a passive reply may carry, as WeChat reads it.
-type replyXML struct {
+// xmlReply is every field a passive reply may carry, as WeChat reads it.
+type xmlReply struct {
 	XMLName      xml.Name `xml:"xml"`
 	ToUserName   string
 	FromUserName string
@@ -28,8 +28,8 @@ type replyXML struct {
 	TransInfo struct{ KfAccount string }
 }
 
-// replyJSON is replyXML as JSON.
-type replyJSON struct {
+// jsonReply is xmlReply as JSON.
+type jsonReply struct {
 	ToUserName, FromUserName string
 	CreateTime               int64
 	MsgType                  string
@@ -120,7 +120,7 @@ func checkReply(t *testing.T, body []byte, asJSON bool, at time.Time) (string, f
 	var ct int64
 	var get func(string) any
 	if asJSON {
-		var v replyJSON
+		var v jsonReply
 		if err := json.Unmarshal(body, &v); err != nil {
 			t.Fatalf("reply %s is not JSON: %v", body, err)
 		}
@@ -163,7 +163,7 @@ func checkReply(t *testing.T, body []byte, asJSON bool, at time.Time) (string, f
 			panic(f)
 		}
 	} else {
-		var v replyXML
+		var v xmlReply
 		if err := xml.Unmarshal(body, &v); err != nil {
 			t.Fatalf("reply %s is not XML: %v", body, err)
 		}
@@ -263,7 +263,7 @@ func TestReplyExact(t *testing.T) {
 	for _, tc := range replyCases() {
 		for _, asJSON := range []bool{false, true} {
 			m.JSON = asJSON
-			size := m.replySize(tc.reply)
+			size := replySize(m, tc.reply)
 			b, _ := AppendReply(make([]byte, 0, size), m, tc.reply)
 			if len(b) > size {
 				t.Errorf("%s (JSON %v): %d bytes written, %d sized", tc.name, asJSON, len(b), size)
@@ -310,7 +310,7 @@ func TestReplyTimeDefaultsToNow(t *testing.T) {
 	before := time.Now().Unix()
 	b, err := AppendReply(nil, m, Text{Content: "x"})
 	after := time.Now().Unix()
-	var v replyXML
+	var v xmlReply
 	if err != nil || xml.Unmarshal(b, &v) != nil || v.CreateTime < before || v.CreateTime > after {
 		t.Errorf("CreateTime %d outside [%d, %d] (%v)", v.CreateTime, before, after, err)
 	}

@@ -195,11 +195,11 @@ func (s *settings) seal(w http.ResponseWriter, r *http.Request, rec *respbuf.Buf
 		// framework around the middleware can still answer (net/http
 		// sends 200 with an empty body; echo writes a handler's error
 		// into the writer the handler had, which now passes it on).
-		rec.PassLater(w)
+		rec.PassLater()
 		return
 	}
-	hdr := w.Header()
-	respbuf.CopyHeader(hdr, rec.Header())
+	hdr := w.Header() // rec's too: what the handler set is in it
+	hdr.Del("Content-Length")
 	status := rec.Status()
 	body := rec.Bytes()
 	if status < 200 || status > 299 || noReply(body) {

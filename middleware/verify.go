@@ -338,13 +338,17 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 		}
 	}
 	r = r.WithContext(message.NewContext(ctx, in.msg))
-	rb := new(bufferedBody)
+	// The body and the writer the next handler gets, in one allocation.
+	p := &struct {
+		rb bufferedBody
+		sw statusWriter
+	}{sw: statusWriter{ResponseWriter: w}}
+	rb, sw := &p.rb, &p.sw
 	rb.Reset(in.plain)
 	r.Body = rb
 	r.ContentLength = int64(len(in.plain))
 	s.report(r, res)
 	start := s.now()
-	sw := &statusWriter{ResponseWriter: w}
 	settled := false
 	if claimed {
 		defer func() {
@@ -360,7 +364,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	if !res.Encrypted {
 		next.ServeHTTP(sw, r)
 	} else {
-		rec := respbuf.New()
+		rec := respbuf.New(sw)
 		next.ServeHTTP(rec, r)
 		s.seal(sw, r, rec, in, q.nonce)
 	}

@@ -77,7 +77,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			}
 			var rec *respbuf.Buffer // set if this delivery runs the handler
 			reply, shared, err := Do(r.Context(), s, key, o.ttl, func(ctx context.Context) (Reply, error) {
-				rec = respbuf.New()
+				rec = respbuf.New(w)
 				next.ServeHTTP(rec, r)
 				if !rec.Written() {
 					// Nothing written at all: no reply to keep. A
@@ -100,7 +100,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				// handler did, so that whoever wraps this can still
 				// answer, through w or through the writer it gave
 				// its handler.
-				rec.PassLater(w)
+				rec.PassLater()
 				return
 			case errors.As(err, &failed):
 				reply = failed.r
@@ -115,9 +115,6 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 			}
 			if shared {
 				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
-			}
-			if rec != nil && !shared {
-				respbuf.CopyHeader(w.Header(), rec.Header())
 			}
 			writeReply(w, reply)
 		})

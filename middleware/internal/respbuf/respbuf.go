@@ -8,32 +8,34 @@ import (
 	"net/http"
 )
 
-// A Buffer is an http.ResponseWriter that keeps what a handler writes:
-// its headers, its first status (200 on a Write without one) and its body.
-// Build it with New.
+// A Buffer is an http.ResponseWriter that keeps the status (the first one
+// written; 200 on a Write without one) and the body a handler writes, to
+// be sent to the writer under it later. Headers go straight into that
+// writer's header map, which is sent only when the status is; the
+// middleware that changes the body removes Content-Length. Build it with
+// New.
 type Buffer struct {
-	header http.Header
+	w      http.ResponseWriter
 	status int
 	body   bytes.Buffer
-	late   http.ResponseWriter // see PassLater
+	late   bool      // see PassLater
+	small  [512]byte // the body's first bytes: a passive reply fits
 }
 
-// New returns an empty Buffer.
-func New() *Buffer { return &Buffer{header: make(http.Header)} }
-
-// Header returns the headers to send (those of PassLater's writer once it
-// was called).
-func (b *Buffer) Header() http.Header {
-	if b.late != nil {
-		return b.late.Header()
-	}
-	return b.header
+// New returns an empty Buffer over w.
+func New(w http.ResponseWriter) *Buffer {
+	b := &Buffer{w: w}
+	b.body = *bytes.NewBuffer(b.small[:0])
+	return b
 }
+
+// Header returns the header map of the writer under b.
+func (b *Buffer) Header() http.Header { return b.w.Header() }
 
 // WriteHeader keeps the first status.
 func (b *Buffer) WriteHeader(code int) {
-	if b.late != nil {
-		b.late.WriteHeader(code)
+	if b.late {
+		b.w.WriteHeader(code)
 		return
 	}
 	if b.status == 0 {
@@ -43,8 +45,8 @@ func (b *Buffer) WriteHeader(code int) {
 
 // Write appends to the body.
 func (b *Buffer) Write(p []byte) (int, error) {
-	if b.late != nil {
-		return b.late.Write(p)
+	if b.late {
+		return b.w.Write(p)
 	}
 	if b.status == 0 {
 		b.status = http.StatusOK
@@ -61,23 +63,9 @@ func (b *Buffer) Bytes() []byte { return b.body.Bytes() }
 // Written reports whether the handler wrote anything: a status or a body.
 func (b *Buffer) Written() bool { return b.status != 0 }
 
-// PassLater copies the headers kept (but Content-Length) to w and sends
-// every later call on b to w. It is for a handler that wrote nothing: a
-// framework that answers after the middleware returned writes into the
-// writer it gave its handler, which is b (echo's WrapMiddleware writes a
-// handler's error that way), and that answer must reach the client
-// rather than a buffer nobody reads.
-func (b *Buffer) PassLater(w http.ResponseWriter) {
-	CopyHeader(w.Header(), b.header)
-	b.late = w
-}
-
-// CopyHeader copies the headers src holds to dst, but Content-Length,
-// which the server sets for the body it sends.
-func CopyHeader(dst, src http.Header) {
-	for k, v := range src {
-		if k != "Content-Length" {
-			dst[k] = v
-		}
-	}
-}
+// PassLater sends every later call on b to the writer under it. It is for
+// a handler that wrote nothing: a framework that answers after the
+// middleware returned writes into the writer it gave its handler, which
+// is b (echo's WrapMiddleware writes a handler's error that way), and that
+// answer must reach the client rather than a buffer nobody reads.
+func (b *Buffer) PassLater() { b.late = true }

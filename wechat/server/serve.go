@@ -310,7 +310,7 @@ func callbackHandler(cfg config.Config, h http.Handler, log *slog.Logger, admin 
 		h = ReferenceHandler(log)
 	}
 	router := mux.NewRouter()
-	router.Handle(cfg.CallbackPath, middleware.Verify(string(cfg.Token), opts...)(h))
+	router.Handle(cfg.CallbackPath, middleware.New(string(cfg.Token), h, opts...))
 	return router
 }
 

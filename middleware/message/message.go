@@ -1,16 +1,23 @@
 // Package message parses the messages and events WeChat pushes to an
-// official account's callback URL, carries them through a request's
-// context, and builds passive replies.
+// account's callback URL, routes them to handlers, and builds the passive
+// replies.
 //
-// A push is parsed once, by the callback middleware, into a *Message; the
-// handler behind it gets it with FromContext and switches on MsgType (and
-// Event for events):
+// A push is parsed once, by the callback middleware, into a *Message. A
+// Router behind the middleware dispatches it by MsgType, and for events by
+// Event, to a Handler that returns a Reply (Text, Image, Voice, Video,
+// Music, News, TransferCustomerService or NoReply):
 //
-//	m, ok := message.FromContext(r.Context())
-//	if ok && m.MsgType == message.TypeText {
-//		w.Header().Set("Content-Type", message.ContentType)
-//		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
-//	}
+//	var rt message.Router
+//	rt.HandleFunc(message.TypeText, func(ctx context.Context, m *message.Message) (message.Reply, error) {
+//		return message.Text{Content: "you said: " + m.Content}, nil
+//	})
+//	http.Handle("/wechat", middleware.New(token, &rt))
+//
+// The router writes the reply with To and From swapped and CreateTime from
+// the time the middleware accepted the push (Message.ReceivedAt), in XML,
+// or in JSON for a push that came as JSON; the middleware encrypts it in
+// safe mode. A handler of one's own takes the message with FromContext and
+// writes a reply with WriteReply.
 //
 // Message is one flat struct, as WeChat's own documentation describes the
 // pushes: the fields of the types it does not carry stay zero. A message of

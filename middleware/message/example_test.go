@@ -1,50 +1,36 @@
 package message_test
 
 import (
-	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/message"
 )
 
-// A Router picks the handler of a push by its type, or its event; what
-// has no handler goes to the default one. Mounted behind the callback
-// middleware (middleware.New(token, &rt)) it writes each reply for
-// WeChat; here the reply is built by hand.
-func ExampleRouter() {
-	var rt message.Router
-	rt.HandleFunc(message.TypeText, func(ctx context.Context, m *message.Message) (message.Reply, error) {
-		return message.Text{Content: "you said: " + m.Content}, nil
+// A handler behind the callback middleware answers text messages.
+func ExampleFromContext() {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, ok := message.FromContext(r.Context())
+		if !ok || m.MsgType != message.TypeText {
+			w.Write([]byte("success")) // received, no reply
+			return
+		}
+		w.Header().Set("Content-Type", message.ContentType)
+		w.Write(m.ReplyText(time.Now(), "you said: "+m.Content))
 	})
-	rt.HandleEventFunc(message.EventClick, func(ctx context.Context, m *message.Message) (message.Reply, error) {
-		return message.Image{MediaID: "menu-" + m.EventKey}, nil
-	})
-	rt.HandleDefaultFunc(func(ctx context.Context, m *message.Message) (message.Reply, error) {
-		return message.NoReply, nil
-	})
+	_ = h
+}
 
-	for _, push := range []string{
-		`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1714112445</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>1</MsgId></xml>`,
-		`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1714112445</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey><![CDATA[K1]]></EventKey></xml>`,
-		`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1714112445</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[v]]></MediaId><MsgId>2</MsgId></xml>`,
-	} {
-		m, err := message.Parse([]byte(push))
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		m.ReceivedAt = time.Unix(1714112446, 0) // the middleware sets it
-		reply, err := rt.ServeMessage(context.Background(), m)
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		b, err := message.AppendReply(nil, m, reply)
-		fmt.Println(string(b), err)
+func ExampleParse() {
+	m, err := message.Parse([]byte(`<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>1714112445</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[qrscene_42]]></EventKey><Ticket><![CDATA[T]]></Ticket></xml>`))
+	if err != nil {
+		fmt.Println(err)
+		return
 	}
+	fmt.Println(m.MsgType, m.Event, m.Scene(), m.DedupeKey())
+	fmt.Printf("%s\n", m.ReplyText(time.Unix(1714112446, 0), "welcome"))
 	// Output:
-	// <xml><ToUserName><![CDATA[o1]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1714112446</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[you said: hi]]></Content></xml> <nil>
-	// <xml><ToUserName><![CDATA[o1]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1714112446</CreateTime><MsgType><![CDATA[image]]></MsgType><Image><MediaId><![CDATA[menu-K1]]></MediaId></Image></xml> <nil>
-	// success <nil>
+	// event subscribe 42 gh_1|event|subscribe|oUser|1714112445
+	// <xml><ToUserName><![CDATA[oUser]]></ToUserName><FromUserName><![CDATA[gh_1]]></FromUserName><CreateTime>1714112446</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[welcome]]></Content></xml>
 }

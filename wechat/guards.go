@@ -48,7 +48,6 @@ type check struct {
 // add counts are called with the Store's lock held.
 type guards struct {
 	store              Store
-	clock              Clock
 	log                *slog.Logger
 	credentialCooldown time.Duration // Options.CredentialCooldown
 
@@ -75,8 +74,10 @@ type quotaSeen struct {
 	used int
 }
 
-func newGuards(store Store, clock Clock, log *slog.Logger, credentialCooldown time.Duration) *guards {
-	return &guards{store: store, clock: clock, log: log, credentialCooldown: credentialCooldown,
+// newGuards returns the guards of a keeper on store. They read no clock:
+// every check is made at a time the caller gives (the keeper's Clock).
+func newGuards(store Store, log *slog.Logger, credentialCooldown time.Duration) *guards {
+	return &guards{store: store, log: log, credentialCooldown: credentialCooldown,
 		overCap: map[string]overCap{}, quota: map[string]quotaSeen{}}
 }
 

@@ -164,7 +164,7 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 		return nil, err
 	}
 	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger,
-		guards: newGuards(o.Store, o.Clock, o.Logger, o.CredentialCooldown),
+		guards: newGuards(o.Store, o.Logger, o.CredentialCooldown),
 		sleep:  sleepCtx, lockWarnAfter: lockWarnAfter, repeats: map[string]repeat{}}
 	w.life, w.stop = context.WithCancel(context.Background())
 	w.token = w.newTokenRefresher()

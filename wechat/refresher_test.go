@@ -1,6 +1,7 @@
 package wechat
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -109,4 +110,34 @@ func TestTicketOutageBounded(t *testing.T) {
 		t.Errorf("%d token fetches during the ticket outage, want none (the token is fresh)", n-tokens)
 	}
 	t.Logf("%d failed getticket calls during the outage; new ticket %v after the recovery", o.failed.Load(), renewed.Sub(start.Add(3*time.Second)))
+}
+
+// WeChat's 45009 from getticket stops the ticket fetches of the day, of
+// every ticket type (they share the budget), as it stops the token's; the
+// token is not touched.
+func TestTicketQuotaExhaustedStops(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	w := openKeeper(t, e)
+	if _, err := w.AccessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Fail(wechattest.PathTicket, wechattest.Fault{Errcode: 45009})
+	for _, k := range []Kind{KindJSAPITicket, KindJSAPITicket, KindCardTicket} {
+		if _, err := w.Ticket(t.Context(), k); !errors.Is(err, ErrQuotaExhausted) {
+			t.Fatalf("Ticket(%s) = %v, want ErrQuotaExhausted", k, err)
+		}
+	}
+	if n := e.rt.count(wechattest.PathTicket); n != 1 {
+		t.Errorf("getticket calls = %d, want 1 (none after the 45009)", n)
+	}
+	if n, _ := e.store.Count(t.Context(), DayCounter(APITicket, e.srv.Now())); n != 1000 {
+		t.Errorf("getticket count = %d, want the budget 1000", n)
+	}
+	if _, err := w.AccessToken(t.Context()); err != nil {
+		t.Errorf("AccessToken after the ticket quota ran out: %v", err)
+	}
+	e.srv.SetClock(NextQuotaDay(e.srv.Now()).Add(time.Minute))
+	if _, err := w.Ticket(t.Context(), KindJSAPITicket); err != nil {
+		t.Errorf("Ticket on the next quota day: %v", err)
+	}
 }

@@ -27,10 +27,13 @@ const defaultLifetime = 7200 * time.Second
 // served; one background refresh starts), then invalid (callers wait for a
 // refresh). Every refresh of every credential — at start-up, in the
 // background, on a stale credential, passive, forced — follows one
-// protocol, written once (refresher.locked, in refresher.go): take the
-// Store's lock, re-read the store and adopt a fresher credential someone
-// else saved, and only otherwise check the quota guards, fetch, and save.
-// A ticket is fetched with the access token, had before the lock is taken.
+// protocol, written once (refresher.locked, in refresher.go): read the
+// store and adopt a fresher credential someone else saved, without taking
+// the Store's lock (adoption never waits on the lock); only otherwise take
+// the lock, re-read the store and adopt one saved meanwhile, and only
+// otherwise check the quota guards, fetch, and save. A forced refresh
+// skips the adoption. A ticket is fetched with the access token, had
+// before the lock is taken.
 //
 // How fast other processes switch to a new token: all processes read the
 // same stored expiry, so they all see the token turn stale at the same

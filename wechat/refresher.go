@@ -203,18 +203,23 @@ func (r *refresher) note(trig trigger, o outcome) {
 	}
 }
 
-// locked is one refresh under the Store's lock: take the lock, re-read the
-// store, adopt a fresher credential someone else saved (or save back the
-// one held, if the store lost it), and only otherwise fetch under the
-// guards and save. The back-off left by an earlier failed fetch is waited
-// before the lock is taken, so that other processes and hosts, and the
-// refreshes of the other credentials, are not kept from the Store
-// meanwhile; only the retries of this refresh wait under the lock.
+// locked is one refresh: adopt a credential someone else saved, read
+// without the lock (adoption never waits on the lock, nor on the
+// back-off); only otherwise take the Store's lock, re-read the store,
+// adopt a fresher credential saved meanwhile (or save back the one held,
+// if the store lost it), and only otherwise fetch under the guards and
+// save. The back-off left by an earlier failed fetch is waited before the
+// lock is taken, so that other processes and hosts, and the refreshes of
+// the other credentials, are not kept from the Store meanwhile; only the
+// retries of this refresh wait under the lock.
 func (r *refresher) locked(ctx context.Context, req request) (Credential, error) {
 	w := r.w
 	prefix := "wechat: refresh"
 	if !r.primary {
 		prefix = "wechat: " + r.what + " refresh"
+	}
+	if c, ok := r.adoptUnlocked(ctx, req); ok {
+		return c, nil
 	}
 	if d := r.retry.wait(w.clock.Now()); d > 0 {
 		if err := w.sleep(ctx, d); err != nil {
@@ -294,6 +299,29 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 	w.log.Info("wechat: fetched a new "+r.name, "trigger", req.trig.String(),
 		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
 	return c, nil
+}
+
+// adoptUnlocked reads the store without the lock and adopts what it holds
+// if req would adopt it under the lock (see locked): a fresh credential,
+// or for a passive refresh a valid one other than the one WeChat rejected.
+// A forced refresh, or a store that fails, goes to the lock.
+func (r *refresher) adoptUnlocked(ctx context.Context, req request) (Credential, bool) {
+	if req.force {
+		return Credential{}, false
+	}
+	stored, err := r.w.store.Load(ctx, r.kind)
+	if err != nil {
+		return Credential{}, false
+	}
+	now := r.w.clock.Now()
+	adopt := r.w.freshAt(stored, now)
+	if req.trig == triggerPassive {
+		adopt = stored.ValidAt(now) && (req.stale == "" || stored.Value != req.stale)
+	}
+	if !adopt {
+		return Credential{}, false
+	}
+	return r.adopt(req.trig, stored), true
 }
 
 // adopt makes c, read from the store, the credential served from memory.

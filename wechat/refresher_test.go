@@ -141,3 +141,48 @@ func TestTicketQuotaExhaustedStops(t *testing.T) {
 		t.Errorf("Ticket on the next quota day: %v", err)
 	}
 }
+
+// Adoption never waits on the lock: when the token turns stale, N keepers
+// sharing one store take the store's lock once per refresh cycle (the one
+// that fetches), not N times: the others read the store first, without
+// the lock, and adopt the token saved there.
+func TestAdoptionTakesNoLock(t *testing.T) {
+	const keepers, cycles = 5, 3
+	e := newEnv(t, newFake(t))
+	s := newMemStore()
+	e.opts.Store = s
+	first := openKeeper(t, e)
+	if _, err := first.AccessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ws := []*Wechat{first}
+	for range keepers - 1 {
+		ws = append(ws, openKeeper(t, e)) // adopts the stored token
+	}
+	locks, fetches := s.locks.Load(), e.rt.count(wechattest.PathToken)
+	for cycle := range cycles {
+		e.srv.Advance(7200*time.Second - 5*time.Minute) // stale now
+		want := ""
+		for i, w := range ws {
+			if _, err := w.AccessToken(t.Context()); err != nil {
+				t.Fatalf("cycle %d, keeper %d: %v", cycle, i, err)
+			}
+			settle(t, w)
+			tok, err := w.AccessToken(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want == "" {
+				want = tok
+			} else if tok != want {
+				t.Fatalf("cycle %d: keeper %d serves a token other than the one fetched", cycle, i)
+			}
+		}
+	}
+	if n := e.rt.count(wechattest.PathToken) - fetches; n != cycles {
+		t.Errorf("%d token fetches in %d refresh cycles, want %d", n, cycles, cycles)
+	}
+	if n := s.locks.Load() - locks; n != cycles {
+		t.Errorf("%d acquisitions of the store's lock by %d keepers in %d refresh cycles, want %d (one per cycle)", n, keepers, cycles, cycles)
+	}
+}

@@ -27,7 +27,7 @@ const defaultLifetime = 7200 * time.Second
 // served; one background refresh starts), then invalid (callers wait for a
 // refresh). Every refresh of every credential — at start-up, in the
 // background, on a stale credential, passive, forced — follows one
-// protocol, written once (refresher.locked, in refresher.go): read the
+// protocol, written once (refresher.run, in refresher.go): read the
 // store and adopt a fresher credential someone else saved, without taking
 // the Store's lock (adoption never waits on the lock); only otherwise take
 // the lock, re-read the store and adopt one saved meanwhile, and only

@@ -16,7 +16,7 @@ import (
 // or one of the tickets. It is the one place where the refresh protocol
 // (see the Wechat doc comment) is written: every refresh of every kind —
 // at start-up, in the background, on a stale or invalid credential,
-// passive, forced — goes through refresh and locked. What differs between
+// passive, forced — goes through refresh, run and locked. What differs between
 // kinds is a fetch function (one upstream call) and the guards' limits;
 // another credential (another account, a component token) is another
 // refresher with its own fetch function.
@@ -138,10 +138,15 @@ func (r *refresher) refresh(ctx context.Context, req request) (Credential, error
 	return await(ctx, ch, r.what)
 }
 
-// run is one refresh: locked, after getting the access token first if the
-// fetch needs it (and, when WeChat rejects that token, refreshing it
-// passively and trying once more).
+// run is one refresh: adopt a credential someone else saved, read without
+// the Store's lock (adoption never waits on the lock, nor on the back-off,
+// nor on the access token); only otherwise locked, after getting the
+// access token first if the fetch needs it (and, when WeChat rejects that
+// token, refreshing it passively and trying once more).
 func (r *refresher) run(ctx context.Context, req request) (Credential, error) {
+	if c, ok := r.adoptUnlocked(ctx, req); ok {
+		return c, nil
+	}
 	if !r.needsToken {
 		return r.locked(ctx, req)
 	}
@@ -203,23 +208,19 @@ func (r *refresher) note(trig trigger, o outcome) {
 	}
 }
 
-// locked is one refresh: adopt a credential someone else saved, read
-// without the lock (adoption never waits on the lock, nor on the
-// back-off); only otherwise take the Store's lock, re-read the store,
-// adopt a fresher credential saved meanwhile (or save back the one held,
-// if the store lost it), and only otherwise fetch under the guards and
-// save. The back-off left by an earlier failed fetch is waited before the
-// lock is taken, so that other processes and hosts, and the refreshes of
-// the other credentials, are not kept from the Store meanwhile; only the
+// locked is the part of a refresh (see run) that must fetch unless the
+// store changed: take the Store's lock, re-read the store, adopt a
+// fresher credential saved meanwhile (or save back the one held, if the
+// store lost it), and only otherwise fetch under the guards and save.
+// The back-off left by an earlier failed fetch is waited before the lock
+// is taken, so that other processes and hosts, and the refreshes of the
+// other credentials, are not kept from the Store meanwhile; only the
 // retries of this refresh wait under the lock.
 func (r *refresher) locked(ctx context.Context, req request) (Credential, error) {
 	w := r.w
 	prefix := "wechat: refresh"
 	if !r.primary {
 		prefix = "wechat: " + r.what + " refresh"
-	}
-	if c, ok := r.adoptUnlocked(ctx, req); ok {
-		return c, nil
 	}
 	if d := r.retry.wait(w.clock.Now()); d > 0 {
 		if err := w.sleep(ctx, d); err != nil {

@@ -149,7 +149,7 @@ func openKeeper(t testing.TB, e *env) *Wechat {
 func settle(t testing.TB, w *Wechat) {
 	t.Helper()
 	eventually(t, "background refreshes to end", func() bool {
-		return !w.bgBusy.Load() && !w.ticketBusy[0].Load() && !w.ticketBusy[1].Load()
+		return !w.token.busy.Load() && !w.tickets[0].busy.Load() && !w.tickets[1].busy.Load()
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -21,13 +22,18 @@ const defaultLifetime = 7200 * time.Second
 // shared through a Store with every other process of the app. It is safe
 // for concurrent use; build it with New.
 //
-// A token is fresh until RefreshBefore its expiry (AccessToken serves it
-// from memory), then stale (still served; one background refresh starts),
-// then invalid (callers wait for a refresh). Every refresh — at start-up,
-// in the background, on a stale token, passive, forced — follows one
-// protocol: take the Store's lock, re-read the store and adopt a fresher
-// token someone else saved, and only otherwise check the quota guards,
-// fetch, and save.
+// A credential (the token, a ticket) is fresh until RefreshBefore its
+// expiry (AccessToken and Ticket serve it from memory), then stale (still
+// served; one background refresh starts), then invalid (callers wait for a
+// refresh). Every refresh of every credential — at start-up, in the
+// background, on a stale credential, passive, forced — follows one
+// protocol, written once (refresher.run, in refresher.go): read the
+// store and adopt a fresher credential someone else saved, without taking
+// the Store's lock (adoption never waits on the lock); only otherwise take
+// the lock, re-read the store and adopt one saved meanwhile, and only
+// otherwise check the quota guards, fetch, and save. A forced refresh
+// skips the adoption. A ticket is fetched with the access token, had
+// before the lock is taken.
 //
 // How fast other processes switch to a new token: all processes read the
 // same stored expiry, so they all see the token turn stale at the same
@@ -41,74 +47,65 @@ const defaultLifetime = 7200 * time.Second
 // the token this process holds (a deleted file, a flushed Redis) gets it
 // saved back instead of a fetch.
 //
-// The guards, checked under the lock before every fetch attempt (retries
-// included), each prevent one thing:
+// The guards (the guards type, in guards.go), checked under the lock
+// before every fetch attempt (retries included) of the token and of the
+// tickets alike, each prevent one thing:
 //
 //   - The credential cooldown (CredentialCooldown) stops calling WeChat
 //     with credentials it rejected (40125, 40164, …) until a person fixes
-//     them. It is kept in the Store (KindCooldown), so every process and
-//     host honours it, and a restart does not end it.
-//   - The minimum interval (MinFetchInterval, or a quarter of the token's
-//     life if less) stops a storm of passive refreshes: no fetch that soon
-//     after the stored token was fetched.
+//     them (token fetches only: getticket does not send the AppSecret).
+//     It is kept in the Store (KindCooldown), so every process and host
+//     honours it, and a restart does not end it.
+//   - The minimum interval (MinFetchInterval, or a quarter of the
+//     credential's life if less) stops a storm of passive refreshes: no
+//     fetch that soon after the stored credential was fetched.
 //   - The hourly cap (MaxFetchesPerHour) bounds a token war with another
 //     program using the same AppSecret: it counts tokens issued (successful
 //     fetches), which are what kill each other, not failed attempts. While
 //     no valid token is held (or only one WeChat rejected: a passive
 //     refresh with the token the Store holds) there is nothing to lose, and
 //     a fetch passes the cap once per 5 minutes (logged once an hour), so
-//     the cap never keeps a server without a token for long.
-//   - The daily budget (DailyBudget, and WeChat's 45009) protects the
-//     day's quota: it counts every call that may have reached WeChat,
-//     failed or not.
+//     the cap never keeps a server without a token for long. Tickets
+//     issued are capped the same way, on their own count.
+//   - The daily budget (DailyBudget; TicketDailyBudget for getticket, all
+//     ticket types together; WeChat's 45009 spends it for the rest of the
+//     day) protects the day's quota: it counts every call that may have
+//     reached WeChat, failed or not.
 //   - Failed attempts (errcode -1, HTTP 5xx, network errors, malformed
 //     answers) are spaced by a back-off with jitter, RetryBackoff doubling
-//     up to 16 times, that carries over from one refresh to the next until
-//     a fetch succeeds (the next refresh waits it before it takes the
-//     Store's lock); one refresh makes at most MaxAttempts attempts.
+//     up to 16 times, kept for each credential, that carries over from one
+//     refresh to the next until a fetch succeeds (the next refresh waits
+//     it before it takes the Store's lock); one refresh makes at most
+//     MaxAttempts attempts, and a failed background refresh is not
+//     followed by another for a tenth of RefreshBefore (at most 1 s).
 //
 // Every upstream call refuses redirects (see RedirectError), never quotes
 // an upstream body in an error, and rejects a token longer than 2048
 // characters; an expires_in above WeChat's 7200 s is clamped to it.
 type Wechat struct {
-	opts  Options
-	store Store
-	clock Clock
-	log   *slog.Logger
+	opts   Options
+	store  Store
+	clock  Clock
+	log    *slog.Logger
+	guards *guards
 
-	tok        atomic.Pointer[held]
-	tickets    [2]atomic.Pointer[held] // by ticketIndex
-	ticketBusy [2]atomic.Bool          // a background ticket refresh runs
+	token   *refresher    // the access token
+	tickets [2]*refresher // by ticketIndex
 
-	flight     singleflight.Group
-	bgBusy     atomic.Bool
-	life       context.Context // done once Close is called
-	stop       context.CancelFunc
-	work       sync.WaitGroup // refreshes that may still write to the Store
-	bgFailedAt atomic.Int64   // clock UnixNano of the last failed background refresh
+	life context.Context // done once Close is called
+	stop context.CancelFunc
+	work sync.WaitGroup // refreshes that may still write to the Store
 
 	sleep         func(ctx context.Context, d time.Duration) error // waits d; tests replace it
 	lockWarnAfter time.Duration                                    // see lockStore
 
-	mu            sync.Mutex // guards the fields below
-	closed        bool
-	cooldownAt    time.Time // when the cooldown state below was decided
-	cooldownUntil time.Time
-	cooldownErr   error
-	cooldownN     int // credential rejections in a row
-	failN         int // failed fetch attempts in a row (see noteFailure)
-	nextAttemptAt time.Time
-	overCapAt     time.Time // the last fetch past the hourly cap
-	overCapLogged Counter   // the hour of the last one logged
-	countsDay     string
-	counts        map[Counter]int      // the highest count seen of each counter of countsDay
-	lockWaits     map[uint64]time.Time // the start of each long wait on the Store's lock, by lockWaitN
-	lockWaitN     uint64
-	lastErr       error
-	lastErrAt     time.Time
-	lastRefresh   time.Time
-	quotaDay      string
-	quotaUsed     int
+	mu          sync.Mutex // guards the fields below
+	closed      bool
+	lockWaits   map[uint64]time.Time // the start of each long wait on the Store's lock, by lockWaitN
+	lockWaitN   uint64
+	lastErr     error
+	lastErrAt   time.Time
+	lastRefresh time.Time
 
 	logMu   sync.Mutex
 	repeats map[string]repeat // by warnRepeat key
@@ -148,10 +145,10 @@ func New(ctx context.Context, opts Options) (*Wechat, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.tok.Load() != nil {
+	if w.token.cur.Load() != nil {
 		return w, nil
 	}
-	if _, err := w.refresh(ctx, triggerStartup, "", false); err != nil {
+	if _, err := w.token.refresh(ctx, request{trig: triggerStartup}); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("wechat: start-up: %w", err)
 	}
@@ -170,14 +167,19 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 		return nil, err
 	}
 	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger,
-		sleep: sleepCtx, lockWarnAfter: lockWarnAfter, repeats: map[string]repeat{}}
+		guards: newGuards(o.Store, o.Logger, o.CredentialCooldown),
+		sleep:  sleepCtx, lockWarnAfter: lockWarnAfter, repeats: map[string]repeat{}}
 	w.life, w.stop = context.WithCancel(context.Background())
+	w.token = w.newTokenRefresher()
+	for i := range ticketKinds {
+		w.tickets[i] = w.newTicketRefresher(i)
+	}
 	c, err := w.store.Load(ctx, KindAccessToken)
 	if err != nil {
 		w.log.Warn("wechat: cannot read the token store at start-up", "err", err)
 	}
 	if err == nil && c.ValidAt(w.clock.Now()) {
-		w.tok.Store(w.hold(c))
+		w.token.cur.Store(w.hold(c))
 		w.stats.refresh(triggerStartup, outcomeAdopted)
 	}
 	return w, nil
@@ -221,17 +223,7 @@ func (w *Wechat) APIBase() string { return w.opts.APIBase }
 // background refresh runs; without a valid token it waits for a refresh,
 // at most until ctx is done.
 func (w *Wechat) AccessToken(ctx context.Context) (string, error) {
-	if h := w.tok.Load(); h != nil {
-		now := w.clock.Now()
-		if now.Before(h.staleAt) {
-			return h.Value, nil
-		}
-		if now.Before(h.ExpiresAt) {
-			w.refreshInBackground(now)
-			return h.Value, nil
-		}
-	}
-	c, err := w.refresh(ctx, triggerStale, "", false)
+	c, err := w.token.get(ctx, triggerStale)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
@@ -243,7 +235,7 @@ func (w *Wechat) Token(ctx context.Context) (Credential, error) {
 	if _, err := w.AccessToken(ctx); err != nil {
 		return Credential{}, err
 	}
-	return w.tok.Load().Credential, nil
+	return w.token.cur.Load().Credential, nil
 }
 
 // Refresh is the passive refresh (see TokenSource): stale is the token
@@ -251,7 +243,7 @@ func (w *Wechat) Token(ctx context.Context) (Credential, error) {
 // exactly stale; otherwise the current valid token is returned. An empty
 // or unknown stale token never causes a fetch while a valid token exists.
 func (w *Wechat) Refresh(ctx context.Context, stale string) (string, error) {
-	c, err := w.refresh(ctx, triggerPassive, stale, false)
+	c, err := w.token.refresh(ctx, request{trig: triggerPassive, stale: stale})
 	if err != nil {
 		return "", err
 	}
@@ -264,25 +256,7 @@ func (w *Wechat) Refresh(ctx context.Context, stale string) (string, error) {
 // at least 30 s apart (counted in the Store); with TokenAPIClassic it is an
 // ordinary fetch. The quota guards apply either way.
 func (w *Wechat) ForceRefresh(ctx context.Context) (Credential, error) {
-	return w.refresh(ctx, triggerForced, "", true)
-}
-
-// refreshInBackground starts one background refresh unless one is running
-// or the last one failed very recently (to keep a failing store or WeChat
-// from being called on every AccessToken).
-func (w *Wechat) refreshInBackground(now time.Time) {
-	if last := w.bgFailedAt.Load(); last != 0 {
-		if now.Sub(time.Unix(0, last)) < w.bgRetryDelay() {
-			return
-		}
-	}
-	w.inBackground(&w.bgBusy, func(ctx context.Context) {
-		if _, err := w.refresh(ctx, triggerStale, "", false); err != nil {
-			w.bgFailedAt.Store(w.clock.Now().UnixNano())
-		} else {
-			w.bgFailedAt.Store(0)
-		}
-	})
+	return w.token.refresh(ctx, request{trig: triggerForced, force: true})
 }
 
 // inBackground runs fn in a goroutine, with a context that ends after
@@ -325,36 +299,6 @@ func (w *Wechat) bgRetryDelay() time.Duration {
 	return min(time.Second, w.opts.RefreshBefore/10)
 }
 
-// refresh runs the refresh protocol once per process at a time: callers
-// that arrive while one runs share its result. Each caller waits at most
-// until its own ctx is done; the refresh itself runs to completion (bounded
-// by RefreshTimeout) so that a caller giving up does not waste a fetch.
-func (w *Wechat) refresh(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
-	key := "token"
-	if force {
-		key = "force"
-	}
-	if w.life.Err() != nil {
-		// Closed: do not join a refresh that Close cancelled but whose
-		// result has not been handed out yet.
-		return Credential{}, ErrClosed
-	}
-	ch := w.flight.DoChan(key, func() (any, error) {
-		fctx, done, ok := w.startWork(ctx)
-		if !ok {
-			return Credential{}, ErrClosed
-		}
-		defer done()
-		c, err := w.refreshLocked(fctx, trig, stale, force)
-		if err != nil && w.life.Err() != nil {
-			err = fmt.Errorf("%w: the refresh in flight was cancelled: %w", ErrClosed, err)
-		}
-		w.noteResult(err)
-		return c, err
-	})
-	return await(ctx, ch, "token")
-}
-
 // await returns the result of a shared refresh, or gives up when ctx is
 // done (the refresh goes on for the other callers).
 func await(ctx context.Context, ch <-chan singleflight.Result, what string) (Credential, error) {
@@ -367,87 +311,6 @@ func await(ctx context.Context, ch <-chan singleflight.Result, what string) (Cre
 	case <-ctx.Done():
 		return Credential{}, fmt.Errorf("wechat: waiting for a %s refresh: %w", what, ctx.Err())
 	}
-}
-
-// refreshLocked is one refresh under the Store's lock. The back-off left
-// by an earlier failed fetch (see noteFailure) is waited before the lock is
-// taken, so that other processes and hosts, and ticket refreshes, are not
-// kept from the Store meanwhile; only the retries of this refresh wait
-// under the lock.
-func (w *Wechat) refreshLocked(ctx context.Context, trig trigger, stale string, force bool) (Credential, error) {
-	if d := w.attemptWait(); d > 0 {
-		if err := w.sleep(ctx, d); err != nil {
-			w.stats.refresh(trig, outcomeFailed)
-			return Credential{}, fmt.Errorf("wechat: waiting to retry a failed token fetch: %w", err)
-		}
-	}
-	unlock, err := w.lockStore(ctx)
-	if err != nil {
-		w.stats.refresh(trig, outcomeFailed)
-		return Credential{}, fmt.Errorf("wechat: refresh: %w", err)
-	}
-	defer unlock()
-
-	stored, err := w.store.Load(ctx, KindAccessToken)
-	if err != nil {
-		w.stats.refresh(trig, outcomeFailed)
-		return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
-	}
-	now := w.clock.Now()
-	if h := w.tok.Load(); h != nil && h.ValidAt(now) && !stored.ValidAt(now) {
-		// The store lost the token this process holds (a deleted or garbled
-		// file, a flushed Redis): save it back rather than fetch, which
-		// would kill it for every other process. A store that cannot keep
-		// it comes here on every refresh: logged at most once a minute.
-		w.warnRepeat("reseed", "wechat: the store has lost the valid access token this process holds; saving it back",
-			"store", describeStore(w.store), "expires_at", h.ExpiresAt.UTC().Format(time.RFC3339))
-		switch err := w.store.Save(ctx, KindAccessToken, h.Credential); {
-		case err == nil:
-			stored = h.Credential
-		case errors.Is(err, ErrSuperseded):
-			if stored, err = w.store.Load(ctx, KindAccessToken); err != nil {
-				w.stats.refresh(trig, outcomeFailed)
-				return Credential{}, fmt.Errorf("wechat: refresh: reading the store: %w", err)
-			}
-		default:
-			w.logRepeat(slog.LevelError, "reseed:save", "wechat: cannot save the held token back", "err", err)
-			stored = h.Credential // judge by what is held
-		}
-	}
-	rejected := ""
-	switch {
-	case force:
-		// fetch below
-	case trig == triggerPassive && stale != "" && stored.Value == stale:
-		// The store holds the very token WeChat rejected: fetch.
-		rejected = stale
-	case trig == triggerPassive && stored.ValidAt(now):
-		// Someone refreshed meanwhile, or the caller's token is unknown.
-		return w.adopt(trig, stored), nil
-	case w.freshAt(stored, now):
-		return w.adopt(trig, stored), nil
-	}
-
-	c, err := w.fetchToken(ctx, stored, force, rejected)
-	if err != nil {
-		w.stats.refresh(trig, outcomeFailed)
-		w.warnRepeat("refresh:"+errClass(err), "wechat: token refresh failed", "trigger", trig.String(), "err", err)
-		return Credential{}, err
-	}
-	w.endRepeats("refresh:", "wechat: token refreshes succeed again")
-	switch newer, adopted, err := w.saveOrAdopt(ctx, KindAccessToken, c, now); {
-	case adopted:
-		w.log.Info("wechat: a newer token was saved meanwhile; adopting it", "trigger", trig.String())
-		return w.adopt(trig, newer), nil
-	case err != nil:
-		// The token is good; other processes will not see it, though.
-		w.log.Error("wechat: cannot save the new token; other processes will fetch their own", "err", err)
-	}
-	w.tok.Store(w.hold(c))
-	w.stats.refresh(trig, outcomeFetched)
-	w.log.Info("wechat: fetched a new access token", "trigger", trig.String(),
-		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
-	return c, nil
 }
 
 // saveOrAdopt saves c, just fetched, as kind. When the Store refuses it as
@@ -465,17 +328,6 @@ func (w *Wechat) saveOrAdopt(ctx context.Context, kind Kind, c Credential, now t
 	return c, false, err
 }
 
-// adopt makes c, read from the store, the token served from memory.
-func (w *Wechat) adopt(trig trigger, c Credential) Credential {
-	if old := w.tok.Load(); old == nil || old.Value != c.Value {
-		w.log.Debug("wechat: adopted the stored access token", "trigger", trig.String(),
-			"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	w.tok.Store(w.hold(c))
-	w.stats.refresh(trig, outcomeAdopted)
-	return c
-}
-
 // noteResult records the last refresh error for Status.
 func (w *Wechat) noteResult(err error) {
 	w.mu.Lock()
@@ -489,96 +341,21 @@ func (w *Wechat) noteResult(err error) {
 	w.lastRefresh = now
 }
 
-// fetchToken fetches a token from WeChat, checking the guards (see guard;
-// rejected is the token WeChat rejected, if that is why it fetches) before
-// every attempt and waiting the back-off of noteFailure after a failed one
-// (the back-off of an earlier refresh was waited before the lock). The
-// caller holds the Store's lock.
-func (w *Wechat) fetchToken(ctx context.Context, stored Credential, force bool, rejected string) (Credential, error) {
-	api, stableForce := w.tokenAPIName(), w.stableForce(force)
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		if d := w.attemptWait(); d > 0 && attempt > 0 {
-			if err := w.sleep(ctx, d); err != nil {
-				if lastErr != nil {
-					return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)
-				}
-				return Credential{}, fmt.Errorf("wechat: waiting to retry a failed token fetch: %w", err)
-			}
-		}
-		now := w.clock.Now()
-		day, err := w.guard(ctx, api, stored, now, stableForce, rejected)
-		if err != nil {
-			if lastErr != nil {
-				return Credential{}, fmt.Errorf("%w (and no retry: %w)", lastErr, err)
-			}
-			return Credential{}, err
-		}
-		// Count before calling: a call whose reply is lost still costs quota.
-		used, err := w.addCount(ctx, DayCounter(api, now), 1)
-		if err != nil {
-			return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
-		}
-		w.noteQuota(day, used)
-		if stableForce {
-			if _, err := w.addCount(ctx, DayCounter(APIStableForce, now), 1); err != nil {
-				return Credential{}, fmt.Errorf("wechat: counting the fetch: %w", err)
-			}
-		}
+// newTokenRefresher is the refresher of the access token.
+func (w *Wechat) newTokenRefresher() *refresher {
+	return &refresher{w: w, kind: KindAccessToken, what: "token", name: "access token", field: "access_token",
+		lim: limits{API: w.tokenAPIName(), Calls: "fetches", DailyBudget: w.opts.DailyBudget,
+			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour,
+			Cooldown: true, Refused: &w.stats.refusals},
+		fetch: w.fetchToken, primary: true, fetches: &w.stats.fetches,
+		retry: retryState{base: w.opts.RetryBackoff}}
+}
 
-		method, u, path, body := w.tokenRequest(force)
-		res, err := call(ctx, w.opts.HTTPClient, method, u, path, body)
-		if err == nil {
-			c, clamped, perr := parseCredential(res, "access_token", path, w.clock.Now())
-			if perr != nil {
-				w.stats.fetch(fetchError)
-				w.noteFailure()
-				return Credential{}, perr
-			}
-			w.stats.fetch(fetchOK)
-			w.noteSuccess()
-			w.clearCooldown(ctx, now)
-			// The hourly cap counts tokens issued: those are what kill each
-			// other in a fight with another program.
-			if _, err := w.addCount(ctx, HourCounter(api, now), 1); err != nil {
-				w.log.Error("wechat: cannot count the issued token", "err", err)
-			}
-			w.noteLife(path, c, clamped)
-			return c, nil
-		}
-		lastErr = err
-		var apiErr *APIError
-		switch {
-		case errors.As(err, &apiErr) && apiErr.Code == 45009:
-			w.stats.fetch(fetchQuota)
-			// Tell every process: the budget is spent for today.
-			if used < w.opts.DailyBudget {
-				if used, err = w.addCount(ctx, DayCounter(api, now), w.opts.DailyBudget-used); err == nil {
-					w.noteQuota(day, used)
-				}
-			}
-			w.log.Error("wechat: WeChat says the daily token quota is exhausted; no more fetches today", "day", day)
-			return Credential{}, fmt.Errorf("%w: %w", ErrQuotaExhausted, apiErr)
-		case errors.As(err, &apiErr) && isCredentialError(apiErr.Code):
-			w.stats.fetch(fetchRejected)
-			until := w.startCooldown(ctx, now, apiErr)
-			w.log.Error("wechat: WeChat rejected the credentials; pausing fetches", "errcode", apiErr.Code,
-				"hint", apiErr.Hint(), "until", until.UTC().Format(time.RFC3339))
-			return Credential{}, err
-		case isTransient(err) && attempt+1 < w.opts.MaxAttempts:
-			w.stats.fetch(fetchRetry)
-			w.noteFailure()
-			w.warnRepeat("retry:"+errClass(err), "wechat: token fetch failed; retrying", "attempt", attempt+1,
-				"in", w.attemptWait().String(), "err", err)
-		default:
-			w.stats.fetch(fetchError)
-			w.noteFailure()
-			if isTransient(err) {
-				return Credential{}, fmt.Errorf("wechat: token fetch failed %d times, last: %w", attempt+1, err)
-			}
-			return Credential{}, err
-		}
-	}
+// fetchToken calls the configured token endpoint once (see tokenRequest).
+func (w *Wechat) fetchToken(ctx context.Context, req request) (gjson.Result, string, error) {
+	method, u, path, body := w.tokenRequest(req.force)
+	res, err := call(ctx, w.opts.HTTPClient, method, u, path, body)
+	return res, path, err
 }
 
 // noteLife logs a lifetime WeChat would not give: one above 7200 s (which
@@ -599,12 +376,6 @@ const (
 	stableForceSpacing = 30 * time.Second
 )
 
-func (w *Wechat) noteQuota(day string, used int) {
-	w.mu.Lock()
-	w.quotaDay, w.quotaUsed = day, used
-	w.mu.Unlock()
-}
-
 // Run refreshes the token ahead of expiry until ctx is done, and returns
 // ctx's error. It wakes when the token turns stale, plus a random delay of
 // at most RefreshBefore/10 so that processes do not all wake at once (the
@@ -618,10 +389,10 @@ func (w *Wechat) Run(ctx context.Context) error {
 	failures := 0
 	for {
 		now := w.clock.Now()
-		h := w.tok.Load()
+		h := w.token.cur.Load()
 		var wait time.Duration
 		if h == nil || !now.Before(h.staleAt) {
-			if _, err := w.refresh(ctx, triggerBackground, "", false); err != nil {
+			if _, err := w.token.refresh(ctx, request{trig: triggerBackground}); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -641,24 +412,6 @@ func (w *Wechat) Run(ctx context.Context) error {
 		if err := w.sleep(ctx, wait); err != nil {
 			return err
 		}
-		w.sync(ctx)
+		w.token.sync(ctx, triggerBackground)
 	}
-}
-
-// sync adopts a valid stored token that differs from, and was fetched
-// after, the one in memory. It takes no lock: it only reads.
-func (w *Wechat) sync(ctx context.Context) {
-	stored, err := w.store.Load(ctx, KindAccessToken)
-	if err != nil {
-		return
-	}
-	h := w.tok.Load()
-	now := w.clock.Now()
-	if !stored.ValidAt(now) || (h != nil && h.Value == stored.Value) {
-		return
-	}
-	if h != nil && h.ValidAt(now) && !stored.FetchedAt.After(h.FetchedAt) {
-		return
-	}
-	w.adopt(triggerBackground, stored)
 }

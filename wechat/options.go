@@ -82,7 +82,8 @@ type Options struct {
 	// checked against the fetch time of the stored token (a quarter of
 	// that token's lifetime, if less, so that short-lived tokens can be
 	// replaced). Default 10 s. A passive refresh within that time of the
-	// last fetch gets ErrRateLimited instead of a fetch.
+	// last fetch gets ErrRateLimited instead of a fetch. Each ticket kind
+	// is bounded the same way.
 	MinFetchInterval time.Duration
 
 	// MaxFetchesPerHour caps the tokens issued to this app (successful
@@ -91,7 +92,9 @@ type Options struct {
 	// tokens with the same AppSecret. Failed attempts do not count (the
 	// back-off and DailyBudget govern them). While no valid token is held
 	// (or only the one a passive refresh says WeChat rejected), one fetch
-	// per 5 minutes passes the cap. Default 30.
+	// per 5 minutes passes the cap. Default 30. The tickets issued
+	// (getticket, all types together) are capped by the same number, on
+	// their own count.
 	MaxFetchesPerHour int
 
 	// MaxAttempts bounds the attempts of one fetch when WeChat answers -1

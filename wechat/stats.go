@@ -121,14 +121,12 @@ func (w *Wechat) Stats() Stats {
 		}
 		s.Refreshes[triggerNames[t]] = m
 	}
-	w.mu.Lock()
-	s.QuotaDay, s.QuotaUsed = w.quotaDay, w.quotaUsed
-	w.mu.Unlock()
-	if h := w.tok.Load(); h != nil {
+	s.QuotaDay, s.QuotaUsed = w.guards.quotaUsed(w.tokenAPIName())
+	if h := w.token.cur.Load(); h != nil {
 		s.TokenExpiresAt, s.TokenFetchedAt = h.ExpiresAt, h.FetchedAt
 	}
 	for i, k := range ticketKinds {
-		if h := w.tickets[i].Load(); h != nil {
+		if h := w.tickets[i].cur.Load(); h != nil {
 			s.TicketExpiresAt[k] = h.ExpiresAt
 		}
 	}
@@ -172,7 +170,7 @@ type Status struct {
 func (w *Wechat) Status(ctx context.Context) Status {
 	now := w.clock.Now()
 	st := Status{State: StateInvalid, QuotaBudget: w.opts.DailyBudget, QuotaDay: QuotaDay(now)}
-	if h := w.tok.Load(); h != nil {
+	if h := w.token.cur.Load(); h != nil {
 		st.ExpiresAt, st.FetchedAt = h.ExpiresAt, h.FetchedAt
 		switch {
 		case now.Before(h.staleAt):
@@ -182,22 +180,19 @@ func (w *Wechat) Status(ctx context.Context) Status {
 		}
 	}
 	st.Healthy = st.State != StateInvalid
-	api := APIToken
-	if w.opts.TokenAPI == TokenAPIStable {
-		api = APIStableToken
-	}
+	api := w.tokenAPIName()
 	if n, err := w.store.Count(ctx, Counter{API: api, Day: st.QuotaDay}); err == nil {
 		st.QuotaUsed, st.StoreReachable = n, true
-		w.noteQuota(st.QuotaDay, n)
+		w.guards.noteQuota(api, st.QuotaDay, n)
 	}
-	w.syncCooldown(ctx) // a cooldown another process or host started shows too
+	w.guards.syncCooldown(ctx) // a cooldown another process or host started shows too
+	st.CooldownUntil = w.guards.cooldownUntilAt(now)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st.LastRefresh, st.LastErrorAt = w.lastRefresh, w.lastErrAt
 	if w.lastErr != nil {
 		st.LastError = w.lastErr.Error()
 	}
-	st.CooldownUntil, _ = w.cooldownLocked(now)
 	st.LockWaitSince = w.lockWaitSinceLocked()
 	return st
 }

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // DefaultAPIBase is WeChat's API endpoint.
@@ -143,8 +144,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.APIBase == "" {
 		o.APIBase = DefaultAPIBase
-	} else if u, err := url.Parse(o.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		bad("APIBase %q is not an http(s) URL with a host and no query", o.APIBase)
+	} else if _, err := util.ParseHTTPBase(o.APIBase); err != nil {
+		bad("APIBase %q is not an http(s) URL with a host and no user, query or fragment: %v", RedactURL(o.APIBase), err)
 	}
 	o.APIBase = strings.TrimRight(o.APIBase, "/")
 	switch o.TokenAPI {

@@ -156,12 +156,9 @@ func (c *Callback) timeout() time.Duration {
 
 // target returns c.URL with q added to its query.
 func (c *Callback) target(q url.Values) (string, error) {
-	u, err := url.Parse(c.URL)
+	u, err := util.ParseHTTPURL(c.URL)
 	if err != nil {
-		return "", fmt.Errorf("wechattest: callback URL: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("wechattest: callback URL %q must start with http:// or https://", c.URL)
+		return "", fmt.Errorf("wechattest: callback URL %q must be an http:// or https:// URL with a host: %v", c.URL, err)
 	}
 	old := u.Query()
 	for k, v := range q {

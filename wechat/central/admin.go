@@ -56,8 +56,8 @@ type AdminOptions struct {
 	// Clock computes expires_in. Default: the system clock.
 	Clock util.Clock
 
-	// Store, if it has an Errors() uint64 method (as redisstore.Store
-	// does), is exported as the metric wxcentral_store_errors_total.
+	// Store, if it is an ErrorCounter (as redisstore.Store is), is
+	// exported as the metric wxcentral_store_errors_total.
 	Store wechat.Store
 
 	// Timeout bounds the work of one request (a refresh included).

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 )
 
 // slowURL is the URL of px for a client that waits a minute for a reply

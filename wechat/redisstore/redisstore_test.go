@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 	"github.com/wxcentral/wxcentral/wechat/storetest"
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
+	"github.com/wxcentral/wxcentral/wechat/internal/serial"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -131,7 +132,7 @@ func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 25 s")
 	}
-	wechattest.Serial(t)
+	serial.Lock(t)
 	const (
 		lifetime = 2 * time.Second
 		grace    = time.Second

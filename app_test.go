@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -54,6 +56,26 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// serialLockFile is wechat/internal/serial.LockFile, which this package
+// cannot import (Go's internal rule): the real-time multi-process tests
+// here hold the same machine-wide lock as those of packages wechat and
+// wechat/redisstore, so that `go test ./...`, which runs the packages'
+// test binaries at once, never runs two of them side by side.
+const serialLockFile = "wxcentral-serial-tests.lock"
+
+// serial makes t wait for, and hold until it ends, that lock.
+func serial(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), serialLockFile)
+	fl := flock.New(path, flock.SetPermissions(0o666))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if ok, err := fl.TryLockContext(ctx, 50*time.Millisecond); err != nil || !ok {
+		t.Fatalf("waiting for %s: %v", path, err)
+	}
+	t.Cleanup(func() { fl.Unlock(); fl.Close() })
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.
@@ -517,7 +539,7 @@ func TestServeEchoBot(t *testing.T) {
 // remote token sources. Every refresh cycle fetches once, and WeChat
 // rejects no business call.
 func TestTwoServersOneStore(t *testing.T) {
-	wechattest.Serial(t)
+	serial(t)
 	const lifetime = 6 * time.Second
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret), wechattest.WithTokenLifetime(lifetime))
 	defer fake.Close()
@@ -592,7 +614,7 @@ func TestTwoServersOneStore(t *testing.T) {
 }
 
 func TestSIGTERMDuringLoad(t *testing.T) {
-	wechattest.Serial(t)
+	serial(t)
 	// WeChat takes 1.5 s to answer once the gate is set, and says when a
 	// token request arrived: the refresh below is then in flight.
 	fake := wechattest.NewPlatform(wechattest.WithApp(appID, secret))

@@ -394,6 +394,9 @@ func TestServeAdminAPI(t *testing.T) {
 }
 
 func TestServeHealthzRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestServeHealthzRecovers: slow (waits out the keeper's real start-up back-off (about 6 s)); run without -short")
+	}
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// WeChat is busy for the first six calls: the first start-up attempt
@@ -539,6 +542,9 @@ func TestServeEchoBot(t *testing.T) {
 // remote token sources. Every refresh cycle fetches once, and WeChat
 // rejects no business call.
 func TestTwoServersOneStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestTwoServersOneStore: slow (two server processes run for 10 s of real token lifetimes); run without -short")
+	}
 	serial(t)
 	const lifetime = 6 * time.Second
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret), wechattest.WithTokenLifetime(lifetime))
@@ -614,6 +620,9 @@ func TestTwoServersOneStore(t *testing.T) {
 }
 
 func TestSIGTERMDuringLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestSIGTERMDuringLoad: slow (server processes under load, in real time); run without -short")
+	}
 	serial(t)
 	// WeChat takes 1.5 s to answer once the gate is set, and says when a
 	// token request arrived: the refresh below is then in flight.
@@ -697,6 +706,9 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 // its 503 with the reason, and the process exits 0 within the shutdown
 // timeout (20 s; in-flight requests get the first half).
 func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestSIGTERMAnswersWaitingRequest: slow (waits out the real 10 s in-flight shutdown timeout); run without -short")
+	}
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// The next token fetch hangs until the server gives up on it.

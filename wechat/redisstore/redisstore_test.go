@@ -56,6 +56,9 @@ func TestContract(t *testing.T) {
 }
 
 func TestContractCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestContractCluster: slow (starts a Redis Cluster of three real processes); run without -short")
+	}
 	c := redistest.StartCluster(t, 3)
 	storetest.Run(t, backings(c.URL()))
 
@@ -263,6 +266,9 @@ func TestExpiredHolderCannotUnlockNext(t *testing.T) {
 // so a busy machine makes it slower, never wrong, unless it stalls the
 // holder for two thirds of the lease.
 func TestLiveHolderKeepsLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestLiveHolderKeepsLock: slow (watches four lease renewals in real time, about 4 s); run without -short")
+	}
 	srv := redistest.Start(t)
 	ctx := testCtx(t)
 	const ttl = 3 * time.Second
@@ -336,6 +342,9 @@ func TestLiveHolderKeepsLock(t *testing.T) {
 // within the lease; by default that lease is seconds, not the 45 s a lock
 // had to last when it was not renewed.
 func TestDeadHolderFreesLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestDeadHolderFreesLock: slow (waits out a real 1 s lease); run without -short")
+	}
 	srv := redistest.Start(t)
 	ctx := testCtx(t)
 	const ttl = time.Second

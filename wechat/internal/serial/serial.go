@@ -29,7 +29,12 @@ const wait = 10 * time.Minute
 // call it first. Other tests need not call it.
 func Lock(tb testing.TB) {
 	tb.Helper()
-	path := filepath.Join(os.TempDir(), LockFile)
+	lock(tb, filepath.Join(os.TempDir(), LockFile))
+}
+
+// lock is Lock on the file at path.
+func lock(tb testing.TB, path string) {
+	tb.Helper()
 	fl := flock.New(path, flock.SetPermissions(0o666))
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -20,17 +20,19 @@ import (
 // stops serving it from memory and asks the central server again.
 const DefaultRemoteEarlyExpiry = time.Minute
 
-// A Remote is a TokenSource (and a CredentialSource) backed by the admin API of a central control
-// server (wxcentral serve, or any server that speaks its admin API): the
-// business servers of other processes and hosts use it so that the central
-// server alone fetches tokens. Build it with NewRemote.
+// A Remote is a TokenSource (and a CredentialSource) backed by the admin
+// API of a central control server (wxcentral serve, or any server that
+// speaks its admin API): the business servers of other processes and hosts
+// use it so that the central server alone fetches tokens. Build it with
+// NewRemote.
 //
 // AccessToken (and Token) serve the token from memory, without I/O or
 // allocation, until shortly before the expiry the server gave (see
 // WithRemoteEarlyExpiry), then ask GET /v1/token again; concurrent misses
 // share one request. The token is held in the cache the local keeper
-// holds its own in, with the same early-expiry rule. Refresh is the passive refresh, POST
-// /v1/token/refresh. The admin key never appears in an error.
+// holds its own in, with the same early-expiry rule. Refresh is the
+// passive refresh, POST /v1/token/refresh. The admin key never appears in
+// an error.
 //
 // A Remote is safe for concurrent use; wechat.Client{Source: remote} works
 // with it unchanged.

@@ -14,10 +14,6 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// defaultLifetime is assumed for a stored token whose fetch time is unknown
-// (one written by the original Koa app).
-const defaultLifetime = 7200 * time.Second
-
 // A Wechat keeps one official account's access token (and tickets) fresh,
 // shared through a Store with every other process of the app. It is safe
 // for concurrent use; build it with New.
@@ -113,27 +109,6 @@ type Wechat struct {
 	stats counters
 }
 
-// held is a credential with the instant it turns stale.
-type held struct {
-	Credential
-	staleAt time.Time
-}
-
-// hold computes when c turns stale: RefreshBefore before expiry, but at
-// least half of its lifetime after it was fetched.
-func (w *Wechat) hold(c Credential) *held {
-	life := c.ExpiresAt.Sub(c.FetchedAt)
-	if c.FetchedAt.IsZero() || life <= 0 {
-		life = defaultLifetime
-	}
-	return &held{Credential: c, staleAt: c.ExpiresAt.Add(-min(w.opts.RefreshBefore, life/2))}
-}
-
-// freshAt reports whether c is valid and not yet stale at t.
-func (w *Wechat) freshAt(c Credential, t time.Time) bool {
-	return c.ValidAt(t) && t.Before(w.hold(c).staleAt)
-}
-
 // New builds a keeper. Like the original app's constructor it loads the
 // token from the Store and, when it is missing, unreadable or expired,
 // fetches a new one (through the refresh protocol, so concurrent starts of
@@ -179,7 +154,7 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 		w.log.Warn("wechat: cannot read the token store at start-up", "err", err)
 	}
 	if err == nil && c.ValidAt(w.clock.Now()) {
-		w.token.cur.Store(w.hold(c))
+		w.token.cur.Store(c)
 		w.stats.refresh(triggerStartup, outcomeAdopted)
 	}
 	return w, nil
@@ -223,19 +198,18 @@ func (w *Wechat) APIBase() string { return w.opts.APIBase }
 // background refresh runs; without a valid token it waits for a refresh,
 // at most until ctx is done.
 func (w *Wechat) AccessToken(ctx context.Context) (string, error) {
-	c, err := w.token.get(ctx, triggerStale)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNoToken, err)
-	}
-	return c.Value, nil
+	c, err := w.Token(ctx)
+	return c.Value, err
 }
 
-// Token is AccessToken with the token's expiry and fetch time.
+// Token is AccessToken with the token's expiry and fetch time (see
+// CredentialSource): the very credential AccessToken would return.
 func (w *Wechat) Token(ctx context.Context) (Credential, error) {
-	if _, err := w.AccessToken(ctx); err != nil {
-		return Credential{}, err
+	c, err := w.token.get(ctx, triggerStale)
+	if err != nil {
+		return Credential{}, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
-	return w.token.cur.Load().Credential, nil
+	return c, nil
 }
 
 // Refresh is the passive refresh (see TokenSource): stale is the token
@@ -344,6 +318,7 @@ func (w *Wechat) noteResult(err error) {
 // newTokenRefresher is the refresher of the access token.
 func (w *Wechat) newTokenRefresher() *refresher {
 	return &refresher{w: w, kind: KindAccessToken, what: "token", name: "access token", field: "access_token",
+		cur: credCache{early: w.opts.RefreshBefore},
 		lim: limits{API: w.tokenAPIName(), Calls: "fetches", DailyBudget: w.opts.DailyBudget,
 			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour,
 			Cooldown: true, Refused: &w.stats.refusals},

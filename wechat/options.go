@@ -145,7 +145,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.APIBase == "" {
 		o.APIBase = DefaultAPIBase
 	} else if _, err := util.ParseHTTPBase(o.APIBase); err != nil {
-		bad("APIBase %q is not an http(s) URL with a host and no user, query or fragment: %v", RedactURL(o.APIBase), err)
+		bad("APIBase %q is not an http(s) URL with a host and no user, query or fragment: %v", redactURL(o.APIBase), err)
 	}
 	o.APIBase = strings.TrimRight(o.APIBase, "/")
 	switch o.TokenAPI {

@@ -100,7 +100,7 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
 		shown := "the URL given"
 		if err == nil {
-			shown = fmt.Sprintf("%q", RedactURL(u.Redacted()))
+			shown = fmt.Sprintf("%q", redactURL(u.Redacted()))
 		}
 		return nil, fmt.Errorf("wechat: NewRemote: %s is not the http(s) base URL of a central server without user or query, like http://127.0.0.1:3101", shown)
 	}
@@ -213,7 +213,7 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (Cr
 	}
 	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
 	if err != nil {
-		return Credential{}, fmt.Errorf("wechat: central server %s: %w", path, RedactError(err))
+		return Credential{}, fmt.Errorf("wechat: central server %s: %w", path, redactError(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

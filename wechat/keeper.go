@@ -97,6 +97,7 @@ type Wechat struct {
 	work sync.WaitGroup // refreshes that may still write to the Store
 
 	sleep         func(ctx context.Context, d time.Duration) error // waits d; tests replace it
+	jitter        func(n time.Duration) time.Duration              // Run's random delay in [0, n); nil: rand.N; tests replace it
 	lockWarnAfter time.Duration                                    // see lockStore
 
 	mu          sync.Mutex // guards the fields below
@@ -386,11 +387,14 @@ func (w *Wechat) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.life, cancel)()
-	p := w.schedParams()
+	p, jitter := w.schedParams(), w.jitter
+	if jitter == nil {
+		jitter = rand.N[time.Duration]
+	}
 	failures := 0 // background refreshes failed in a row
 	backoff := 0  // failures, until the back-off after the last one is waited
 	for {
-		wait := nextWake(w.clock.Now(), w.token.cur.Load(), backoff, p, rand.N[time.Duration])
+		wait := nextWake(w.clock.Now(), w.token.cur.Load(), backoff, p, jitter)
 		if wait == 0 {
 			if _, err := w.token.refresh(ctx, request{trig: triggerBackground}); err != nil {
 				if ctx.Err() != nil {

@@ -1,9 +1,16 @@
 package wechat
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
 // heldAt is a token fetched at fetched that lives life and turns stale
@@ -96,5 +103,113 @@ func TestNextWakeJitterBounds(t *testing.T) {
 		if len(seen) < 2 {
 			t.Errorf("SyncInterval %v: 1000 wakes all at %v: no jitter", p.SyncInterval, lo)
 		}
+	}
+}
+
+// fetchClock records the fake clock's time of each token request that
+// reaches the network.
+type fetchClock struct {
+	base http.RoundTripper
+	srv  *wechattest.Server
+	mu   sync.Mutex
+	at   []time.Time
+}
+
+func (f *fetchClock) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == wechattest.PathToken {
+		f.mu.Lock()
+		f.at = append(f.at, f.srv.Now())
+		f.mu.Unlock()
+	}
+	return f.base.RoundTrip(r)
+}
+
+// Run, driven in fake time on the test's goroutine: its waits (a fake
+// sleep records them and advances the fake clock) and its fetches follow
+// the schedule, cycle after cycle. It fetches at once without a token,
+// wakes at least every SyncInterval, fetches when the token turns stale
+// plus the jitter, adopts a token fetched out of turn elsewhere (and wakes
+// by that token's staleness instead), backs off 1 s, 2 s after failed
+// refreshes and returns ctx's error when ctx ends in a wait.
+func TestRunSchedule(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	e.opts.RefreshBefore = 10 * time.Minute // stale 6600 s after a fetch; jitter below 60 s; bgRetryDelay 1 s
+	e.opts.SyncInterval = time.Hour
+	e.opts.MaxAttempts = 1 // one fetch per failed refresh
+	fc := &fetchClock{base: e.opts.HTTPClient.Transport, srv: e.srv}
+	e.opts.HTTPClient = &http.Client{Transport: fc, Timeout: 2 * time.Second}
+	w := openKeeper(t, e)
+
+	const jitter = 7 * time.Second
+	var bounds []time.Duration
+	w.jitter = func(n time.Duration) time.Duration {
+		bounds = append(bounds, n)
+		return jitter
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var waits []time.Duration
+	outOfTurn := ""
+	w.sleep = func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		e.srv.Advance(d)
+		switch len(waits) {
+		case 3: // meanwhile another process fetched out of turn (a forced refresh)
+			outOfTurn = e.srv.IssueToken(testAppID)
+			now := e.srv.Now()
+			if err := e.store.Save(ctx, KindAccessToken, Credential{Value: outOfTurn, FetchedAt: now, ExpiresAt: now.Add(7200 * time.Second)}); err != nil {
+				t.Error(err)
+			}
+		case 5: // WeChat fails the next two fetches
+			e.srv.Fail(wechattest.PathToken, wechattest.Fault{Errcode: -1, Times: 2})
+		case 8:
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+
+	s := time.Second
+	wantWaits := []time.Duration{
+		3600 * s,          // fetched at 0 (no token), stale at 6600: SyncInterval first
+		6607*s - 3600*s,   // to 6607: stale plus the jitter; fetch at 6607, stale at 13207
+		3600 * s,          // to 10207: SyncInterval; the out-of-turn token is adopted, stale at 16807
+		3600 * s,          // to 13807: SyncInterval, not 3007 s to the old token's staleness
+		16814*s - 13807*s, // to 16814: the adopted token's staleness plus the jitter; the fetch fails
+		s,                 // to 16815: bgRetryDelay; the fetch fails again
+		2 * s,             // to 16817: doubled; the fetch succeeds, stale at 23417
+		3600 * s,          // SyncInterval; ctx ends in it
+	}
+	if !slices.Equal(waits, wantWaits) {
+		t.Errorf("Run's waits = %v\nwant %v", waits, wantWaits)
+	}
+	var fetchedAt []time.Duration
+	for _, at := range fc.at {
+		fetchedAt = append(fetchedAt, at.Sub(epoch))
+	}
+	wantFetches := []time.Duration{0, 6607 * s, 16814 * s, 16815 * s, 16817 * s}
+	if !slices.Equal(fetchedAt, wantFetches) {
+		t.Errorf("token fetches at %v, want %v", fetchedAt, wantFetches)
+	}
+	for i, n := range bounds {
+		if n != time.Minute+1 {
+			t.Errorf("jitter bound %d = %v, want a tenth of RefreshBefore (+1 ns)", i, n)
+		}
+	}
+	if len(bounds) != 6 {
+		t.Errorf("jitter drawn %d times, want 6 (once per wait on a fresh token)", len(bounds))
+	}
+	switch h := w.token.cur.Load(); {
+	case h == nil:
+		t.Error("no token held")
+	case h.Value == outOfTurn || !h.FetchedAt.Equal(epoch.Add(16817*s)):
+		t.Errorf("held token fetched at %v, want the one fetched at 16817 s", h.FetchedAt.Sub(epoch))
+	}
+	st := w.Stats().Refreshes
+	if got := st["background"]; got["fetched"] != 3 || got["adopted"] != 1 || got["failed"] != 2 {
+		t.Errorf("background refreshes = %v, want 3 fetched, 1 adopted, 2 failed", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -213,3 +214,10 @@ func TestRunSchedule(t *testing.T) {
 		t.Errorf("background refreshes = %v, want 3 fetched, 1 adopted, 2 failed", got)
 	}
 }
+
+// wechat.Clock and wechattest.Clock are util.Clock itself, not look-alike
+// interfaces: pointers to them convert only if the types are identical.
+var (
+	_ *util.Clock = (*Clock)(nil)
+	_ *util.Clock = (*wechattest.Clock)(nil)
+)

@@ -93,6 +93,7 @@ type Wechat struct {
 	work sync.WaitGroup // refreshes that may still write to the Store
 
 	sleep         func(ctx context.Context, d time.Duration) error // waits d; tests replace it
+	jitter        func(n time.Duration) time.Duration              // Run's random delay in [0, n); nil: rand.N; tests replace it
 	lockWarnAfter time.Duration                                    // see lockStore
 
 	mu          sync.Mutex // guards the fields below
@@ -361,29 +362,27 @@ func (w *Wechat) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.life, cancel)()
-	failures := 0
+	p, jitter := w.schedParams(), w.jitter
+	if jitter == nil {
+		jitter = rand.N[time.Duration]
+	}
+	failures := 0 // background refreshes failed in a row
+	backoff := 0  // failures, until the back-off after the last one is waited
 	for {
-		now := w.clock.Now()
-		h := w.token.cur.Load()
-		var wait time.Duration
-		if h == nil || !now.Before(h.staleAt) {
+		wait := nextWake(w.clock.Now(), w.token.cur.Load(), backoff, p, jitter)
+		if wait == 0 {
 			if _, err := w.token.refresh(ctx, request{trig: triggerBackground}); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				failures++
-				wait = max(time.Millisecond, min(w.bgRetryDelay()<<min(failures-1, 6), w.opts.SyncInterval))
+				backoff = failures
 			} else {
 				failures = 0
-				continue
 			}
-		} else {
-			rb := h.ExpiresAt.Sub(h.staleAt)
-			wait = h.staleAt.Sub(now) + rand.N(rb/10+1)
-			if wait > w.opts.SyncInterval {
-				wait = w.opts.SyncInterval
-			}
+			continue
 		}
+		backoff = 0
 		if err := w.sleep(ctx, wait); err != nil {
 			return err
 		}

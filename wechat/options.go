@@ -65,7 +65,7 @@ type Options struct {
 	// once. Default: discard.
 	Logger *slog.Logger
 
-	// Clock tells the time. Default: the system clock. A
+	// Clock tells the time (a util.Clock). Default: the system clock. A
 	// *wechattest.Server can be passed to share the fake's clock.
 	Clock Clock
 

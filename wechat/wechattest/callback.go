@@ -36,11 +36,9 @@ const (
 	DefaultOfficialAccount = "gh_0123456789ab"
 )
 
-// A Clock tells the time. A *Platform is one, so a Callback can share the
-// fake platform's clock.
-type Clock interface {
-	Now() time.Time
-}
+// Clock is util.Clock, kept so existing code compiles. A *Platform is
+// one, so a Callback can share the fake platform's clock.
+type Clock = util.Clock
 
 // A Sealer puts a Callback in safe mode (安全模式): it encrypts each message
 // and decrypts the replies. NewAESSealer returns the one that does what

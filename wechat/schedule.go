@@ -37,7 +37,7 @@ func (w *Wechat) schedParams() schedParams {
 //
 // A positive result is never above SyncInterval, so Run re-reads the
 // Store (refresher.sync) at least that often.
-func nextWake(now time.Time, h *held, failures int, p schedParams, jitter func(n time.Duration) time.Duration) time.Duration {
+func nextWake(now time.Time, h *cached, failures int, p schedParams, jitter func(n time.Duration) time.Duration) time.Duration {
 	if failures > 0 {
 		return max(time.Millisecond, min(p.RetryDelay<<min(failures-1, maxBackoffShift), p.SyncInterval))
 	}

@@ -16,9 +16,9 @@ import (
 
 // heldAt is a token fetched at fetched that lives life and turns stale
 // refreshBefore before it expires.
-func heldAt(fetched time.Time, life, refreshBefore time.Duration) *held {
+func heldAt(fetched time.Time, life, refreshBefore time.Duration) *cached {
 	exp := fetched.Add(life)
-	return &held{Credential: Credential{Value: "T", FetchedAt: fetched, ExpiresAt: exp}, staleAt: exp.Add(-refreshBefore)}
+	return &cached{Credential: Credential{Value: "T", FetchedAt: fetched, ExpiresAt: exp}, staleAt: exp.Add(-refreshBefore)}
 }
 
 func TestNextWake(t *testing.T) {
@@ -39,7 +39,7 @@ func TestNextWake(t *testing.T) {
 	tests := []struct {
 		name     string
 		now      time.Time
-		h        *held
+		h        *cached
 		failures int
 		p        schedParams
 		jitter   func(time.Duration) time.Duration

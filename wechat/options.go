@@ -200,7 +200,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = util.SystemClock{}
 	}
 	o.HTTPClient = upstreamClient(o.HTTPClient)
 	if o.Store == nil {
@@ -211,7 +211,3 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	return o, nil
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // DefaultRemoteEarlyExpiry is how long before a token's expiry a Remote
@@ -110,7 +112,7 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 	r := &Remote{
 		base:  strings.TrimRight(baseURL, "/"),
 		hc:    &http.Client{Timeout: 35 * time.Second},
-		clock: systemClock{},
+		clock: util.SystemClock{},
 		cache: credCache{early: DefaultRemoteEarlyExpiry},
 	}
 	if key != "" {

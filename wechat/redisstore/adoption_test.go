@@ -248,16 +248,23 @@ func (f *fleet) callAll(tb testing.TB, want string, which []int) {
 
 // waitIdle waits until no keeper's refresh is still to end: every keeper
 // holds a token it counts as fresh (the new one, or the old one while it
-// waits the retry delay to look again).
+// waits the retry delay to look again). A keeper still holding a stale
+// token is called again, as a caller would: the goroutine of its last
+// background refresh may have stored the token the cycle before and not
+// yet ended when the cycle's call came, which then started none.
 func (f *fleet) waitIdle(tb testing.TB) {
 	tb.Helper()
+	ctx := tb.Context()
 	deadline := time.Now().Add(20 * time.Second)
 	for i, w := range f.keepers {
-		for w.Status(tb.Context()).State != wechat.StateFresh {
+		for st := w.Status(ctx); st.State != wechat.StateFresh; st = w.Status(ctx) {
 			if time.Now().After(deadline) {
-				tb.Fatalf("keeper %d: its background refresh did not end within 20 s", i)
+				tb.Fatalf("keeper %d: its background refresh did not end within 20 s (token %s, last error %q)", i, st.State, st.LastError)
 			}
 			time.Sleep(time.Millisecond)
+			if _, err := w.AccessToken(ctx); err != nil {
+				tb.Fatalf("keeper %d: %v", i, err)
+			}
 		}
 	}
 }

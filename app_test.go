@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/wxcentral/wxcentral/util"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -54,6 +56,26 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// serialLockFile is wechat/internal/serial.LockFile, which this package
+// cannot import (Go's internal rule): the real-time multi-process tests
+// here hold the same machine-wide lock as those of packages wechat and
+// wechat/redisstore, so that `go test ./...`, which runs the packages'
+// test binaries at once, never runs two of them side by side.
+const serialLockFile = "wxcentral-serial-tests.lock"
+
+// serial makes t wait for, and hold until it ends, that lock.
+func serial(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), serialLockFile)
+	fl := flock.New(path, flock.SetPermissions(0o666))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if ok, err := fl.TryLockContext(ctx, 50*time.Millisecond); err != nil || !ok {
+		t.Fatalf("waiting for %s: %v", path, err)
+	}
+	t.Cleanup(func() { fl.Unlock(); fl.Close() })
 }
 
 // freeAddr returns a loopback address with a port free a moment ago.
@@ -372,6 +394,9 @@ func TestServeAdminAPI(t *testing.T) {
 }
 
 func TestServeHealthzRecovers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestServeHealthzRecovers: slow (waits out the keeper's real start-up back-off (about 6 s)); run without -short")
+	}
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// WeChat is busy for the first six calls: the first start-up attempt
@@ -517,7 +542,10 @@ func TestServeEchoBot(t *testing.T) {
 // remote token sources. Every refresh cycle fetches once, and WeChat
 // rejects no business call.
 func TestTwoServersOneStore(t *testing.T) {
-	wechattest.Serial(t)
+	if testing.Short() {
+		t.Skip("TestTwoServersOneStore: slow (two server processes run for 10 s of real token lifetimes); run without -short")
+	}
+	serial(t)
 	const lifetime = 6 * time.Second
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret), wechattest.WithTokenLifetime(lifetime))
 	defer fake.Close()
@@ -592,7 +620,10 @@ func TestTwoServersOneStore(t *testing.T) {
 }
 
 func TestSIGTERMDuringLoad(t *testing.T) {
-	wechattest.Serial(t)
+	if testing.Short() {
+		t.Skip("TestSIGTERMDuringLoad: slow (server processes under load, in real time); run without -short")
+	}
+	serial(t)
 	// WeChat takes 1.5 s to answer once the gate is set, and says when a
 	// token request arrived: the refresh below is then in flight.
 	fake := wechattest.NewPlatform(wechattest.WithApp(appID, secret))
@@ -675,6 +706,9 @@ func TestSIGTERMDuringLoad(t *testing.T) {
 // its 503 with the reason, and the process exits 0 within the shutdown
 // timeout (20 s; in-flight requests get the first half).
 func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestSIGTERMAnswersWaitingRequest: slow (waits out the real 10 s in-flight shutdown timeout); run without -short")
+	}
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// The next token fetch hangs until the server gives up on it.

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // Defaults of the settings that have one.
@@ -537,14 +538,21 @@ func checkAESKey(k string) error {
 }
 
 func checkAPIBase(v string) error {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL with a host, like %s", v, DefaultAPIBase)
+	if _, err := util.ParseHTTPURL(v); err != nil {
+		return fmt.Errorf("%q is not an http(s) URL with a host, like %s", redactedURL(v), DefaultAPIBase)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("%q has a query, fragment or user: give the scheme, host and at most a path prefix", u.Redacted())
+	if _, err := util.ParseHTTPBase(v); err != nil {
+		return fmt.Errorf("%q %v", redactedURL(v), err)
 	}
 	return nil
+}
+
+// redactedURL is v with any password hidden, for an error message.
+func redactedURL(v string) string {
+	if u, err := url.Parse(v); err == nil {
+		return u.Redacted()
+	}
+	return "the URL given"
 }
 
 // redisSchemes are the URL schemes of a Redis store, as redisstore.Open

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
-	"github.com/wxcentral/wxcentral/util/redistest"
-	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
 // forged is a push someone who saw a signed URL posts with it.
@@ -25,35 +20,22 @@ const forged = "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName><FromUs
 
 // TestReplay sends, over HTTP, one signed plain-mode URL with the push it
 // was signed for, again with the same push (WeChat re-sending it), and
-// with other bodies: only the byte-identical body passes. With a Redis
-// dedupe store the triples are shared: a URL used on one host cannot
-// carry another body to a second host.
+// with other bodies: only the byte-identical body passes. (With a Redis
+// dedupe store the triples are shared between hosts: wechat/redisstore's
+// TestMiddlewareReplayTwoHosts.)
 func TestReplay(t *testing.T) {
-	type stores struct {
-		opts  []middleware.Option
-		redis bool
-	}
 	for _, tt := range []struct {
-		name  string
-		store func(t *testing.T) stores
+		name string
+		opts []middleware.Option
 	}{
-		{"memory", func(*testing.T) stores { return stores{} }},
-		{"memory, dedupe off", func(*testing.T) stores { return stores{opts: []middleware.Option{middleware.WithDedupe(nil)}} }},
-		{"redis, two hosts", func(t *testing.T) stores {
-			c := startRedis(t)
-			return stores{opts: []middleware.Option{middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: "test:replay:"})}, redis: true}
-		}},
+		{"memory", nil},
+		{"memory, dedupe off", []middleware.Option{middleware.WithDedupe(nil)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			st := tt.store(t)
 			h := newHarness()
-			host1 := httptest.NewServer(middleware.Verify(testToken, h.options(st.opts...)...)(h.next()))
+			host1 := httptest.NewServer(middleware.Verify(testToken, h.options(tt.opts...)...)(h.next()))
 			defer host1.Close()
-			host2 := host1
-			if st.redis {
-				host2 = httptest.NewServer(middleware.Verify(testToken, h.options(st.opts...)...)(h.next()))
-				defer host2.Close()
-			}
+			host2 := host1 // one host: the memory store is its own
 			dedupeOff := tt.name == "memory, dedupe off"
 
 			ts := strconv.FormatInt(h.clock().Unix(), 10)
@@ -113,67 +95,41 @@ func TestReplay(t *testing.T) {
 }
 
 // TestReplayWindow checks that a triple is remembered while its timestamp
-// is inside the window, and then refused as stale anyway; with the Redis
-// store, that the key lives until the timestamp leaves the window, no
-// longer.
+// is inside the window, and then refused as stale anyway. (With the Redis
+// store: wechat/redisstore's TestMiddlewareReplayWindow.)
 func TestReplayWindow(t *testing.T) {
-	c := startRedis(t)
-	for _, redis := range []bool{false, true} {
-		name := "memory"
-		var opts []middleware.Option
-		prefix := "test:window:"
-		if redis {
-			name = "redis"
-			opts = append(opts, middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: prefix}))
+	t.Run("memory", func(t *testing.T) {
+		h := newHarness()
+		srv := httptest.NewServer(middleware.Verify(testToken, h.options()...)(h.next()))
+		defer srv.Close()
+		start := h.clock()
+		send := func(ts time.Time, nonce, body string) (int, middleware.Outcome) {
+			t.Helper()
+			u := "/?" + signedQuery(testToken, strconv.FormatInt(ts.Unix(), 10), nonce).Encode()
+			resp, _ := do(t, srv.Client(), "POST", srv.URL+u, strings.NewReader(body))
+			_, results, _ := h.take()
+			if len(results) != 1 {
+				t.Fatalf("results %v", results)
+			}
+			return resp.StatusCode, results[0].Outcome
 		}
-		t.Run(name, func(t *testing.T) {
-			h := newHarness()
-			srv := httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next()))
-			defer srv.Close()
-			start := h.clock()
-			send := func(ts time.Time, nonce, body string) (int, middleware.Outcome) {
-				t.Helper()
-				u := "/?" + signedQuery(testToken, strconv.FormatInt(ts.Unix(), 10), nonce).Encode()
-				resp, _ := do(t, srv.Client(), "POST", srv.URL+u, strings.NewReader(body))
-				_, results, _ := h.take()
-				if len(results) != 1 {
-					t.Fatalf("results %v", results)
-				}
-				return resp.StatusCode, results[0].Outcome
+		// Signed now, and signed four minutes ago.
+		for nonce, ts := range map[string]time.Time{"w1": start, "w2": start.Add(-4 * time.Minute)} {
+			if got, o := send(ts, nonce, textMsg(1)); got != 200 {
+				t.Fatalf("first delivery %s: %d %v", nonce, got, o)
 			}
-			// Signed now, and signed four minutes ago.
-			for nonce, ts := range map[string]time.Time{"w1": start, "w2": start.Add(-4 * time.Minute)} {
-				if got, o := send(ts, nonce, textMsg(1)); got != 200 {
-					t.Fatalf("first delivery %s: %d %v", nonce, got, o)
-				}
-			}
-			if redis {
-				for nonce, want := range map[string]time.Duration{
-					"w1": middleware.DefaultTimestampWindow + time.Second,
-					"w2": time.Minute + time.Second,
-				} {
-					keys, err := c.Keys(context.Background(), prefix+"replay|*|"+nonce).Result()
-					if err != nil || len(keys) != 1 {
-						t.Fatalf("replay keys for %s: %v %v", nonce, keys, err)
-					}
-					ttl := c.PTTL(context.Background(), keys[0]).Val()
-					if ttl <= want-10*time.Second || ttl > want {
-						t.Errorf("key %s lives %v, want about %v", keys[0], ttl, want)
-					}
-				}
-			}
-			// At the window's edge the triple is still remembered.
-			h.setNow(start.Add(middleware.DefaultTimestampWindow))
-			if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeReplay {
-				t.Errorf("another body at the window's edge: %d %v, want 403 replay", got, o)
-			}
-			// One second later the signature check refuses it as stale.
-			h.setNow(start.Add(middleware.DefaultTimestampWindow + time.Second))
-			if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeStale {
-				t.Errorf("after the window: %d %v, want 403 stale", got, o)
-			}
-		})
-	}
+		}
+		// At the window's edge the triple is still remembered.
+		h.setNow(start.Add(middleware.DefaultTimestampWindow))
+		if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeReplay {
+			t.Errorf("another body at the window's edge: %d %v, want 403 replay", got, o)
+		}
+		// One second later the signature check refuses it as stale.
+		h.setNow(start.Add(middleware.DefaultTimestampWindow + time.Second))
+		if got, o := send(start, "w1", forged); got != 403 || o != middleware.OutcomeStale {
+			t.Errorf("after the window: %d %v, want 403 stale", got, o)
+		}
+	})
 }
 
 // TestReplaySafeMode documents why the body check matters in plain mode
@@ -228,82 +184,47 @@ func TestReplayPlaintextAllowed(t *testing.T) {
 }
 
 // TestReplayConcurrent posts one signed URL with eight different bodies at
-// once: exactly one is accepted, whichever comes first, on one host or two
-// sharing Redis.
+// once: exactly one is accepted, whichever comes first. (On two hosts
+// sharing Redis: wechat/redisstore's TestMiddlewareReplayConcurrent.)
 func TestReplayConcurrent(t *testing.T) {
-	c := startRedis(t)
-	for _, shared := range []bool{false, true} {
-		name := "memory"
-		if shared {
-			name = "redis"
+	t.Run("memory", func(t *testing.T) {
+		h := newHarness()
+		hosts := []*httptest.Server{httptest.NewServer(middleware.Verify(testToken, h.options()...)(h.next()))}
+		for _, s := range hosts {
+			defer s.Close()
 		}
-		t.Run(name, func(t *testing.T) {
-			h := newHarness()
-			var opts []middleware.Option
-			if shared {
-				opts = append(opts, middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: "test:concurrent:", PollInterval: time.Millisecond}))
-			}
-			hosts := []*httptest.Server{httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next()))}
-			if shared {
-				hosts = append(hosts, httptest.NewServer(middleware.Verify(testToken, h.options(opts...)...)(h.next())))
-			}
-			for _, s := range hosts {
-				defer s.Close()
-			}
-			u := "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "race").Encode()
-			codes := make(chan int, 8)
-			for i := range 8 {
-				go func() {
-					s := hosts[i%len(hosts)]
-					resp, err := s.Client().Post(s.URL+u, "text/xml", strings.NewReader(textMsg(int64(100+i))))
-					if err != nil {
-						t.Error(err)
-						codes <- 0
-						return
-					}
-					resp.Body.Close()
-					codes <- resp.StatusCode
-				}()
-			}
-			n := map[int]int{}
-			for range 8 {
-				n[recv(t, "an answer", codes)]++
-			}
-			if n[200] != 1 || n[403] != 7 {
-				t.Errorf("answers %v, want one 200 and seven 403", n)
-			}
-		})
-	}
-}
-
-// TestReplayStoreDown checks that a plain push is accepted when the shared
-// store is unreachable (a lost message is worse), and that the failure is
-// logged at Error.
-func TestReplayStoreDown(t *testing.T) {
-	rds := redistest.Start(t)
-	c := redis.NewClient(&redis.Options{Addr: rds.Addr, MaxRetries: -1})
-	defer c.Close()
-	rds.Stop()
-	h := newHarness()
-	srv := httptest.NewServer(middleware.Verify(testToken, h.options(middleware.WithDedupe(redisstore.NewDedupe(c)))...)(h.next()))
-	defer srv.Close()
-	u := srv.URL + "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "down").Encode()
-	resp, got := do(t, srv.Client(), "POST", u, strings.NewReader(textMsg(1)))
-	logs, _, calls := h.take()
-	if resp.StatusCode != 200 || got != "handled" || calls != 1 {
-		t.Fatalf("with the store down: %d %q, handler ran %d times; want 200 handled once", resp.StatusCode, got, calls)
-	}
-	if !strings.Contains(logs, `level=ERROR msg="wechat callback replay check failed; accepted without it"`) {
-		t.Errorf("the failure was not logged: %s", logs)
-	}
+		u := "/?" + signedQuery(testToken, strconv.FormatInt(h.clock().Unix(), 10), "race").Encode()
+		codes := make(chan int, 8)
+		for i := range 8 {
+			go func() {
+				s := hosts[i%len(hosts)]
+				resp, err := s.Client().Post(s.URL+u, "text/xml", strings.NewReader(textMsg(int64(100+i))))
+				if err != nil {
+					t.Error(err)
+					codes <- 0
+					return
+				}
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		n := map[int]int{}
+		for range 8 {
+			n[recv(t, "an answer", codes)]++
+		}
+		if n[200] != 1 || n[403] != 7 {
+			t.Errorf("answers %v, want one 200 and seven 403", n)
+		}
+	})
 }
 
 // TestReplayAfterDedupeTTL re-sends one accepted push, byte for byte, 40 s
 // later (past dedupe.DefaultTTL, inside the timestamp window): it is
 // answered with the first reply and never runs the handler again, in plain
-// and safe mode, with the default store and with Redis. When the reply is
-// no longer kept the replay is refused; after a delivery that failed, it
-// runs the handler (WeChat re-sending after a 5xx).
+// and safe mode, with the default store (with Redis: wechat/redisstore's
+// TestMiddlewareReplayAfterDedupeTTL). When the reply is no longer kept
+// the replay is refused; after a delivery that failed, it runs the handler
+// (WeChat re-sending after a 5xx).
 func TestReplayAfterDedupeTTL(t *testing.T) {
 	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
 	for _, tt := range []struct {
@@ -311,25 +232,6 @@ func TestReplayAfterDedupeTTL(t *testing.T) {
 		opts func(t *testing.T, h *harness) []middleware.Option
 	}{
 		{"default", func(*testing.T, *harness) []middleware.Option { return nil }},
-		{"redis", func(t *testing.T, h *harness) []middleware.Option {
-			c := startRedis(t)
-			prefix := "test:" + t.Name() + ":"
-			t.Cleanup(func() {
-				// Redis keeps time itself: the reply must be set to live
-				// as long as a triple can come back, not dedupe.DefaultTTL.
-				keys, err := c.Keys(context.Background(), prefix+"*|msg|*").Result()
-				if err != nil || len(keys) == 0 {
-					t.Errorf("dedupe keys: %v %v", keys, err)
-				}
-				want := 2*middleware.DefaultTimestampWindow + time.Second
-				for _, k := range keys {
-					if ttl := c.PTTL(context.Background(), k).Val(); ttl <= want-10*time.Second || ttl > want {
-						t.Errorf("dedupe key %s lives %v, want about %v", k, ttl, want)
-					}
-				}
-			})
-			return []middleware.Option{middleware.WithDedupe(&redisstore.Dedupe{Client: c, Prefix: prefix, PollInterval: 5 * time.Millisecond})}
-		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness()

@@ -1,10 +1,8 @@
 package middleware_test
 
 import (
-	"errors"
-	"github.com/wxcentral/wxcentral/util/redistest"
-
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,13 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/util"
-	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 
 // waitSignal wraps a dedupe.Store and signals each delivery that found the
@@ -185,30 +180,11 @@ func TestRetriesDefault(t *testing.T) {
 	}
 }
 
-// TestRetriesRedis runs the three deliveries on a private redis-server, the
-// store several processes share.
-func TestRetriesRedis(t *testing.T) {
-	c := startRedis(t)
-	wx := wechat{testToken, testAppID, mustKey(t, testKey)}
-	store := &redisstore.Dedupe{Client: c, Prefix: "test:" + t.Name() + ":", PollInterval: 5 * time.Millisecond}
-	threeDeliveries(t, newHarness(), store, wx)
-}
-
 type harnessClock struct{ h *harness }
 
 func (c harnessClock) Now() time.Time { return c.h.clock() }
 
 func clockOf(h *harness) util.Clock { return harnessClock{h} }
-
-// startRedis starts a private redis-server for the test (see redistest:
-// skipped without the binary, a failure with CI=true) and returns a client.
-func startRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	s := redistest.Start(t)
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // TestRetriesNoReply checks, in plain and in safe mode, that a first
 // delivery whose handler wrote nothing at all is not remembered as a

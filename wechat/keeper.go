@@ -14,10 +14,6 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// defaultLifetime is assumed for a stored token whose fetch time is unknown
-// (one written by the original Koa app).
-const defaultLifetime = 7200 * time.Second
-
 // A Wechat keeps one official account's access token (and tickets) fresh,
 // shared through a Store with every other process of the app. It is safe
 // for concurrent use; build it with New.
@@ -97,6 +93,7 @@ type Wechat struct {
 	work sync.WaitGroup // refreshes that may still write to the Store
 
 	sleep         func(ctx context.Context, d time.Duration) error // waits d; tests replace it
+	jitter        func(n time.Duration) time.Duration              // Run's random delay in [0, n); nil: rand.N; tests replace it
 	lockWarnAfter time.Duration                                    // see lockStore
 
 	mu          sync.Mutex // guards the fields below
@@ -111,27 +108,6 @@ type Wechat struct {
 	repeats map[string]repeat // by warnRepeat key
 
 	stats counters
-}
-
-// held is a credential with the instant it turns stale.
-type held struct {
-	Credential
-	staleAt time.Time
-}
-
-// hold computes when c turns stale: RefreshBefore before expiry, but at
-// least half of its lifetime after it was fetched.
-func (w *Wechat) hold(c Credential) *held {
-	life := c.ExpiresAt.Sub(c.FetchedAt)
-	if c.FetchedAt.IsZero() || life <= 0 {
-		life = defaultLifetime
-	}
-	return &held{Credential: c, staleAt: c.ExpiresAt.Add(-min(w.opts.RefreshBefore, life/2))}
-}
-
-// freshAt reports whether c is valid and not yet stale at t.
-func (w *Wechat) freshAt(c Credential, t time.Time) bool {
-	return c.ValidAt(t) && t.Before(w.hold(c).staleAt)
 }
 
 // New builds a keeper. Like the original app's constructor it loads the
@@ -179,7 +155,7 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 		w.log.Warn("wechat: cannot read the token store at start-up", "err", err)
 	}
 	if err == nil && c.ValidAt(w.clock.Now()) {
-		w.token.cur.Store(w.hold(c))
+		w.token.cur.Store(c)
 		w.stats.refresh(triggerStartup, outcomeAdopted)
 	}
 	return w, nil
@@ -223,19 +199,18 @@ func (w *Wechat) APIBase() string { return w.opts.APIBase }
 // background refresh runs; without a valid token it waits for a refresh,
 // at most until ctx is done.
 func (w *Wechat) AccessToken(ctx context.Context) (string, error) {
-	c, err := w.token.get(ctx, triggerStale)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrNoToken, err)
-	}
-	return c.Value, nil
+	c, err := w.Token(ctx)
+	return c.Value, err
 }
 
-// Token is AccessToken with the token's expiry and fetch time.
+// Token is AccessToken with the token's expiry and fetch time (see
+// CredentialSource): the very credential AccessToken would return.
 func (w *Wechat) Token(ctx context.Context) (Credential, error) {
-	if _, err := w.AccessToken(ctx); err != nil {
-		return Credential{}, err
+	c, err := w.token.get(ctx, triggerStale)
+	if err != nil {
+		return Credential{}, fmt.Errorf("%w: %w", ErrNoToken, err)
 	}
-	return w.token.cur.Load().Credential, nil
+	return c, nil
 }
 
 // Refresh is the passive refresh (see TokenSource): stale is the token
@@ -344,6 +319,7 @@ func (w *Wechat) noteResult(err error) {
 // newTokenRefresher is the refresher of the access token.
 func (w *Wechat) newTokenRefresher() *refresher {
 	return &refresher{w: w, kind: KindAccessToken, what: "token", name: "access token", field: "access_token",
+		cur: credCache{early: w.opts.RefreshBefore},
 		lim: limits{API: w.tokenAPIName(), Calls: "fetches", DailyBudget: w.opts.DailyBudget,
 			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour,
 			Cooldown: true, Refused: &w.stats.refusals},
@@ -386,29 +362,27 @@ func (w *Wechat) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.life, cancel)()
-	failures := 0
+	p, jitter := w.schedParams(), w.jitter
+	if jitter == nil {
+		jitter = rand.N[time.Duration]
+	}
+	failures := 0 // background refreshes failed in a row
+	backoff := 0  // failures, until the back-off after the last one is waited
 	for {
-		now := w.clock.Now()
-		h := w.token.cur.Load()
-		var wait time.Duration
-		if h == nil || !now.Before(h.staleAt) {
+		wait := nextWake(w.clock.Now(), w.token.cur.Load(), backoff, p, jitter)
+		if wait == 0 {
 			if _, err := w.token.refresh(ctx, request{trig: triggerBackground}); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 				failures++
-				wait = max(time.Millisecond, min(w.bgRetryDelay()<<min(failures-1, 6), w.opts.SyncInterval))
+				backoff = failures
 			} else {
 				failures = 0
-				continue
 			}
-		} else {
-			rb := h.ExpiresAt.Sub(h.staleAt)
-			wait = h.staleAt.Sub(now) + rand.N(rb/10+1)
-			if wait > w.opts.SyncInterval {
-				wait = w.opts.SyncInterval
-			}
+			continue
 		}
+		backoff = 0
 		if err := w.sleep(ctx, wait); err != nil {
 			return err
 		}

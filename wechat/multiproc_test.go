@@ -16,6 +16,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
+	"github.com/wxcentral/wxcentral/wechat/internal/serial"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -123,19 +124,28 @@ func runWorkers(t *testing.T, srv *wechattest.Server, n int, d time.Duration, no
 	return e2e.Start[workerReport](t, n, env...)()
 }
 
-// TestMultiProcess runs four processes that share one wechat.txt against a
-// fake WeChat whose tokens live 2 s and die 1 s after the next fetch. With
-// the lock, every refresh cycle costs exactly one fetch and no business
-// call is rejected; without it, the processes fight.
+// TestMultiProcess is the cross-process smoke test of the shared store:
+// four processes, each running Run and hammering WeChat with business
+// calls, share one wechat.txt against a fake WeChat whose tokens live 1 s
+// (the shortest expires_in WeChat can give: it counts in seconds) and die
+// 1 s after the next fetch. It asserts on what WeChat sees, not on the
+// workers' clients: with the Store's lock, about one fetch per refresh
+// cycle for all four processes, and no call rejected (40001 superseded,
+// 42001 expired, or any other code); without the lock, the processes fetch
+// over each other, which shows the test can tell. The schedule itself is
+// tested in fake time (TestNextWake, TestRunSchedule), the refresh
+// protocol within one process by the tests of keeper_test.go and
+// guard_test.go, and the Store's lock across processes by
+// TestFileStoreLockNeverSplits.
 func TestMultiProcess(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 25 s")
+		t.Skip("runs for about 8 s of real time")
 	}
-	wechattest.Serial(t)
+	serial.Lock(t)
 	const (
-		lifetime = 2 * time.Second
+		lifetime = time.Second
 		grace    = time.Second
-		// RefreshBefore is capped at half the lifetime: a cycle is 1 s.
+		// RefreshBefore is capped at half the lifetime: a cycle is 0.5 s.
 		cycle = lifetime / 2
 	)
 	tests := []struct {
@@ -144,8 +154,9 @@ func TestMultiProcess(t *testing.T) {
 		noLock   bool
 		wantFail bool
 	}{
-		{"lock", 10 * lifetime, false, false},
-		{"no-lock", 3 * lifetime, true, true},
+		// Each run ends mid-cycle, away from a fetch.
+		{"lock", 6*cycle + cycle/2, false, false},
+		{"no-lock", 4*cycle + cycle/2, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,26 +185,37 @@ func TestMultiProcess(t *testing.T) {
 			for _, n := range st.Rejected {
 				rejected += n
 			}
-			t.Logf("%v: %d fetches (bound %d), %d keeper fetches, %d business calls accepted, rejected %v, %d failed in workers",
-				elapsed.Round(time.Millisecond), fetches, maxFetches, fetched, st.Accepted, st.Rejected, failed)
-			bad := fetches > maxFetches || rejected > 0 || failed > 0
+			// The workers' own failures (a client giving up under load) are
+			// logged, not asserted: WeChat's counters are what matter.
+			t.Logf("%v: %d fetches (bound %d), %d keeper fetches, %d of %d business calls accepted, rejected %v, %d failed in workers",
+				elapsed.Round(time.Millisecond), fetches, maxFetches, fetched, st.Accepted, calls, st.Rejected, failed)
+			bad := fetches > maxFetches || rejected > 0
 			if tc.wantFail {
 				if !bad {
 					t.Errorf("without the lock: %d fetches (bound %d) and no rejected call; the test cannot tell the lock matters", fetches, maxFetches)
 				}
 				return
 			}
-			if bad {
-				t.Errorf("with the lock: %d fetches (want ≤ %d), %d rejected business calls, %d failed (want 0)", fetches, maxFetches, rejected, failed)
+			if fetches > maxFetches {
+				t.Errorf("with the lock: %d fetches in %v, want at most one per %v cycle (≤ %d)", fetches, elapsed, cycle, maxFetches)
 			}
-			if minFetches := int(elapsed/(2*cycle)) + 1; fetches < minFetches {
-				t.Errorf("only %d fetches in %v: tokens were not refreshed every cycle (want ≥ %d)", fetches, elapsed, minFetches)
+			if rejected > 0 {
+				t.Errorf("with the lock: WeChat rejected %d business calls (%d with 40001, %d with 42001; all: %v), want none",
+					rejected, st.Rejected[40001], st.Rejected[42001], st.Rejected)
 			}
-			if int64(fetches) != fetched {
+			if minFetches := int(tc.d/(2*cycle)) + 1; fetches < minFetches {
+				t.Errorf("only %d fetches in %v: tokens were not refreshed every cycle (want ≥ %d)", fetches, tc.d, minFetches)
+			}
+			// Every fetch is the keepers' own, but for one that a worker's
+			// end may cut off before it is counted (with the lock, only one
+			// is ever in flight).
+			if d := int64(fetches) - fetched; d < 0 || d > 1 {
 				t.Errorf("the platform saw %d fetches, the keepers report %d", fetches, fetched)
 			}
-			if st.Accepted < calls/2 {
-				t.Errorf("only %d of %d business calls reached the platform", st.Accepted, calls)
+			// Calls must have reached WeChat all along, or "none rejected"
+			// proves nothing: at least one per process per cycle.
+			if want := 4 * int(tc.d/cycle); st.Accepted < want {
+				t.Errorf("WeChat accepted only %d business calls in %v, want ≥ %d", st.Accepted, tc.d, want)
 			}
 		})
 	}

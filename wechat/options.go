@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // DefaultAPIBase is WeChat's API endpoint.
@@ -64,7 +65,7 @@ type Options struct {
 	// once. Default: discard.
 	Logger *slog.Logger
 
-	// Clock tells the time. Default: the system clock. A
+	// Clock tells the time (a util.Clock). Default: the system clock. A
 	// *wechattest.Server can be passed to share the fake's clock.
 	Clock Clock
 
@@ -143,8 +144,8 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.APIBase == "" {
 		o.APIBase = DefaultAPIBase
-	} else if u, err := url.Parse(o.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		bad("APIBase %q is not an http(s) URL with a host and no query", o.APIBase)
+	} else if _, err := util.ParseHTTPBase(o.APIBase); err != nil {
+		bad("APIBase %q is not an http(s) URL with a host and no user, query or fragment: %v", redactURL(o.APIBase), err)
 	}
 	o.APIBase = strings.TrimRight(o.APIBase, "/")
 	switch o.TokenAPI {
@@ -199,7 +200,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
-		o.Clock = systemClock{}
+		o.Clock = util.SystemClock{}
 	}
 	o.HTTPClient = upstreamClient(o.HTTPClient)
 	if o.Store == nil {
@@ -210,7 +211,3 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	return o, nil
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }

@@ -38,11 +38,11 @@ type refresher struct {
 	primary bool
 	fetches *[numFetchResults]atomic.Int64 // the Stats counters of the fetch's results
 
-	flight     singleflight.Group   // one refresh (and one forced refresh) at a time
-	cur        atomic.Pointer[held] // the credential served from memory
-	busy       atomic.Bool          // a background refresh runs
-	bgFailedAt atomic.Int64         // clock UnixNano of the last failed background refresh
-	retry      retryState           // the failure back-off, carried over between refreshes
+	flight     singleflight.Group // one refresh (and one forced refresh) at a time
+	cur        credCache          // the credential served from memory; stale RefreshBefore before expiry
+	busy       atomic.Bool        // a background refresh runs
+	bgFailedAt atomic.Int64       // clock UnixNano of the last failed background refresh
+	retry      retryState         // the failure back-off, carried over between refreshes
 }
 
 // A fetchFunc makes one upstream call for a credential, for req; it
@@ -78,15 +78,14 @@ func (r *refresher) repeatKey(k string) string {
 // once, starting one background refresh; without a valid one it waits for
 // a refresh, at most until ctx is done.
 func (r *refresher) get(ctx context.Context, trig trigger) (Credential, error) {
-	if h := r.cur.Load(); h != nil {
-		now := r.w.clock.Now()
-		if now.Before(h.staleAt) {
-			return h.Credential, nil
-		}
-		if now.Before(h.ExpiresAt) {
-			r.inBackground(now)
-			return h.Credential, nil
-		}
+	h := r.cur.Load()
+	now := r.w.clock.Now()
+	switch h.stateAt(now) {
+	case cacheFresh:
+		return h.Credential, nil
+	case cacheStale:
+		r.inBackground(now)
+		return h.Credential, nil
 	}
 	return r.refresh(ctx, request{trig: trig})
 }
@@ -277,7 +276,7 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 	case req.trig == triggerPassive && stored.ValidAt(now):
 		// Someone refreshed meanwhile, or the caller's credential is unknown.
 		return r.adopt(req.trig, stored), nil
-	case w.freshAt(stored, now):
+	case r.cur.FreshAt(stored, now):
 		return r.adopt(req.trig, stored), nil
 	}
 
@@ -299,7 +298,7 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 		// The credential is good; other processes will not see it, though.
 		w.log.Error("wechat: cannot save the new "+r.what+"; other processes will fetch their own", "kind", string(r.kind), "err", err)
 	}
-	r.cur.Store(w.hold(c))
+	r.cur.Store(c)
 	r.note(req.trig, outcomeFetched)
 	w.log.Info("wechat: fetched a new "+r.name, "trigger", req.trig.String(),
 		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
@@ -333,13 +332,15 @@ func (r *refresher) lock(ctx context.Context, req request) (unlock func(), held 
 	}
 	// A tenth of the credential's stale window, like bgRetryDelay (which
 	// is of RefreshBefore, longer than the window of a short-lived one).
-	delay := min(w.bgRetryDelay(), h.ExpiresAt.Sub(w.hold(h.Credential).staleAt)/10)
-	next := *h
-	next.staleAt = now.Add(delay)
+	delay := min(w.bgRetryDelay(), h.ExpiresAt.Sub(staleAt(h.Credential, r.cur.early))/10)
+	next := &cached{Credential: h.Credential, staleAt: now.Add(delay)}
 	if next.staleAt.After(h.ExpiresAt) {
 		next.staleAt = h.ExpiresAt
 	}
-	r.cur.CompareAndSwap(h, &next) // unless adopted meanwhile (sync)
+	// The one place that holds a credential stale later than credCache's
+	// rule says: for the retry delay only, and unless another was stored
+	// meanwhile (sync).
+	r.cur.cur.CompareAndSwap(h, next)
 	w.log.Debug("wechat: the store's lock is held elsewhere; serving the held "+r.name+" and adopting what the holder saves",
 		"kind", string(r.kind), "trigger", req.trig.String(), "retry_in", delay.String())
 	return nil, h.Credential, nil
@@ -358,7 +359,7 @@ func (r *refresher) adoptUnlocked(ctx context.Context, req request) (Credential,
 		return Credential{}, false
 	}
 	now := r.w.clock.Now()
-	adopt := r.w.freshAt(stored, now)
+	adopt := r.cur.FreshAt(stored, now)
 	if req.trig == triggerPassive {
 		adopt = stored.ValidAt(now) && (req.stale == "" || stored.Value != req.stale)
 	}
@@ -374,7 +375,7 @@ func (r *refresher) adopt(trig trigger, c Credential) Credential {
 		r.w.log.Debug("wechat: adopted the stored "+r.name, "trigger", trig.String(),
 			"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	r.cur.Store(r.w.hold(c))
+	r.cur.Store(c)
 	r.note(trig, outcomeAdopted)
 	return c
 }

@@ -10,27 +10,31 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/gjson"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // DefaultRemoteEarlyExpiry is how long before a token's expiry a Remote
 // stops serving it from memory and asks the central server again.
 const DefaultRemoteEarlyExpiry = time.Minute
 
-// A Remote is a TokenSource backed by the admin API of a central control
-// server (wxcentral serve, or any server that speaks its admin API): the
-// business servers of other processes and hosts use it so that the central
-// server alone fetches tokens. Build it with NewRemote.
+// A Remote is a TokenSource (and a CredentialSource) backed by the admin
+// API of a central control server (wxcentral serve, or any server that
+// speaks its admin API): the business servers of other processes and hosts
+// use it so that the central server alone fetches tokens. Build it with
+// NewRemote.
 //
-// AccessToken serves the token from memory, without I/O or allocation,
-// until shortly before the expiry the server gave (see
-// WithRemoteEarlyExpiry), then asks GET /v1/token again; concurrent misses
-// share one request. Refresh is the passive refresh, POST
-// /v1/token/refresh. The admin key never appears in an error.
+// AccessToken (and Token) serve the token from memory, without I/O or
+// allocation, until shortly before the expiry the server gave (see
+// WithRemoteEarlyExpiry), then ask GET /v1/token again; concurrent misses
+// share one request. The token is held in the cache the local keeper
+// holds its own in, with the same early-expiry rule. Refresh is the
+// passive refresh, POST /v1/token/refresh. The admin key never appears in
+// an error.
 //
 // A Remote is safe for concurrent use; wechat.Client{Source: remote} works
 // with it unchanged.
@@ -39,16 +43,8 @@ type Remote struct {
 	auth   string // "Bearer <key>", or ""
 	hc     *http.Client
 	clock  Clock
-	early  time.Duration
-	cached atomic.Pointer[remoteToken]
+	cache  credCache // the last token answered; early is WithRemoteEarlyExpiry's
 	flight singleflight.Group
-}
-
-// remoteToken is a token a Remote holds.
-type remoteToken struct {
-	value     string
-	expiresAt time.Time // by the local clock
-	useUntil  time.Time // expiresAt less the early expiry
 }
 
 // A RemoteOption configures NewRemote.
@@ -76,13 +72,23 @@ func WithRemoteClock(c Clock) RemoteOption {
 }
 
 // WithRemoteEarlyExpiry sets how long before its expiry a token is no
-// longer served from memory (default DefaultRemoteEarlyExpiry). For a
-// token with less than four times d left, a quarter of what is left is
-// used instead, so short-lived tokens are still cached a while.
+// longer served from memory (default DefaultRemoteEarlyExpiry). The rule
+// is the local keeper's (Options.RefreshBefore): for a token with less
+// than twice d left when the answer arrived, half of what was left is used
+// instead, so short-lived tokens are still cached a while.
+//
+// Before the Remote shared the keeper's cache, the rule was a quarter of
+// what was left for a token with less than four times d left. A token
+// with at least 4·d left (with the defaults, any token the server answers
+// more than 4 minutes before its expiry) is asked for again at the same
+// instant as before; one with less left is asked for again sooner: with
+// 2·d to 4·d left, d before its expiry (it was a quarter of what was
+// left); with less than 2·d left, half-way (it was three quarters of the
+// way).
 func WithRemoteEarlyExpiry(d time.Duration) RemoteOption {
 	return func(r *Remote) {
 		if d >= 0 {
-			r.early = d
+			r.cache.early = d
 		}
 	}
 }
@@ -96,7 +102,7 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
 		shown := "the URL given"
 		if err == nil {
-			shown = fmt.Sprintf("%q", RedactURL(u.Redacted()))
+			shown = fmt.Sprintf("%q", redactURL(u.Redacted()))
 		}
 		return nil, fmt.Errorf("wechat: NewRemote: %s is not the http(s) base URL of a central server without user or query, like http://127.0.0.1:3101", shown)
 	}
@@ -106,8 +112,8 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 	r := &Remote{
 		base:  strings.TrimRight(baseURL, "/"),
 		hc:    &http.Client{Timeout: 35 * time.Second},
-		clock: systemClock{},
-		early: DefaultRemoteEarlyExpiry,
+		clock: util.SystemClock{},
+		cache: credCache{early: DefaultRemoteEarlyExpiry},
 	}
 	if key != "" {
 		r.auth = "Bearer " + key
@@ -124,8 +130,18 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 // AccessToken returns the cached token while it is well within its
 // lifetime, and otherwise asks the central server (GET /v1/token).
 func (r *Remote) AccessToken(ctx context.Context) (string, error) {
-	if t := r.cached.Load(); t != nil && r.clock.Now().Before(t.useUntil) {
-		return t.value, nil
+	c, err := r.Token(ctx)
+	return c.Value, err
+}
+
+// Token is AccessToken with the token's expiry (see CredentialSource).
+// ExpiresAt is by the local clock: the instant the answer arrived plus the
+// answer's expires_in (its expires_at is by the server's clock, which may
+// differ); FetchedAt is the instant the answer arrived, not when the server
+// fetched the token, which the admin API does not tell.
+func (r *Remote) Token(ctx context.Context) (Credential, error) {
+	if h := r.cache.Load(); h.stateAt(r.clock.Now()) == cacheFresh {
+		return h.Credential, nil
 	}
 	return r.fetch(ctx, "token", http.MethodGet, "/v1/token", nil)
 }
@@ -139,38 +155,39 @@ func (r *Remote) Refresh(ctx context.Context, stale string) (string, error) {
 	if stale == "" {
 		return r.AccessToken(ctx)
 	}
-	if t := r.cached.Load(); t != nil && t.value != stale && r.clock.Now().Before(t.expiresAt) {
-		return t.value, nil
+	if h := r.cache.Load(); h.stateAt(r.clock.Now()) != cacheInvalid && h.Value != stale {
+		return h.Value, nil
 	}
 	body, _ := json.Marshal(struct {
 		Stale string `json:"stale"`
 	}{stale})
 	// Callers with the same stale token share one request.
-	return r.fetch(ctx, "refresh:"+stale, http.MethodPost, "/v1/token/refresh", body)
+	c, err := r.fetch(ctx, "refresh:"+stale, http.MethodPost, "/v1/token/refresh", body)
+	return c.Value, err
 }
 
 // fetch makes one admin API call per key at a time and caches its token.
-func (r *Remote) fetch(ctx context.Context, key, method, path string, body []byte) (string, error) {
+func (r *Remote) fetch(ctx context.Context, key, method, path string, body []byte) (Credential, error) {
 	ch := r.flight.DoChan(key, func() (any, error) {
 		// The request runs on even if the first caller gives up, so that
 		// the others are not failed by its context.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 35*time.Second)
 		defer cancel()
-		t, err := r.call(fctx, method, path, body)
+		c, err := r.call(fctx, method, path, body)
 		if err != nil {
-			return "", err
+			return Credential{}, err
 		}
-		r.cached.Store(t)
-		return t.value, nil
+		r.cache.Store(c)
+		return c, nil
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return "", res.Err
+			return Credential{}, res.Err
 		}
-		return res.Val.(string), nil
+		return res.Val.(Credential), nil
 	case <-ctx.Done():
-		return "", fmt.Errorf("wechat: waiting for the central server: %w", ctx.Err())
+		return Credential{}, fmt.Errorf("wechat: waiting for the central server: %w", ctx.Err())
 	}
 }
 
@@ -191,14 +208,14 @@ func (e *RemoteError) Error() string {
 }
 
 // call makes one admin API request and parses its token answer.
-func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*remoteToken, error) {
+func (r *Remote) call(ctx context.Context, method, path string, body []byte) (Credential, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("wechat: central server %s: %w", path, RedactError(err))
+		return Credential{}, fmt.Errorf("wechat: central server %s: %w", path, redactError(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -211,14 +228,14 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 	if err != nil {
 		var re *RedirectError
 		if errors.As(err, &re) {
-			return nil, err
+			return Credential{}, err
 		}
-		return nil, fmt.Errorf("wechat: central server %s: %w (is the server running at %s?)", path, err, r.base)
+		return Credential{}, fmt.Errorf("wechat: central server %s: %w (is the server running at %s?)", path, err, r.base)
 	}
 	defer resp.Body.Close()
 	data, err := readBody(resp)
 	if err != nil {
-		return nil, fmt.Errorf("wechat: central server %s: %w", path, err)
+		return Credential{}, fmt.Errorf("wechat: central server %s: %w", path, err)
 	}
 	res := gjson.ParseBytes(data)
 	if resp.StatusCode != http.StatusOK {
@@ -246,17 +263,15 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (*r
 		default:
 			errs = append(errs, ErrNoToken)
 		}
-		return nil, &remoteErrors{errs}
+		return Credential{}, &remoteErrors{errs}
 	}
 	tok, in := res.Get("access_token"), res.Get("expires_in")
 	if tok.Type != gjson.String || tok.Str == "" || in.Type != gjson.Number {
-		return nil, fmt.Errorf("wechat: central server %s: the answer lacks access_token or expires_in (Content-Type %q, %d bytes): is this a wxcentral admin URL?",
+		return Credential{}, fmt.Errorf("wechat: central server %s: the answer lacks access_token or expires_in (Content-Type %q, %d bytes): is this a wxcentral admin URL?",
 			path, resp.Header.Get("Content-Type"), len(data))
 	}
 	now := r.clock.Now()
-	left := time.Duration(in.Int()) * time.Second
-	early := min(r.early, left/4)
-	return &remoteToken{value: tok.Str, expiresAt: now.Add(left), useUntil: now.Add(left - early)}, nil
+	return Credential{Value: tok.Str, ExpiresAt: now.Add(time.Duration(in.Int()) * time.Second), FetchedAt: now}, nil
 }
 
 // remoteErrors is a *RemoteError with the sentinels and *APIError it

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/central"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -168,6 +169,78 @@ func TestRemoteCachesUntilShortlyBeforeExpiry(t *testing.T) {
 		}
 		if got := e.stub.count("/v1/token"); got != tt.wantGets {
 			t.Errorf("step %d: GET /v1/token made %d times, want %d", i, got, tt.wantGets)
+		}
+	}
+}
+
+// Remote.Token over real HTTP against the real admin API (package
+// central): the credential has the keeper's token and expiry (by the
+// local clock: arrival + expires_in) and the arrival as FetchedAt; it is
+// served from memory, without a request, until it turns stale by the
+// keeper's rule, ExpiresAt − min(early, life/2) with life what was left
+// when the answer arrived; then the Remote asks again.
+func TestRemoteTokenOverAdminAPI(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	fake := wechattest.NewServer(wechattest.WithApp(remoteAppID, remoteSecret), wechattest.WithClock(t0))
+	t.Cleanup(fake.Close)
+	store := wechat.NewFileStore(filepath.Join(t.TempDir(), "wechat.txt"), nil)
+	k, err := wechat.New(t.Context(), wechat.Options{
+		AppID: remoteAppID, AppSecret: remoteSecret, APIBase: fake.URL, Clock: fake, Store: store,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	admin := central.NewAdmin(k, central.AdminOptions{Key: remoteKey, Clock: fake, Store: store})
+	var gets atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/token" {
+			gets.Add(1)
+		}
+		admin.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// 30 min early: 6200 s left at the first answer gives min(1800 s,
+	// 3100 s) = 1800 s (the Remote's old rule, min(early, left/4), gave
+	// 1550 s).
+	remote, err := wechat.NewRemote(srv.URL, remoteKey, wechat.WithRemoteClock(fake), wechat.WithRemoteEarlyExpiry(30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := k.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !want.ExpiresAt.Equal(t0.Add(7200 * time.Second)) {
+		t.Fatalf("the keeper's token expires at %v, want t0+7200 s", want.ExpiresAt)
+	}
+	steps := []struct {
+		at          time.Duration // since t0
+		wantGets    int64
+		wantFetched time.Duration // FetchedAt, since t0: when the answer that is served arrived
+	}{
+		{1000 * time.Second, 1, 1000 * time.Second}, // asks: 6200 s left, stale at t0+5400 s
+		{1000 * time.Second, 1, 1000 * time.Second}, // from memory
+		{5400*time.Second - time.Millisecond, 1, 1000 * time.Second},
+		{5400 * time.Second, 2, 5400 * time.Second}, // stale: asks; 1800 s left, stale at t0+6300 s
+		{6300*time.Second - time.Millisecond, 2, 5400 * time.Second},
+		{6300 * time.Second, 3, 6300 * time.Second},
+	}
+	for i, st := range steps {
+		fake.Advance(t0.Add(st.at).Sub(fake.Now()))
+		c, err := remote.Token(t.Context())
+		if err != nil {
+			t.Fatalf("step %d (t0+%v): %v", i, st.at, err)
+		}
+		if c.Value != want.Value || !c.ExpiresAt.Equal(want.ExpiresAt) || !c.FetchedAt.Equal(t0.Add(st.wantFetched)) {
+			t.Errorf("step %d (t0+%v): Token = {expires t0+%v, fetched t0+%v, same value %v}, want {t0+7200s, t0+%v, true}",
+				i, st.at, c.ExpiresAt.Sub(t0), c.FetchedAt.Sub(t0), c.Value == want.Value, st.wantFetched)
+		}
+		if tok, err := remote.AccessToken(t.Context()); err != nil || tok != c.Value {
+			t.Errorf("step %d: AccessToken = %v, want the token Token gave", i, err)
+		}
+		if n := gets.Load(); n != st.wantGets {
+			t.Errorf("step %d (t0+%v): %d GET /v1/token, want %d", i, st.at, n, st.wantGets)
 		}
 	}
 }

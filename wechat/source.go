@@ -3,6 +3,8 @@ package wechat
 import (
 	"context"
 	"time"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // A TokenSource hands out access tokens. Business code depends on this
@@ -20,11 +22,9 @@ type TokenSource interface {
 	Refresh(ctx context.Context, stale string) (string, error)
 }
 
-// A Clock tells the time. Tests replace it to cross expiry and day
-// boundaries without sleeping; wechattest.Server is one.
-type Clock interface {
-	Now() time.Time
-}
+// Clock is util.Clock, kept so existing code compiles: any util.Clock
+// (util.SystemClock, a util.ClockFunc, a *wechattest.Server) is one.
+type Clock = util.Clock
 
 // shanghai is Beijing time, the zone in which WeChat's daily quotas reset.
 // China has kept UTC+8 without daylight saving since 1991, so a fixed zone

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/wxcentral/wxcentral/util"
 )
 
 // ticketKinds are the tickets a keeper holds, in the order of Wechat.tickets.
@@ -54,6 +56,7 @@ func (w *Wechat) JSAPITicket(ctx context.Context) (Credential, error) {
 func (w *Wechat) newTicketRefresher(i int) *refresher {
 	typ := ticketType[i]
 	return &refresher{w: w, kind: ticketKinds[i], what: "ticket", name: string(ticketKinds[i]), field: "ticket",
+		cur: credCache{early: w.opts.RefreshBefore},
 		lim: limits{API: APITicket, Calls: "getticket calls", DailyBudget: w.opts.TicketDailyBudget,
 			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour},
 		fetch: func(ctx context.Context, req request) (gjson.Result, string, error) {
@@ -79,9 +82,8 @@ type JSSDKConfig struct {
 // the page, as the browser shows it; a #fragment is ignored) with the
 // current jsapi_ticket, a fresh random nonce and the current time.
 func (w *Wechat) JSSDKConfig(ctx context.Context, pageURL string) (JSSDKConfig, error) {
-	u, err := url.Parse(pageURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return JSSDKConfig{}, fmt.Errorf("wechat: JS-SDK config: %q is not an absolute http(s) URL", pageURL)
+	if _, err := util.ParseHTTPURL(pageURL); err != nil {
+		return JSSDKConfig{}, fmt.Errorf("wechat: JS-SDK config: %q is not an absolute http(s) URL: %v", pageURL, err)
 	}
 	t, err := w.JSAPITicket(ctx)
 	if err != nil {

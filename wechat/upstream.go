@@ -22,22 +22,22 @@ import (
 // maxBody bounds what is read of one upstream response.
 const maxBody = 1 << 20
 
-// RedactError returns err with the query string of any URL it carries
+// redactError returns err with the query string of any URL it carries
 // removed: Go's *url.Error prints the whole URL, and WeChat URLs carry the
 // AppSecret or the access_token in their query. Every error that crosses an
 // upstream call in this package passes through it. errors.Is and errors.As
 // keep working on the result (timeouts stay timeouts).
-func RedactError(err error) error {
+func redactError(err error) error {
 	var ue *url.Error
 	if err == nil || !errors.As(err, &ue) {
 		return err
 	}
-	return &url.Error{Op: ue.Op, URL: RedactURL(ue.URL), Err: RedactError(ue.Err)}
+	return &url.Error{Op: ue.Op, URL: redactURL(ue.URL), Err: redactError(ue.Err)}
 }
 
-// RedactURL returns u without its query string and fragment, or a
+// redactURL returns u without its query string and fragment, or a
 // placeholder if u does not parse.
-func RedactURL(u string) string {
+func redactURL(u string) string {
 	if i := strings.IndexAny(u, "?#"); i >= 0 {
 		return u[:i] + "?[redacted]"
 	}
@@ -176,7 +176,7 @@ func doUpstream(hc *http.Client, req *http.Request, api string) (*http.Response,
 		e.API = api
 		return nil, &e
 	}
-	return nil, RedactError(err)
+	return nil, redactError(err)
 }
 
 // readBody reads a response body of at most maxBody bytes. A read error
@@ -185,7 +185,7 @@ func doUpstream(hc *http.Client, req *http.Request, api string) (*http.Response,
 func readBody(resp *http.Response) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, transient(fmt.Errorf("reading the response: %w", RedactError(err)))
+		return nil, transient(fmt.Errorf("reading the response: %w", redactError(err)))
 	}
 	if len(data) > maxBody {
 		return nil, fmt.Errorf("the response is larger than %d bytes (Content-Type %q)",
@@ -219,7 +219,7 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 	if err != nil {
-		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", api, RedactError(err))
+		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", api, redactError(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -57,8 +56,8 @@ type AdminOptions struct {
 	// Clock computes expires_in. Default: the system clock.
 	Clock util.Clock
 
-	// Store, if it has an Errors() uint64 method (as redisstore.Store
-	// does), is exported as the metric wxcentral_store_errors_total.
+	// Store, if it is an ErrorCounter (as redisstore.Store is), is
+	// exported as the metric wxcentral_store_errors_total.
 	Store wechat.Store
 
 	// Timeout bounds the work of one request (a refresh included).
@@ -406,7 +405,7 @@ func (a *Admin) ticket(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) jssdk(w http.ResponseWriter, r *http.Request) {
 	page := r.URL.Query().Get("url")
-	if u, err := url.Parse(page); page == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if _, err := util.ParseHTTPURL(page); err != nil {
 		a.fail(w, r, http.StatusBadRequest, errors.New("url must be the page's absolute http(s) URL, query-escaped: /v1/jssdk/config?url=https%3A%2F%2Fexample.com%2Fpage"))
 		return
 	}

@@ -71,18 +71,24 @@ type keeperCollector struct {
 	store wechat.Store
 }
 
+// An ErrorCounter counts the operations that failed: a Store that is one
+// (redisstore.Store) is exported as wxcentral_store_errors_total.
+type ErrorCounter interface {
+	Errors() uint64
+}
+
 func (c *keeperCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descFetches, descTicketFetches, descRefused, descRefreshes,
 		descQuotaUsed, descQuotaLeft, descTokenLeft, descUp} {
 		ch <- d
 	}
-	if _, ok := c.store.(interface{ Errors() uint64 }); ok {
+	if _, ok := c.store.(ErrorCounter); ok {
 		ch <- descStoreErrors
 	}
 }
 
 func (c *keeperCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := c.store.(interface{ Errors() uint64 }); ok {
+	if s, ok := c.store.(ErrorCounter); ok {
 		ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(s.Errors()))
 	}
 	ref := c.a.keeper.Load()

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 

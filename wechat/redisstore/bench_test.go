@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 )
 
 func BenchmarkLoad(b *testing.B) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
 	"github.com/wxcentral/wxcentral/middleware/dedupe/dedupetest"
-	"github.com/wxcentral/wxcentral/util/redistest"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 )
 
 // startRedis starts a private redis-server for the test (see redistest:

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
+	"github.com/wxcentral/wxcentral/wechat/internal/serial"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
@@ -118,7 +119,7 @@ func TestMultiHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 20 s")
 	}
-	wechattest.Serial(t)
+	serial.Lock(t)
 	const (
 		lifetime = 2 * time.Second
 		cycle    = lifetime / 2 // RefreshBefore is capped at half the lifetime
@@ -162,7 +163,7 @@ func TestMultiHostRedisOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 12 s")
 	}
-	wechattest.Serial(t)
+	serial.Lock(t)
 	const (
 		lifetime = 3 * time.Second
 		cycle    = lifetime / 2

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 )
 
 // slowURL is the URL of px for a client that waits a minute for a reply
@@ -47,6 +47,9 @@ func waitFor(t *testing.T, c <-chan struct{}, what string) {
 // slow or partitioned Redis) does not hold up unlock, which releases the
 // lock over another connection at once.
 func TestUnlockDoesNotWaitForRenewal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestUnlockDoesNotWaitForRenewal: slow (waits for the first real lease renewal, about 1 s); run without -short")
+	}
 	srv := redistest.Start(t)
 	loadScripts(t, srv)
 	px := redistest.StartProxy(t, srv.Addr)
@@ -216,6 +219,9 @@ func TestWaiterWakesOnUnlock(t *testing.T) {
 // 1 ns the first renewal tick gives up, so no slow renewal can take
 // another exit; the lease (1 s) leaves renewals time to be slow.
 func TestHeldTooLongExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestHeldTooLongExpires: slow (waits out a real 1 s lease); run without -short")
+	}
 	srv := redistest.Start(t)
 	ctx := t.Context()
 	logs := &syncLog{}

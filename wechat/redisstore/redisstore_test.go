@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 	"github.com/wxcentral/wxcentral/wechat/storetest"
 )
@@ -56,6 +56,9 @@ func TestContract(t *testing.T) {
 }
 
 func TestContractCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestContractCluster: slow (starts a Redis Cluster of three real processes); run without -short")
+	}
 	c := redistest.StartCluster(t, 3)
 	storetest.Run(t, backings(c.URL()))
 
@@ -264,6 +267,9 @@ func TestExpiredHolderCannotUnlockNext(t *testing.T) {
 // holder for two thirds of the lease. A lock taken by TryLock is renewed
 // alike.
 func TestLiveHolderKeepsLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestLiveHolderKeepsLock: slow (watches four lease renewals in real time, twice: about 8 s); run without -short")
+	}
 	tests := []struct {
 		name string
 		take func(s *redisstore.Store, ctx context.Context) (func(), error)
@@ -359,6 +365,9 @@ func testLiveHolderKeepsLock(t *testing.T, url string, take func(s *redisstore.S
 // within the lease; by default that lease is seconds, not the 45 s a lock
 // had to last when it was not renewed.
 func TestDeadHolderFreesLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TestDeadHolderFreesLock: slow (waits out a real 1 s lease); run without -short")
+	}
 	srv := redistest.Start(t)
 	ctx := testCtx(t)
 	const ttl = time.Second

@@ -14,8 +14,8 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/util"
-	"github.com/wxcentral/wxcentral/util/redistest"
 	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/redistest"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 )
 

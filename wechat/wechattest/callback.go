@@ -36,11 +36,9 @@ const (
 	DefaultOfficialAccount = "gh_0123456789ab"
 )
 
-// A Clock tells the time. A *Platform is one, so a Callback can share the
-// fake platform's clock.
-type Clock interface {
-	Now() time.Time
-}
+// Clock is util.Clock, kept so existing code compiles. A *Platform is
+// one, so a Callback can share the fake platform's clock.
+type Clock = util.Clock
 
 // A Sealer puts a Callback in safe mode (安全模式): it encrypts each message
 // and decrypts the replies. NewAESSealer returns the one that does what
@@ -156,12 +154,9 @@ func (c *Callback) timeout() time.Duration {
 
 // target returns c.URL with q added to its query.
 func (c *Callback) target(q url.Values) (string, error) {
-	u, err := url.Parse(c.URL)
+	u, err := util.ParseHTTPURL(c.URL)
 	if err != nil {
-		return "", fmt.Errorf("wechattest: callback URL: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", fmt.Errorf("wechattest: callback URL %q must start with http:// or https://", c.URL)
+		return "", fmt.Errorf("wechattest: callback URL %q must be an http:// or https:// URL with a host: %v", c.URL, err)
 	}
 	old := u.Query()
 	for k, v := range q {

@@ -26,7 +26,7 @@ func TestReadmeSnippet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	srv.Advance(2 * time.Hour) // the token has expired
+	srv.Advance(2 * time.Hour)     // the token has expired
 	tok, err := w.AccessToken(ctx) // a fresh one, fetched from the fake
 	if err != nil || tok == "" {
 		t.Fatal(err)

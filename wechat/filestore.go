@@ -199,6 +199,53 @@ func (s *FileStore) Lock(ctx context.Context) (func(), error) {
 		<-s.sem
 		return nil, fmt.Errorf("wechat: lock %s: %w", s.lockPath, err)
 	}
+	return s.unlocker(release), nil
+}
+
+// TryLock takes the lock Lock takes if it is free, at once (see
+// TryLocker): one non-blocking attempt on the in-process half and one on
+// the lock file. ok is false when another caller through s, or another
+// process or FileStore value, holds it.
+func (s *FileStore) TryLock(ctx context.Context) (unlock func(), ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("wechat: lock %s: %w", s.lockPath, err)
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		return nil, false, nil
+	}
+	release, ok, err := tryLockFile(s.lockPath, s.guardPath)
+	if err != nil || !ok {
+		<-s.sem
+		if err != nil {
+			return nil, false, fmt.Errorf("wechat: lock %s: %w", s.lockPath, err)
+		}
+		return nil, false, nil
+	}
+	return s.unlocker(release), true, nil
+}
+
+// tryLockFile makes one attempt to take the lock lockFile takes: ok is
+// false if another holder has it. lockFile begins every wait with one
+// non-blocking attempt and, with a context already done, gives up after
+// it with that context's error: which here means busy.
+func tryLockFile(path, guardPath string) (release func() error, ok bool, err error) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	release, err = lockFile(done, path, guardPath, fileLockPoll)
+	switch {
+	case err == nil:
+		return release, true, nil
+	case errors.Is(err, context.Canceled):
+		return nil, false, nil
+	}
+	return nil, false, err
+}
+
+// unlocker returns the unlock function of a lock taken with release: it
+// releases the file lock, then the in-process half, once.
+func (s *FileStore) unlocker(release func() error) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -207,7 +254,7 @@ func (s *FileStore) Lock(ctx context.Context) (func(), error) {
 			}
 			<-s.sem
 		})
-	}, nil
+	}
 }
 
 // Load returns the stored credential of kind. A missing, empty or corrupt

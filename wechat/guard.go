@@ -42,8 +42,9 @@ func (w *Wechat) tokenAPIName() string {
 	return APIToken
 }
 
-// lockStore takes the Store's lock; every refresh takes it through here,
-// whatever the Store. A wait longer than lockWarnAfter is shown by
+// lockStore takes the Store's lock; every refresh that waits for it takes
+// it through here, whatever the Store (one in no hurry only tries it: see
+// refresher.lock). A wait longer than lockWarnAfter is shown by
 // Status.LockWaitSince until the lock is taken or the wait ends (while
 // several refreshes wait, the earliest start of a long wait is shown), and
 // logged once, naming the store (like every repeated warning, at most once

@@ -214,7 +214,8 @@ func (r *refresher) note(trig trigger, o outcome) {
 // The back-off left by an earlier failed fetch is waited before the lock
 // is taken, so that other processes and hosts, and the refreshes of the
 // other credentials, are not kept from the Store meanwhile; only the
-// retries of this refresh wait under the lock.
+// retries of this refresh wait under the lock. A refresh in no hurry does
+// not wait for the lock at all when another holds it (see lock).
 func (r *refresher) locked(ctx context.Context, req request) (Credential, error) {
 	w := r.w
 	prefix := "wechat: refresh"
@@ -228,10 +229,13 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 		}
 		r.retry.waited()
 	}
-	unlock, err := w.lockStore(ctx)
+	unlock, held, err := r.lock(ctx, req)
 	if err != nil {
 		r.note(req.trig, outcomeFailed)
 		return Credential{}, fmt.Errorf("%s: %w", prefix, err)
+	}
+	if unlock == nil {
+		return held, nil // another process is refreshing: adopt later
 	}
 	defer unlock()
 
@@ -299,6 +303,47 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 	w.log.Info("wechat: fetched a new "+r.name, "trigger", req.trig.String(),
 		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
 	return c, nil
+}
+
+// lock takes the Store's lock for locked. A refresh in no hurry — a
+// background or stale one while the credential held is valid, and served
+// meanwhile — only tries it, if the Store is a TryLocker. When another
+// process or host holds it, that one is refreshing and will save what it
+// gets: lock returns a nil unlock and the credential held, which is
+// treated as fresh for a retry delay more (bgRetryDelay, or a tenth of the
+// credential's stale window if less; at most until it expires), so
+// that neither callers nor Run start another refresh at once; the next
+// one, that long after, reads the store without the lock (run) and adopts
+// the saved credential, or tries the lock again. So the processes that all
+// see a credential turn stale at once take the lock about once between
+// them, however many they are.
+func (r *refresher) lock(ctx context.Context, req request) (unlock func(), held Credential, err error) {
+	w := r.w
+	tl, ok := w.store.(TryLocker)
+	h := r.cur.Load()
+	now := w.clock.Now()
+	if !ok || req.force || (req.trig != triggerBackground && req.trig != triggerStale) || h == nil || !h.ValidAt(now) {
+		unlock, err := w.lockStore(ctx)
+		return unlock, Credential{}, err
+	}
+	unlock, ok, err = tl.TryLock(ctx)
+	if err != nil || ok {
+		return unlock, Credential{}, err
+	}
+	// A tenth of the credential's stale window, like bgRetryDelay (which
+	// is of RefreshBefore, longer than the window of a short-lived one).
+	delay := min(w.bgRetryDelay(), h.ExpiresAt.Sub(staleAt(h.Credential, r.cur.early))/10)
+	next := &cached{Credential: h.Credential, staleAt: now.Add(delay)}
+	if next.staleAt.After(h.ExpiresAt) {
+		next.staleAt = h.ExpiresAt
+	}
+	// The one place that holds a credential stale later than credCache's
+	// rule says: for the retry delay only, and unless another was stored
+	// meanwhile (sync).
+	r.cur.cur.CompareAndSwap(h, next)
+	w.log.Debug("wechat: the store's lock is held elsewhere; serving the held "+r.name+" and adopting what the holder saves",
+		"kind", string(r.kind), "trigger", req.trig.String(), "retry_in", delay.String())
+	return nil, h.Credential, nil
 }
 
 // adoptUnlocked reads the store without the lock and adopts what it holds

@@ -59,6 +59,12 @@ func (c Credential) ValidAt(t time.Time) bool {
 // refreshed already: adopt their credential), fetch, Save, unlock. The
 // store's lock is the one thing that keeps two processes from fetching at
 // once, which on WeChat means killing each other's tokens.
+//
+// A Store whose lock can be tried without waiting implements TryLocker
+// too, as both stores of this module do: then a refresh that need not
+// wait does not queue behind another process's refresh (see TryLocker),
+// and the lock is taken about once per refresh cycle however many
+// processes and hosts share the store.
 type Store interface {
 	// Load returns the stored credential of kind. A missing, empty or
 	// unreadable entry is the zero Credential with a nil error (the store
@@ -91,6 +97,30 @@ type Store interface {
 	// AddCount adds n (> 0) to the count c names and returns the new
 	// count. Counts are kept at least until their day is over.
 	AddCount(ctx context.Context, c Counter, n int) (int, error)
+}
+
+// A TryLocker is a Store whose lock can be tried without waiting. The
+// keeper tries it, rather than waiting for it, in a refresh that is in no
+// hurry: a background refresh, or one of a stale credential, while the
+// credential held is still valid (and served meanwhile). When another
+// process or host holds the lock it is refreshing, and will save what it
+// fetches: the keeper goes on serving its credential and, a retry delay
+// later (a tenth of RefreshBefore or of the credential's stale window, at
+// most 1 s), reads the store again without the lock and adopts the saved
+// one. So all the processes that see a credential turn stale at the same
+// instant take the lock about once between them, not once each.
+//
+// A Store that wraps another and changes what its Lock does must give
+// TryLock the same change, or not implement TryLock: embedding a store
+// that has one promotes it, and the keeper would take the lock by it.
+type TryLocker interface {
+	// TryLock takes the store's lock (the one Lock takes) if it is free,
+	// at once: it never waits for another holder. It returns ok false,
+	// with a nil unlock and a nil error, when the lock is held, by
+	// another process, host or Store value, or by another caller through
+	// this one. An error means the store failed (or ctx is done). With ok,
+	// unlock releases the lock as Lock's does.
+	TryLock(ctx context.Context) (unlock func(), ok bool, err error)
 }
 
 // A Counter names one count of upstream fetches a Store keeps: the fetches

@@ -70,6 +70,28 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 			return nil, err
 		}
 	}
+	return s.hold(owner, sent), nil
+}
+
+// TryLock takes the app's lock if it is free, at once, with one attempt
+// (one round trip): ok is false when another host, Store value or caller
+// holds it (see wechat.TryLocker). A lock taken is held and renewed as
+// Lock's is.
+func (s *Store) TryLock(ctx context.Context) (unlock func(), ok bool, err error) {
+	owner, err := newOwner()
+	if err != nil {
+		return nil, false, s.fail("lock", err)
+	}
+	sent, ok, err := s.tryLock(ctx, owner)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return s.hold(owner, sent), true, nil
+}
+
+// hold starts renewing owner's lock, taken by the attempt sent then, and
+// returns its unlock function (see Lock).
+func (s *Store) hold(owner string, sent time.Time) (unlock func()) {
 	renewing, stop := context.WithCancel(context.Background())
 	go s.renew(renewing, owner, sent)
 	var once sync.Once
@@ -81,7 +103,7 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 			stop()
 			s.unlock(owner)
 		})
-	}, nil
+	}
 }
 
 // renew extends owner's lock every third of the TTL until ctx is done (at

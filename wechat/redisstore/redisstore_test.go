@@ -264,18 +264,41 @@ func TestExpiredHolderCannotUnlockNext(t *testing.T) {
 // lease because it renews it, while a waiter waits; the waiter gets it at
 // unlock. The test watches the renewals happen (the lock's PTTL rising),
 // so a busy machine makes it slower, never wrong, unless it stalls the
-// holder for two thirds of the lease.
+// holder for two thirds of the lease. A lock taken by TryLock is renewed
+// alike.
 func TestLiveHolderKeepsLock(t *testing.T) {
 	if testing.Short() {
-		t.Skip("TestLiveHolderKeepsLock: slow (watches four lease renewals in real time, about 4 s); run without -short")
+		t.Skip("TestLiveHolderKeepsLock: slow (watches four lease renewals in real time, twice: about 8 s); run without -short")
+	}
+	tests := []struct {
+		name string
+		take func(s *redisstore.Store, ctx context.Context) (func(), error)
+	}{
+		{"Lock", (*redisstore.Store).Lock},
+		{"TryLock", func(s *redisstore.Store, ctx context.Context) (func(), error) {
+			unlock, ok, err := s.TryLock(ctx)
+			if err == nil && !ok {
+				err = errors.New("TryLock of a free lock: not taken")
+			}
+			return unlock, err
+		}},
 	}
 	srv := redistest.Start(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testLiveHolderKeepsLock(t, srv.URL(), tt.take)
+		})
+	}
+}
+
+func testLiveHolderKeepsLock(t *testing.T, url string, take func(s *redisstore.Store, ctx context.Context) (func(), error)) {
 	ctx := testCtx(t)
 	const ttl = 3 * time.Second
-	key := "wxcentral:{wxlease}:lock"
-	a := open(t, srv.URL(), "wxlease", redisstore.WithLockTTL(ttl))
-	b := open(t, srv.URL(), "wxlease", redisstore.WithLockTTL(ttl))
-	unlock, err := a.Lock(ctx)
+	appID := "wxlease" + strings.ReplaceAll(t.Name(), "/", "_")
+	key := "wxcentral:{" + appID + "}:lock"
+	a := open(t, url, appID, redisstore.WithLockTTL(ttl))
+	b := open(t, url, appID, redisstore.WithLockTTL(ttl))
+	unlock, err := take(a, ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

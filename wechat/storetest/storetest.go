@@ -12,6 +12,9 @@
 // (the credentials, wechat.KindCooldown and any other name a caller may
 // choose), fenced saves, a lock that excludes other handles (as other processes or
 // hosts would hold them) and honours its context, and exact fetch counts.
+// A store that implements wechat.TryLocker is also checked to try the
+// same lock: taken when free, refused at once when held (by another handle
+// or another caller of the same one), free again at unlock.
 // Like the keeper, it writes from different handles concurrently only under
 // the lock; goroutines sharing one handle also write without it.
 package storetest
@@ -66,6 +69,19 @@ func Run(t *testing.T, newBacking func(t *testing.T) Factory) {
 		{"Count", testCount},
 		{"CountRejects", testCountRejects},
 		{"AddCountConcurrent", testAddCountConcurrent},
+	}
+	// A store that can try its lock must do so on the same lock.
+	if _, ok := newBacking(t)(t).(wechat.TryLocker); ok {
+		tests = append(tests, []struct {
+			name string
+			run  func(t *testing.T, open Factory)
+		}{
+			{"TryLockFree", testTryLockFree},
+			{"TryLockHeld", testTryLockHeld},
+			{"TryLockUnlockLetsWaiterIn", testTryLockUnlockLetsWaiterIn},
+			{"TryLockExcludes", testTryLockExcludes},
+			{"TryLockHonoursContext", testTryLockHonoursContext},
+		}...)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -561,4 +577,194 @@ func testAddCountConcurrent(t *testing.T, open Factory) {
 			}
 		})
 	}
+}
+
+// tryLock calls s's TryLock, failing the test if s is no TryLocker or if
+// TryLock has not returned within 30 s: it must not wait for a holder.
+func tryLock(t *testing.T, c context.Context, s wechat.Store) (unlock func(), ok bool, err error) {
+	t.Helper()
+	tl, isTL := s.(wechat.TryLocker)
+	if !isTL {
+		t.Fatalf("%T is not a wechat.TryLocker, but another handle of its backing is", s)
+	}
+	type result struct {
+		unlock func()
+		ok     bool
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		u, ok, err := tl.TryLock(c)
+		got <- result{u, ok, err}
+	}()
+	select {
+	case r := <-got:
+		if r.ok && (r.err != nil || r.unlock == nil) {
+			t.Fatalf("TryLock = ok with unlock %v, err %v; want a non-nil unlock and no error", r.unlock != nil, r.err)
+		}
+		if !r.ok && r.unlock != nil {
+			r.unlock()
+			t.Fatal("TryLock returned an unlock function with ok false")
+		}
+		return r.unlock, r.ok, r.err
+	case <-time.After(30 * time.Second):
+		// Every holder in these tests unlocks only when the test ends.
+		t.Fatal("TryLock did not return within 30 s: it waits for the holder")
+	}
+	return nil, false, nil
+}
+
+// mustTryLock is tryLock that wants the lock taken.
+func mustTryLock(t *testing.T, s wechat.Store, what string) func() {
+	t.Helper()
+	unlock, ok, err := tryLock(t, ctx(t), s)
+	if err != nil || !ok {
+		t.Fatalf("%s: TryLock = ok %v, err %v; want the lock taken", what, ok, err)
+	}
+	return unlock
+}
+
+// mustNotTryLock is tryLock that wants the lock refused as held.
+func mustNotTryLock(t *testing.T, s wechat.Store, what string) {
+	t.Helper()
+	unlock, ok, err := tryLock(t, ctx(t), s)
+	if ok {
+		unlock()
+	}
+	if err != nil || ok {
+		t.Errorf("%s: TryLock = ok %v, err %v; want ok false and no error", what, ok, err)
+	}
+}
+
+func testTryLockFree(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	unlock := mustTryLock(t, a, "a free lock")
+	mustNotTryLock(t, b, "held by another handle's TryLock")
+	mustNotTryLock(t, a, "held by another caller of the same handle")
+	unlock()
+	unlock = mustTryLock(t, b, "after unlock")
+	unlock()
+	// Released on both handles: the waiting Lock takes it too.
+	u, err := a.Lock(ctx(t))
+	if err != nil {
+		t.Fatalf("Lock after TryLock and unlock: %v", err)
+	}
+	u()
+}
+
+func testTryLockHeld(t *testing.T, open Factory) {
+	holder, other := open(t), open(t)
+	unlock, err := holder.Lock(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNotTryLock(t, other, "held by another handle's Lock")
+	mustNotTryLock(t, holder, "held by another caller of the same handle")
+	// Refused attempts leave nothing behind: after the holder unlocks,
+	// the lock is free.
+	unlock()
+	u := mustTryLock(t, other, "after the holder unlocked")
+	u()
+}
+
+func testTryLockUnlockLetsWaiterIn(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	unlockA := mustTryLock(t, a, "a free lock")
+	type result struct {
+		unlock func()
+		err    error
+	}
+	got := make(chan result, 1)
+	waitCtx := ctx(t)
+	go func() {
+		u, err := b.Lock(waitCtx)
+		got <- result{u, err}
+	}()
+	select {
+	case r := <-got:
+		if r.err == nil {
+			r.unlock()
+		}
+		t.Fatalf("Lock returned (err %v) while another handle held the lock by TryLock", r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlockA()
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("waiting Lock: %v", r.err)
+		}
+		mustNotTryLock(t, a, "held by the waiter that got it")
+		r.unlock()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiter did not get the lock within 30 s of unlock")
+	}
+}
+
+func testTryLockExcludes(t *testing.T, open Factory) {
+	handles := []wechat.Store{open(t), open(t)}
+	const workers, perWorker = 4, 10
+	var inside, counter, refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			s := handles[w%len(handles)]
+			for range perWorker {
+				var unlock func()
+				if w < len(handles) {
+					u, err := s.Lock(ctx(t))
+					if err != nil {
+						t.Errorf("Lock: %v", err)
+						return
+					}
+					unlock = u
+				} else {
+					for unlock == nil {
+						u, ok, err := tryLock(t, ctx(t), s)
+						if err != nil {
+							t.Errorf("TryLock: %v", err)
+							return
+						}
+						if !ok {
+							refused.Add(1)
+							time.Sleep(100 * time.Microsecond)
+							continue
+						}
+						unlock = u
+					}
+				}
+				if n := inside.Add(1); n != 1 {
+					t.Errorf("%d holders inside the critical section at once", n)
+				}
+				v := counter.Load()
+				time.Sleep(time.Millisecond)
+				counter.Store(v + 1)
+				inside.Add(-1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got := counter.Load(); got != workers*perWorker {
+		t.Errorf("counter = %d after %d locked increments: Lock and TryLock let holders overlap", got, workers*perWorker)
+	}
+	if refused.Load() == 0 {
+		t.Log("no TryLock was refused: the workers never met")
+	}
+}
+
+func testTryLockHonoursContext(t *testing.T, open Factory) {
+	a, b := open(t), open(t)
+	c, cancel := context.WithCancel(ctx(t))
+	cancel()
+	unlock, ok, err := tryLock(t, c, a)
+	if ok {
+		unlock()
+		t.Fatal("TryLock with a cancelled context took the lock")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("TryLock with a cancelled context = %v, want an error wrapping %v", err, context.Canceled)
+	}
+	u := mustTryLock(t, b, "after a cancelled TryLock")
+	u()
 }

@@ -114,6 +114,17 @@ func (c *credCache) hold(cr Credential) *cached {
 	return &cached{Credential: cr, staleAt: staleAt(cr, c.early)}
 }
 
+// Postpone keeps h, if it is still what c holds, fresh until until (at
+// most its expiry) although c's rule says it is stale: a refresh that
+// found another process refreshing waits for what that one saves. It
+// reports whether h was still held.
+func (c *credCache) Postpone(h *cached, until time.Time) bool {
+	if until.After(h.ExpiresAt) {
+		until = h.ExpiresAt
+	}
+	return c.cur.CompareAndSwap(h, &cached{Credential: h.Credential, staleAt: until})
+}
+
 // State is the state at t of the credential held.
 func (c *credCache) State(t time.Time) cacheState { return c.cur.Load().stateAt(t) }
 

@@ -29,13 +29,19 @@ import (
 // the lock, re-read the store and adopt one saved meanwhile, and only
 // otherwise check the quota guards, fetch, and save. A forced refresh
 // skips the adoption. A ticket is fetched with the access token, had
-// before the lock is taken.
+// before the lock is taken. A background or stale refresh, while the
+// credential held is valid, only tries the lock (on a Store that is a
+// TryLocker): when another process holds it, that one is refreshing, and
+// this one serves what it holds and adopts what the other saves a moment
+// later. So the processes that see a credential turn stale at once take
+// the lock about once between them, however many they are.
 //
 // How fast other processes switch to a new token: all processes read the
 // same stored expiry, so they all see the token turn stale at the same
 // instant; the first refresh after that fetches, and every other process
-// adopts the new token on its first AccessToken call after that instant
-// (or, if idle, when Run wakes, at most RefreshBefore/10 later). WeChat
+// adopts the new token on its first AccessToken call once it is saved
+// (at most a second, or a tenth of the stale window, after it found the
+// lock taken), or, if idle, when Run wakes, at most RefreshBefore/10 later. WeChat
 // keeps the old token working 5 minutes after a fetch, so adoption is well
 // within the grace. A token fetched out of turn (passive or forced refresh,
 // another program) is adopted by the next passive refresh of a caller whose

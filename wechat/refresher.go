@@ -57,11 +57,17 @@ type request struct {
 	token string // the access token a needsToken fetch is made with
 }
 
-// flightKey is the singleflight key of req: forced refreshes do not join
-// ordinary ones.
+// flightKey is the singleflight key of req: forced and passive refreshes
+// do not join background or stale ones.
 func (req request) flightKey() string {
-	if req.force {
+	switch {
+	case req.force:
 		return "force"
+	case req.trig == triggerPassive:
+		// Not with a background refresh, which may end with the held
+		// credential (another process holds the lock; see lock): a
+		// passive refresh must not get back the one WeChat rejected.
+		return "passive"
 	}
 	return "refresh"
 }
@@ -333,14 +339,10 @@ func (r *refresher) lock(ctx context.Context, req request) (unlock func(), held 
 	// A tenth of the credential's stale window, like bgRetryDelay (which
 	// is of RefreshBefore, longer than the window of a short-lived one).
 	delay := min(w.bgRetryDelay(), h.ExpiresAt.Sub(staleAt(h.Credential, r.cur.early))/10)
-	next := &cached{Credential: h.Credential, staleAt: now.Add(delay)}
-	if next.staleAt.After(h.ExpiresAt) {
-		next.staleAt = h.ExpiresAt
-	}
 	// The one place that holds a credential stale later than credCache's
 	// rule says: for the retry delay only, and unless another was stored
 	// meanwhile (sync).
-	r.cur.cur.CompareAndSwap(h, next)
+	r.cur.Postpone(h, now.Add(delay))
 	w.log.Debug("wechat: the store's lock is held elsewhere; serving the held "+r.name+" and adopting what the holder saves",
 		"kind", string(r.kind), "trigger", req.trig.String(), "retry_in", delay.String())
 	return nil, h.Credential, nil

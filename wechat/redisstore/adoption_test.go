@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,8 +90,9 @@ func (t *tally) counts() (attempts, locks int, timedOut bool) {
 // access token.
 type countingStore struct {
 	wechat.Store
-	tally *tally
-	loads atomic.Int64
+	tally   *tally
+	loads   atomic.Int64
+	tryHook func() // if set, called by TryLock before it tries
 }
 
 func (s *countingStore) Load(ctx context.Context, kind wechat.Kind) (wechat.Credential, error) {
@@ -110,6 +112,9 @@ func (s *countingStore) Lock(ctx context.Context) (func(), error) {
 }
 
 func (s *countingStore) TryLock(ctx context.Context) (func(), bool, error) {
+	if s.tryHook != nil {
+		s.tryHook()
+	}
 	s.tally.attempt()
 	unlock, ok, err := s.Store.(wechat.TryLocker).TryLock(ctx)
 	if ok {
@@ -491,4 +496,57 @@ func holdLock(t *testing.T, s wechat.Store) func() {
 	u := func() { once.Do(unlock) }
 	t.Cleanup(u)
 	return u
+}
+
+// TestPassiveRefreshSkipsDeferredRefresh: a passive refresh that arrives
+// while a background refresh is trying the lock (held by another process)
+// does not share that refresh, which ends with the held token; it waits
+// for the lock and gets a new token, not the one WeChat rejected. (They
+// shared one flight, and the caller got the rejected token back.)
+func TestPassiveRefreshSkipsDeferredRefresh(t *testing.T) {
+	for _, b := range adoptionBackings {
+		t.Run(b.name, func(t *testing.T) {
+			open := b.open(t)
+			f := newFleet(t, 1, open, false)
+			w, ctx := f.keepers[0], t.Context()
+			held, err := w.Token(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unlock := holdLock(t, open(t))
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			f.stores[0].tryHook = func() {
+				once.Do(func() {
+					close(entered)
+					<-release
+				})
+			}
+			f.srv.Advance(held.ExpiresAt.Add(-adoptRefreshBefore).Sub(f.srv.Now())) // stale
+			if _, err := w.AccessToken(ctx); err != nil {                           // starts the background refresh
+				t.Fatal(err)
+			}
+			<-entered // the background refresh is trying the lock
+			got := make(chan string, 1)
+			go func() {
+				tok, err := w.Refresh(ctx, held.Value) // WeChat rejected held
+				if err != nil {
+					tok = "error: " + err.Error()
+				}
+				got <- tok
+			}()
+			// Let the background refresh find the lock held and end.
+			close(release)
+			f.waitIdle(t)
+			select {
+			case tok := <-got:
+				t.Fatalf("the passive refresh returned %q while the lock was held elsewhere, want it to wait for the lock", tok)
+			case <-time.After(200 * time.Millisecond):
+			}
+			unlock()
+			if tok := <-got; tok == held.Value || strings.HasPrefix(tok, "error") {
+				t.Fatalf("the passive refresh returned %q, want a new token", tok)
+			}
+		})
+	}
 }

@@ -578,7 +578,7 @@ func TestTwoServersOneStore(t *testing.T) {
 
 	var calls, failed atomic.Int64
 	for i := range 4 {
-		remote, err := wechat.NewRemote(servers[i%2].admin, adminKey)
+		remote, err := wechat.NewRemote(servers[i%2].admin, adminKey, wechat.RemoteOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -90,7 +90,7 @@ func (h *cached) stateAt(t time.Time) cacheState {
 // A credCache holds one credential in memory, stale by the staleAt rule
 // with its early. It is the one cache of the package: the keeper's
 // refreshers (early = Options.RefreshBefore) and a Remote (early =
-// WithRemoteEarlyExpiry) both hold their credential in one. It is safe for
+// RemoteOptions.EarlyExpiry) both hold their credential in one. It is safe for
 // concurrent use; Load takes no lock and allocates nothing. Set early
 // before first use and never change it; the zero value holds nothing.
 type credCache struct {

@@ -30,7 +30,7 @@ const DefaultRemoteEarlyExpiry = time.Minute
 //
 // AccessToken (and Token) serve the token from memory, without I/O or
 // allocation, until shortly before the expiry the server gave (see
-// WithRemoteEarlyExpiry), then ask GET /v1/token again; concurrent misses
+// RemoteOptions.EarlyExpiry), then ask GET /v1/token again; concurrent misses
 // share one request. The token is held in the cache the local keeper
 // holds its own in, with the same early-expiry rule. Refresh is the
 // passive refresh, POST /v1/token/refresh. The admin key never appears in
@@ -43,68 +43,49 @@ type Remote struct {
 	auth   string // "Bearer <key>", or ""
 	hc     *http.Client
 	clock  Clock
-	cache  credCache // the last token answered; early is WithRemoteEarlyExpiry's
+	cache  credCache // the last token answered; early is RemoteOptions.EarlyExpiry
 	flight singleflight.Group
 }
 
-// A RemoteOption configures NewRemote.
-type RemoteOption func(*Remote)
+// RemoteOptions configures NewRemote. The zero value is the defaults, as
+// Options is the keeper's.
+type RemoteOptions struct {
+	// HTTPClient makes the admin API calls. Default: a client with a 35 s
+	// timeout (a refresh on the server may take 30 s). The Remote uses a
+	// copy that refuses redirects (see RedirectError).
+	HTTPClient *http.Client
 
-// WithRemoteHTTPClient sets the client of the admin API calls. Default: a
-// client with a 35 s timeout (a refresh on the server may take 30 s). The
-// Remote uses a copy that refuses redirects (see RedirectError).
-func WithRemoteHTTPClient(hc *http.Client) RemoteOption {
-	return func(r *Remote) {
-		if hc != nil {
-			r.hc = hc
-		}
-	}
-}
+	// Clock is what the cache expires by. Default: the system clock.
+	Clock Clock
 
-// WithRemoteClock sets the clock the cache expires by. Default: the system
-// clock.
-func WithRemoteClock(c Clock) RemoteOption {
-	return func(r *Remote) {
-		if c != nil {
-			r.clock = c
-		}
-	}
-}
-
-// WithRemoteEarlyExpiry sets how long before its expiry a token is no
-// longer served from memory (default DefaultRemoteEarlyExpiry). The rule
-// is the local keeper's (Options.RefreshBefore): for a token with less
-// than twice d left when the answer arrived, half of what was left is used
-// instead, so short-lived tokens are still cached a while.
-//
-// Before the Remote shared the keeper's cache, the rule was a quarter of
-// what was left for a token with less than four times d left. A token
-// with at least 4·d left (with the defaults, any token the server answers
-// more than 4 minutes before its expiry) is asked for again at the same
-// instant as before; one with less left is asked for again sooner: with
-// 2·d to 4·d left, d before its expiry (it was a quarter of what was
-// left); with less than 2·d left, half-way (it was three quarters of the
-// way).
-func WithRemoteEarlyExpiry(d time.Duration) RemoteOption {
-	return func(r *Remote) {
-		if d >= 0 {
-			r.cache.early = d
-		}
-	}
+	// EarlyExpiry is how long before its expiry a token is no longer
+	// served from memory; 0 means DefaultRemoteEarlyExpiry. The rule is
+	// the local keeper's (Options.RefreshBefore): for a token with less
+	// than twice EarlyExpiry left when the answer arrived, half of what was
+	// left is used instead, so short-lived tokens are still cached a while.
+	//
+	// Before the Remote shared the keeper's cache, the rule was a quarter
+	// of what was left for a token with less than four times EarlyExpiry
+	// left. A token with at least 4·EarlyExpiry left (with the defaults,
+	// any token the server answers more than 4 minutes before its expiry)
+	// is asked for again at the same instant as before; one with less left
+	// is asked for again sooner: with 2 to 4 times EarlyExpiry left,
+	// EarlyExpiry before its expiry (it was a quarter of what was left);
+	// with less, half-way (it was three quarters of the way).
+	EarlyExpiry time.Duration
 }
 
 // NewRemote returns a TokenSource on the admin API at baseURL, such as
 // "http://127.0.0.1:3101", authenticating with key (WECHAT_ADMIN_KEY of the
-// server; "" when it has none). It makes no request; the first
-// AccessToken does.
-func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+// server; "" when it has none), with opts (the zero value for the
+// defaults). It makes no request; the first AccessToken does.
+func NewRemote(baseURL, key string, opts RemoteOptions) (*Remote, error) {
+	if _, err := util.ParseHTTPBase(baseURL); err != nil {
 		shown := "the URL given"
-		if err == nil {
+		if u, perr := url.Parse(baseURL); perr == nil {
 			shown = fmt.Sprintf("%q", redactURL(u.Redacted()))
 		}
-		return nil, fmt.Errorf("wechat: NewRemote: %s is not the http(s) base URL of a central server without user or query, like http://127.0.0.1:3101", shown)
+		return nil, fmt.Errorf("wechat: NewRemote: %s is not the http(s) base URL of a central server (%v), like http://127.0.0.1:3101", shown, err)
 	}
 	if strings.ContainsAny(key, " \t\r\n") {
 		return nil, errors.New("wechat: NewRemote: the admin key contains white space (a newline from a secret file?)")
@@ -118,10 +99,14 @@ func NewRemote(baseURL, key string, opts ...RemoteOption) (*Remote, error) {
 	if key != "" {
 		r.auth = "Bearer " + key
 	}
-	for _, o := range opts {
-		if o != nil {
-			o(r)
-		}
+	if opts.HTTPClient != nil {
+		r.hc = opts.HTTPClient
+	}
+	if opts.Clock != nil {
+		r.clock = opts.Clock
+	}
+	if opts.EarlyExpiry > 0 {
+		r.cache.early = opts.EarlyExpiry
 	}
 	r.hc = upstreamClient(r.hc)
 	return r, nil

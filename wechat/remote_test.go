@@ -122,7 +122,7 @@ type remoteEnv struct {
 	remote *wechat.Remote
 }
 
-func newRemoteEnv(t *testing.T, opts ...wechat.RemoteOption) *remoteEnv {
+func newRemoteEnv(t *testing.T) *remoteEnv {
 	t.Helper()
 	fake := wechattest.NewServer(wechattest.WithApp(remoteAppID, remoteSecret),
 		wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)))
@@ -138,7 +138,7 @@ func newRemoteEnv(t *testing.T, opts ...wechat.RemoteOption) *remoteEnv {
 	stub := &adminStub{keeper: k, clock: fake, key: remoteKey}
 	admin := httptest.NewServer(stub)
 	t.Cleanup(admin.Close)
-	r, err := wechat.NewRemote(admin.URL, remoteKey, append([]wechat.RemoteOption{wechat.WithRemoteClock(fake)}, opts...)...)
+	r, err := wechat.NewRemote(admin.URL, remoteKey, wechat.RemoteOptions{Clock: fake})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestRemoteTokenOverAdminAPI(t *testing.T) {
 	// 30 min early: 6200 s left at the first answer gives min(1800 s,
 	// 3100 s) = 1800 s (the Remote's old rule, min(early, left/4), gave
 	// 1550 s).
-	remote, err := wechat.NewRemote(srv.URL, remoteKey, wechat.WithRemoteClock(fake), wechat.WithRemoteEarlyExpiry(30*time.Minute))
+	remote, err := wechat.NewRemote(srv.URL, remoteKey, wechat.RemoteOptions{Clock: fake, EarlyExpiry: 30 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func TestRemoteErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newRemoteEnv(t)
 			e.stub.failStatus, e.stub.failBody = tt.status, tt.body
-			r, err := wechat.NewRemote(e.admin.URL, tt.key)
+			r, err := wechat.NewRemote(e.admin.URL, tt.key, wechat.RemoteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -422,7 +422,7 @@ func TestRemoteUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	base := srv.URL
 	srv.Close()
-	r, err := wechat.NewRemote(base, remoteKey)
+	r, err := wechat.NewRemote(base, remoteKey, wechat.RemoteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestNewRemoteRejects(t *testing.T) {
 		{"http://host", "key\n"},
 	}
 	for _, tt := range tests {
-		if _, err := wechat.NewRemote(tt.base, tt.key); err == nil {
+		if _, err := wechat.NewRemote(tt.base, tt.key, wechat.RemoteOptions{}); err == nil {
 			t.Errorf("NewRemote(%q, %q) accepted", tt.base, tt.key)
 		} else if strings.Contains(err.Error(), "pw") {
 			t.Errorf("error %q shows a password", err)
@@ -473,7 +473,7 @@ func BenchmarkRemoteAccessTokenCached(b *testing.B) {
 	}
 	admin := httptest.NewServer(&adminStub{keeper: k, clock: fake})
 	defer admin.Close()
-	r, _ := wechat.NewRemote(admin.URL, "")
+	r, _ := wechat.NewRemote(admin.URL, "", wechat.RemoteOptions{})
 	ctx := context.Background()
 	if _, err := r.AccessToken(ctx); err != nil {
 		b.Fatal(err)
@@ -492,7 +492,7 @@ func BenchmarkRemoteAccessTokenCached(b *testing.B) {
 // serve) and calls WeChat with a Client; a token WeChat rejects is
 // refreshed through the central server and the call retried once.
 func ExampleNewRemote() {
-	remote, err := wechat.NewRemote("http://127.0.0.1:3101", os.Getenv("WECHAT_ADMIN_KEY"))
+	remote, err := wechat.NewRemote("http://127.0.0.1:3101", os.Getenv("WECHAT_ADMIN_KEY"), wechat.RemoteOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}

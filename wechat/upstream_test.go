@@ -150,8 +150,8 @@ func TestRedirectsRefusedByEveryUpstreamClient(t *testing.T) {
 	t.Run("Remote", func(t *testing.T) {
 		r := newRedirector(t, http.StatusPermanentRedirect, "/v1/token")
 		own := &http.Client{Timeout: time.Second}
-		for _, opts := range [][]RemoteOption{nil, {WithRemoteHTTPClient(own)}} {
-			rem, err := NewRemote(r.first.URL, "admin-key-secret", opts...)
+		for _, opts := range []RemoteOptions{{}, {HTTPClient: own}} {
+			rem, err := NewRemote(r.first.URL, "admin-key-secret", opts)
 			if err != nil {
 				t.Fatal(err)
 			}

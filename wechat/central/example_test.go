@@ -39,7 +39,7 @@ func ExampleNewAdmin() {
 	defer srv.Close()
 
 	// A business server elsewhere: a Remote token source and a Client.
-	remote, err := wechat.NewRemote(srv.URL+"/wxcentral", key)
+	remote, err := wechat.NewRemote(srv.URL+"/wxcentral", key, wechat.RemoteOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}

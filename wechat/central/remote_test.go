@@ -81,7 +81,7 @@ func TestRemoteErrorsMatchKeeper(t *testing.T) {
 			if got, want := refreshRetryAfter(t, srv.URL, stale) != "", tt.want == wechat.ErrCooldown; got != want {
 				t.Errorf("Retry-After present: %v, want %v", got, want)
 			}
-			remote, err := wechat.NewRemote(srv.URL, testKey)
+			remote, err := wechat.NewRemote(srv.URL, testKey, wechat.RemoteOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// xmlReply is every field a passive reply may carry, as WeChat reads it.
-type xmlReply struct {
-	XMLName      xml.Name `xml:"xml"`
+// decoded is every field a passive reply may carry, as WeChat reads it,
+// in XML or in JSON.
+type decoded struct {
+	XMLName      xml.Name `xml:"xml" json:"-"`
 	ToUserName   string
 	FromUserName string
 	CreateTime   int64
@@ -22,25 +23,8 @@ type xmlReply struct {
 	Video        struct{ MediaId, Title, Description string }
 	Music        struct{ Title, Description, MusicUrl, HQMusicUrl, ThumbMediaId string }
 	ArticleCount int
-	Articles     struct {
-		Item []struct{ Title, Description, PicUrl, Url string } `xml:"item"`
-	}
-	TransInfo struct{ KfAccount string }
-}
-
-// jsonReply is xmlReply as JSON.
-type jsonReply struct {
-	ToUserName, FromUserName string
-	CreateTime               int64
-	MsgType                  string
-	Content                  string
-	Image                    struct{ MediaId string }
-	Voice                    struct{ MediaId string }
-	Video                    struct{ MediaId, Title, Description string }
-	Music                    struct{ Title, Description, MusicUrl, HQMusicUrl, ThumbMediaId string }
-	ArticleCount             int
-	Articles                 []struct{ Title, Description, PicUrl, Url string }
-	TransInfo                struct{ KfAccount string }
+	Articles     []struct{ Title, Description, PicUrl, Url string } `xml:"Articles>item" json:"Articles"`
+	TransInfo    struct{ KfAccount string }
 }
 
 // replyCases are one reply of each type, with text that needs escaping in
@@ -48,13 +32,13 @@ type jsonReply struct {
 func replyCases() []struct {
 	name  string
 	reply Reply
-	check func(t *testing.T, msgType string, get func(field string) any)
+	check func(t *testing.T, r decoded)
 } {
 	tricky := `a "q" \ <b>&]]> 你好`
 	type c = struct {
 		name  string
 		reply Reply
-		check func(t *testing.T, msgType string, get func(field string) any)
+		check func(t *testing.T, r decoded)
 	}
 	eq := func(t *testing.T, what string, got, want any) {
 		t.Helper()
@@ -67,149 +51,66 @@ func replyCases() []struct {
 		arts[i] = Article{Title: tricky, Description: "d", PicURL: "https://p/" + string(rune('a'+i)), URL: "https://u"}
 	}
 	return []c{
-		{"text", Text{Content: tricky}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "text")
-			eq(t, "Content", get("Content"), tricky)
+		{"text", Text{Content: tricky}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "text")
+			eq(t, "Content", r.Content, tricky)
 		}},
-		{"image", Image{MediaID: "img1"}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "image")
-			eq(t, "Image.MediaId", get("Image.MediaId"), "img1")
+		{"image", Image{MediaID: "img1"}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "image")
+			eq(t, "Image.MediaId", r.Image.MediaId, "img1")
 		}},
-		{"voice", Voice{MediaID: "v1"}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "voice")
-			eq(t, "Voice.MediaId", get("Voice.MediaId"), "v1")
+		{"voice", Voice{MediaID: "v1"}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "voice")
+			eq(t, "Voice.MediaId", r.Voice.MediaId, "v1")
 		}},
-		{"video", Video{MediaID: "vid", Title: tricky, Description: "desc"}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "video")
-			eq(t, "Video.MediaId", get("Video.MediaId"), "vid")
-			eq(t, "Video.Title", get("Video.Title"), tricky)
-			eq(t, "Video.Description", get("Video.Description"), "desc")
+		{"video", Video{MediaID: "vid", Title: tricky, Description: "desc"}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "video")
+			eq(t, "Video.MediaId", r.Video.MediaId, "vid")
+			eq(t, "Video.Title", r.Video.Title, tricky)
+			eq(t, "Video.Description", r.Video.Description, "desc")
 		}},
-		{"music", Music{Title: "t", Description: tricky, MusicURL: "http://m", HQMusicURL: "http://hq", ThumbMediaID: "th"}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "music")
-			eq(t, "Music.Title", get("Music.Title"), "t")
-			eq(t, "Music.Description", get("Music.Description"), tricky)
-			eq(t, "Music.MusicUrl", get("Music.MusicUrl"), "http://m")
-			eq(t, "Music.HQMusicUrl", get("Music.HQMusicUrl"), "http://hq")
-			eq(t, "Music.ThumbMediaId", get("Music.ThumbMediaId"), "th")
+		{"music", Music{Title: "t", Description: tricky, MusicURL: "http://m", HQMusicURL: "http://hq", ThumbMediaID: "th"}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "music")
+			eq(t, "Music.Title", r.Music.Title, "t")
+			eq(t, "Music.Description", r.Music.Description, tricky)
+			eq(t, "Music.MusicUrl", r.Music.MusicUrl, "http://m")
+			eq(t, "Music.HQMusicUrl", r.Music.HQMusicUrl, "http://hq")
+			eq(t, "Music.ThumbMediaId", r.Music.ThumbMediaId, "th")
 		}},
-		{"news", News{Articles: arts}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "news")
-			eq(t, "ArticleCount", get("ArticleCount"), MaxArticles)
-			eq(t, "articles", get("articles"), MaxArticles)
-			eq(t, "item[7].PicUrl", get("item7.PicUrl"), "https://p/h")
-			eq(t, "item[0].Title", get("item0.Title"), tricky)
+		{"news", News{Articles: arts}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "news")
+			eq(t, "ArticleCount", r.ArticleCount, MaxArticles)
+			eq(t, "articles", len(r.Articles), MaxArticles)
+			eq(t, "item[7].PicUrl", r.Articles[7].PicUrl, "https://p/h")
+			eq(t, "item[0].Title", r.Articles[0].Title, tricky)
 		}},
-		{"transfer", TransferCustomerService{}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "transfer_customer_service")
-			eq(t, "TransInfo.KfAccount", get("TransInfo.KfAccount"), "")
+		{"transfer", TransferCustomerService{}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "transfer_customer_service")
+			eq(t, "TransInfo.KfAccount", r.TransInfo.KfAccount, "")
 		}},
-		{"transfer to an agent", TransferCustomerService{KfAccount: "kf2001@gh_1"}, func(t *testing.T, mt string, get func(string) any) {
-			eq(t, "MsgType", mt, "transfer_customer_service")
-			eq(t, "TransInfo.KfAccount", get("TransInfo.KfAccount"), "kf2001@gh_1")
+		{"transfer to an agent", TransferCustomerService{KfAccount: "kf2001@gh_1"}, func(t *testing.T, r decoded) {
+			eq(t, "MsgType", r.MsgType, "transfer_customer_service")
+			eq(t, "TransInfo.KfAccount", r.TransInfo.KfAccount, "kf2001@gh_1")
 		}},
 	}
 }
 
-// checkReply decodes a reply body to m as WeChat would, checks its head
-// (To and From swapped, CreateTime at) and returns its MsgType and a
-// getter of its other fields for replyCases' checks.
-func checkReply(t *testing.T, body []byte, asJSON bool, at time.Time) (string, func(string) any) {
+// checkReply decodes a reply body to m as WeChat would and checks its
+// head: To and From swapped, CreateTime at.
+func checkReply(t *testing.T, body []byte, asJSON bool, at time.Time) decoded {
 	t.Helper()
-	var to, from, mt string
-	var ct int64
-	var get func(string) any
+	var r decoded
+	err := xml.Unmarshal(body, &r)
 	if asJSON {
-		var v jsonReply
-		if err := json.Unmarshal(body, &v); err != nil {
-			t.Fatalf("reply %s is not JSON: %v", body, err)
-		}
-		to, from, ct, mt = v.ToUserName, v.FromUserName, v.CreateTime, v.MsgType
-		get = func(f string) any {
-			switch f {
-			case "Content":
-				return v.Content
-			case "Image.MediaId":
-				return v.Image.MediaId
-			case "Voice.MediaId":
-				return v.Voice.MediaId
-			case "Video.MediaId":
-				return v.Video.MediaId
-			case "Video.Title":
-				return v.Video.Title
-			case "Video.Description":
-				return v.Video.Description
-			case "Music.Title":
-				return v.Music.Title
-			case "Music.Description":
-				return v.Music.Description
-			case "Music.MusicUrl":
-				return v.Music.MusicUrl
-			case "Music.HQMusicUrl":
-				return v.Music.HQMusicUrl
-			case "Music.ThumbMediaId":
-				return v.Music.ThumbMediaId
-			case "ArticleCount":
-				return v.ArticleCount
-			case "articles":
-				return len(v.Articles)
-			case "item0.Title":
-				return v.Articles[0].Title
-			case "item7.PicUrl":
-				return v.Articles[7].PicUrl
-			case "TransInfo.KfAccount":
-				return v.TransInfo.KfAccount
-			}
-			panic(f)
-		}
-	} else {
-		var v xmlReply
-		if err := xml.Unmarshal(body, &v); err != nil {
-			t.Fatalf("reply %s is not XML: %v", body, err)
-		}
-		to, from, ct, mt = v.ToUserName, v.FromUserName, v.CreateTime, v.MsgType
-		get = func(f string) any {
-			switch f {
-			case "Content":
-				return v.Content
-			case "Image.MediaId":
-				return v.Image.MediaId
-			case "Voice.MediaId":
-				return v.Voice.MediaId
-			case "Video.MediaId":
-				return v.Video.MediaId
-			case "Video.Title":
-				return v.Video.Title
-			case "Video.Description":
-				return v.Video.Description
-			case "Music.Title":
-				return v.Music.Title
-			case "Music.Description":
-				return v.Music.Description
-			case "Music.MusicUrl":
-				return v.Music.MusicUrl
-			case "Music.HQMusicUrl":
-				return v.Music.HQMusicUrl
-			case "Music.ThumbMediaId":
-				return v.Music.ThumbMediaId
-			case "ArticleCount":
-				return v.ArticleCount
-			case "articles":
-				return len(v.Articles.Item)
-			case "item0.Title":
-				return v.Articles.Item[0].Title
-			case "item7.PicUrl":
-				return v.Articles.Item[7].PicUrl
-			case "TransInfo.KfAccount":
-				return v.TransInfo.KfAccount
-			}
-			panic(f)
-		}
+		err = json.Unmarshal(body, &r)
 	}
-	if to != "oUser" || from != "gh_acct" || ct != at.Unix() {
-		t.Errorf("reply head: To %q From %q CreateTime %d, want oUser, gh_acct, %d", to, from, ct, at.Unix())
+	if err != nil {
+		t.Fatalf("reply %s does not decode: %v", body, err)
 	}
-	return mt, get
+	if r.ToUserName != "oUser" || r.FromUserName != "gh_acct" || r.CreateTime != at.Unix() {
+		t.Errorf("reply head: To %q From %q CreateTime %d, want oUser, gh_acct, %d", r.ToUserName, r.FromUserName, r.CreateTime, at.Unix())
+	}
+	return r
 }
 
 func TestReplyTypes(t *testing.T) {
@@ -225,8 +126,7 @@ func TestReplyTypes(t *testing.T) {
 				if !strings.HasPrefix(string(b), "prefix") {
 					t.Fatalf("AppendReply dropped what b held: %q", b)
 				}
-				mt, get := checkReply(t, b[len("prefix"):], m.JSON, at)
-				tc.check(t, mt, get)
+				tc.check(t, checkReply(t, b[len("prefix"):], m.JSON, at))
 
 				rec := httptest.NewRecorder()
 				if err := WriteReply(rec, m, tc.reply); err != nil {
@@ -310,7 +210,7 @@ func TestReplyTimeDefaultsToNow(t *testing.T) {
 	before := time.Now().Unix()
 	b, err := AppendReply(nil, m, Text{Content: "x"})
 	after := time.Now().Unix()
-	var v xmlReply
+	var v decoded
 	if err != nil || xml.Unmarshal(b, &v) != nil || v.CreateTime < before || v.CreateTime > after {
 		t.Errorf("CreateTime %d outside [%d, %d] (%v)", v.CreateTime, before, after, err)
 	}

@@ -46,8 +46,7 @@ func replied(t *testing.T, rec *httptest.ResponseRecorder) string {
 		return "success"
 	}
 	at := time.Unix(1714112446, 0)
-	_, get := checkReply(t, rec.Body.Bytes(), false, at)
-	return get("Content").(string)
+	return checkReply(t, rec.Body.Bytes(), false, at).Content
 }
 
 func TestRouterRoutesEveryTypeAndEvent(t *testing.T) {
@@ -123,8 +122,7 @@ func TestRouterJSON(t *testing.T) {
 	})
 	m := &Message{ToUserName: "gh_acct", FromUserName: "oUser", MsgType: TypeEvent, Event: EventUserEnterSession, JSON: true, ReceivedAt: time.Unix(1714112446, 0)}
 	rec := serve(&rt, m)
-	mt, _ := checkReply(t, rec.Body.Bytes(), true, m.ReceivedAt)
-	if mt != "transfer_customer_service" || rec.Header().Get("Content-Type") != JSONContentType {
+	if mt := checkReply(t, rec.Body.Bytes(), true, m.ReceivedAt).MsgType; mt != "transfer_customer_service" || rec.Header().Get("Content-Type") != JSONContentType {
 		t.Errorf("JSON push: %s %q", rec.Header().Get("Content-Type"), rec.Body)
 	}
 }

@@ -92,8 +92,7 @@ func TestRepliesThroughVerify(t *testing.T) {
 				if mode != "plain" {
 					got = openReply(t, key, got, asJSON)
 				}
-				mt, get := message.CheckReply(t, got, asJSON, at)
-				checks[i](t, mt, get)
+				checks[i](t, message.CheckReply(t, got, asJSON, at))
 			})
 		}
 	}

@@ -367,6 +367,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 		rec := respbuf.New(sw)
 		next.ServeHTTP(rec, r)
 		s.seal(sw, r, rec, in, q.nonce)
+		respbuf.Release(rec)
 	}
 	if claimed {
 		s.settleRun(r.Context(), rp, sw.written())

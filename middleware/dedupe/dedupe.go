@@ -55,6 +55,8 @@ type Store interface {
 	// Finish stores the reply to the claim on key and wakes its waiters.
 	// The reply lives as long as the claim would have. A reply for a key
 	// whose claim has expired is dropped: WeChat's retries are over.
+	// r.Body belongs to the caller, which reuses it once Finish returns:
+	// a store keeps a copy.
 	//
 	// Finish and Abandon settle a claim once the work is done, often with
 	// the context of a request whose client (WeChat) has hung up: they

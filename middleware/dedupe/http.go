@@ -117,6 +117,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				o.logger.Debug("dedupe: answered a re-delivery with the first reply", "key", key)
 			}
 			writeReply(w, reply)
+			respbuf.Release(rec) // the store keeps a copy of what it stored
 		})
 	}
 }

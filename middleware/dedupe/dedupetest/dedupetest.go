@@ -22,9 +22,28 @@ import (
 // SettleAfterHangUp settles claims with a context that is already done, as
 // happens when WeChat hangs up before the handler answers: Finish still
 // stores the reply, and Abandon still frees the key.
+//
+// FinishKeepsACopy reuses the reply's body once Finish returned, as the
+// middleware reuses its buffers: the stored reply is unchanged.
 func Run(t *testing.T, newStore func(t *testing.T) dedupe.Store) {
 	t.Run("ThreeDeliveries", func(t *testing.T) { threeDeliveries(t, newStore(t)) })
 	t.Run("SettleAfterHangUp", func(t *testing.T) { settleAfterHangUp(t, newStore(t)) })
+	t.Run("FinishKeepsACopy", func(t *testing.T) { finishKeepsACopy(t, newStore(t)) })
+}
+
+func finishKeepsACopy(t *testing.T, s dedupe.Store) {
+	ctx := t.Context()
+	if first, err := s.Begin(ctx, "k", time.Minute); err != nil || !first {
+		t.Fatalf("Begin = %v, %v; want the first claim", first, err)
+	}
+	body := []byte("<xml>reply</xml>")
+	if err := s.Finish(ctx, "k", dedupe.Reply{Status: 200, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	copy(body, "XXXXXXXXXXXXXXXX") // the caller's buffer, reused
+	if r, err := s.Wait(ctx, "k"); err != nil || string(r.Body) != "<xml>reply</xml>" {
+		t.Errorf("Wait = %q, %v; want the reply as it was when Finish was called", r.Body, err)
+	}
 }
 
 func settleAfterHangUp(t *testing.T, s dedupe.Store) {

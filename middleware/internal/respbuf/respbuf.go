@@ -6,6 +6,7 @@ package respbuf
 import (
 	"bytes"
 	"net/http"
+	"sync"
 )
 
 // A Buffer is an http.ResponseWriter that keeps the status (the first one
@@ -22,11 +23,27 @@ type Buffer struct {
 	small  [512]byte // the body's first bytes: a passive reply fits
 }
 
-// New returns an empty Buffer over w.
+var pool = sync.Pool{New: func() any { return new(Buffer) }}
+
+// New returns an empty Buffer over w. Release gives it back once its
+// bytes are no longer needed.
 func New(w http.ResponseWriter) *Buffer {
-	b := &Buffer{w: w}
+	b := pool.Get().(*Buffer)
+	b.w, b.status, b.late = w, 0, false
 	b.body = *bytes.NewBuffer(b.small[:0])
 	return b
+}
+
+// Release lets b be reused by a later New, unless PassLater was called
+// (a framework may still write into it) or its body outgrew the inline
+// bytes. Neither b nor its Bytes may be used afterwards.
+func Release(b *Buffer) {
+	if b == nil || b.late || b.body.Cap() > len(b.small) {
+		return
+	}
+	b.w = nil
+	b.body = bytes.Buffer{}
+	pool.Put(b)
 }
 
 // Header returns the header map of the writer under b.

@@ -113,11 +113,11 @@ func summarize(srv *wechattest.Server, reports []workerReport) e2eResult {
 
 // TestMultiHost runs four keeper processes that share one Redis against a
 // fake WeChat whose tokens live 2 s and die 1 s after the next fetch, for
-// ten token lifetimes: every refresh cycle must cost exactly one fetch and
-// no business call may be rejected.
+// four token lifetimes (eight refresh cycles): every refresh cycle must
+// cost exactly one fetch and no business call may be rejected.
 func TestMultiHost(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 20 s")
+		t.Skip("runs for about 8 s")
 	}
 	serial.Lock(t)
 	const (
@@ -130,7 +130,7 @@ func TestMultiHost(t *testing.T) {
 	defer srv.Close()
 
 	start := time.Now()
-	reports := startWorkers(t, 4, srv.URL, rds.URL(), 10*lifetime)()
+	reports := startWorkers(t, 4, srv.URL, rds.URL(), 4*lifetime)()
 	elapsed := time.Since(start)
 	r := summarize(srv, reports)
 	// One fetch at start-up, then one per cycle; a cycle ends at the first
@@ -161,11 +161,11 @@ func TestMultiHost(t *testing.T) {
 // than the cycles need, and use Redis again once it is back.
 func TestMultiHostRedisOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 12 s")
+		t.Skip("runs for about 8 s")
 	}
 	serial.Lock(t)
 	const (
-		lifetime = 3 * time.Second
+		lifetime = 2 * time.Second
 		cycle    = lifetime / 2
 		run      = 4 * lifetime
 		outage   = time.Second

@@ -161,11 +161,11 @@ func TestMultiHost(t *testing.T) {
 // than the cycles need, and use Redis again once it is back.
 func TestMultiHostRedisOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 8 s")
+		t.Skip("runs for about 12 s")
 	}
 	serial.Lock(t)
 	const (
-		lifetime = 2 * time.Second
+		lifetime = 3 * time.Second // a cycle longer than the outage
 		cycle    = lifetime / 2
 		run      = 4 * lifetime
 		outage   = time.Second

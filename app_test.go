@@ -397,6 +397,7 @@ func TestServeHealthzRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TestServeHealthzRecovers: slow (waits out the keeper's real start-up back-off (about 6 s)); run without -short")
 	}
+	t.Parallel() // it waits on real time, not the CPU: alongside the other such test
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// WeChat is busy for the first six calls: the first start-up attempt
@@ -709,6 +710,7 @@ func TestSIGTERMAnswersWaitingRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TestSIGTERMAnswersWaitingRequest: slow (waits out the real 10 s in-flight shutdown timeout); run without -short")
 	}
+	t.Parallel() // it waits on real time, not the CPU: alongside the other such test
 	fake := wechattest.NewServer(wechattest.WithApp(appID, secret))
 	defer fake.Close()
 	// The next token fetch hangs until the server gives up on it.

@@ -286,6 +286,7 @@ func TestLiveHolderKeepsLock(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each on a lock of its own, waiting on real time
 			testLiveHolderKeepsLock(t, srv.URL(), tt.take)
 		})
 	}

@@ -45,7 +45,7 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Hint is Hint(e.Code), made specific where the message allows: for 40164
+// Hint is hint(e.Code), made specific where the message allows: for 40164
 // it names the IP address to add to the whitelist.
 func (e *APIError) Hint() string {
 	if e.Code == 40164 {
@@ -54,7 +54,7 @@ func (e *APIError) Hint() string {
 				" on the official account platform (设置与开发 → 基本配置 → IP白名单)"
 		}
 	}
-	return Hint(e.Code)
+	return hint(e.Code)
 }
 
 // ipInMessage returns the address in an errmsg such as
@@ -72,9 +72,9 @@ func ipInMessage(msg string) string {
 	return ip
 }
 
-// Hint says, for the errcodes a person has to act on, what to do.
+// hint says, for the errcodes a person has to act on, what to do.
 // It returns "" for the others.
-func Hint(code int) string {
+func hint(code int) string {
 	switch code {
 	case 40001:
 		return "the token was superseded by a newer fetch, or the AppSecret is wrong"

@@ -32,12 +32,12 @@ const keepDays = 3
 
 // Suffixes of the files a FileStore keeps next to its store file.
 const (
-	// LockSuffix names the lock file: wechat.txt.lock.
-	LockSuffix = ".lock"
-	// StateSuffix names the state file: wechat.txt.state.
-	StateSuffix = ".state"
-	// GuardSuffix names the lock's guard file: wechat.txt.lock.guard.
-	GuardSuffix = LockSuffix + ".guard"
+	// lockSuffix names the lock file: wechat.txt.lock.
+	lockSuffix = ".lock"
+	// stateSuffix names the state file: wechat.txt.state.
+	stateSuffix = ".state"
+	// guardSuffix names the lock's guard file: wechat.txt.lock.guard.
+	guardSuffix = lockSuffix + ".guard"
 )
 
 // tokenLife is the lifetime WeChat gives an access token. A token that
@@ -134,7 +134,7 @@ func NewFileStore(path string, logger *slog.Logger) *FileStore {
 		real = path
 	}
 	return &FileStore{
-		path: real, lockPath: real + LockSuffix, guardPath: real + GuardSuffix, statePath: real + StateSuffix,
+		path: real, lockPath: real + lockSuffix, guardPath: real + guardSuffix, statePath: real + stateSuffix,
 		logger: logger, sem: make(chan struct{}, 1),
 		corrupt: map[string]bool{}, shapes: map[string]bool{},
 	}

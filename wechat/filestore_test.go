@@ -102,17 +102,17 @@ func TestFileStoreSymlinkedStore(t *testing.T) {
 			if err != nil || gjson.GetBytes(data, "access_token").String() != "T" {
 				t.Errorf("the real file holds %q, %v; want the saved token", data, err)
 			}
-			if _, err := os.Stat(tt.real + StateSuffix); err != nil {
+			if _, err := os.Stat(tt.real + stateSuffix); err != nil {
 				t.Errorf("no state file next to the real file: %v", err)
 			}
 			unlock := mustLock(t, s)
-			if _, err := os.Lstat(tt.real + LockSuffix); err != nil {
+			if _, err := os.Lstat(tt.real + lockSuffix); err != nil {
 				t.Errorf("no lock file next to the real file: %v", err)
 			}
 			entries, _ := os.ReadDir(linkDir)
 			for _, e := range entries {
-				if strings.HasSuffix(e.Name(), LockSuffix) || strings.HasSuffix(e.Name(), GuardSuffix) ||
-					strings.HasSuffix(e.Name(), StateSuffix) || strings.Contains(e.Name(), ".tmp-") {
+				if strings.HasSuffix(e.Name(), lockSuffix) || strings.HasSuffix(e.Name(), guardSuffix) ||
+					strings.HasSuffix(e.Name(), stateSuffix) || strings.Contains(e.Name(), ".tmp-") {
 					t.Errorf("%s written next to the link, want it next to the real file", e.Name())
 				}
 			}
@@ -129,7 +129,7 @@ func TestFileStoreRefusesSymlinkedLock(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "wechat.txt")
 	victim := filepath.Join(dir, "victim")
-	if err := os.Symlink(victim, path+LockSuffix); err != nil {
+	if err := os.Symlink(victim, path+lockSuffix); err != nil {
 		t.Skipf("no symbolic links here: %v", err)
 	}
 	s := NewFileStore(path, nil)
@@ -138,18 +138,18 @@ func TestFileStoreRefusesSymlinkedLock(t *testing.T) {
 		unlock()
 		t.Fatal("Lock through a symbolic link to another file succeeded")
 	}
-	if !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), path+LockSuffix) {
+	if !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), path+lockSuffix) {
 		t.Errorf("Lock = %v, want an error naming the linked lock file", err)
 	}
 	if _, err := os.Lstat(victim); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the link's target was created (%v): the lock followed the link", err)
 	}
 	// Removing the link lets the store lock again, on a regular file.
-	if err := os.Remove(path + LockSuffix); err != nil {
+	if err := os.Remove(path + lockSuffix); err != nil {
 		t.Fatal(err)
 	}
 	mustLock(t, s)()
-	if fi, err := os.Lstat(path + LockSuffix); err != nil || !fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(path + lockSuffix); err != nil || !fi.Mode().IsRegular() {
 		t.Errorf("lock file after the link was removed: %v, %v; want a regular file", fi, err)
 	}
 }
@@ -163,7 +163,7 @@ func TestFileStoreOversizedFile(t *testing.T) {
 			big := append([]byte(`{"access_token":"`), make([]byte, util.MaxFileSize)...)
 			target := path
 			if file == "state" {
-				target = path + StateSuffix
+				target = path + stateSuffix
 			}
 			if err := os.WriteFile(target, big, 0o600); err != nil {
 				t.Fatal(err)
@@ -312,7 +312,7 @@ func TestFileStoreOriginalRewrites(t *testing.T) {
 		gjson.GetBytes(data, "fetches").Exists() || gjson.GetBytes(data, "tickets").Exists() {
 		t.Errorf("wechat.txt = %s; want the token alone, in the original's format", data)
 	}
-	if fi, err := os.Stat(path + StateSuffix); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(path + stateSuffix); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("state file: %v, %v; want mode 0600", fi, err)
 	}
 }

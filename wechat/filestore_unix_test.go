@@ -22,7 +22,7 @@ func TestFileStoreLockFileDeletedWhileHeld(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "wechat.txt")
 	a, b, c := NewFileStore(path, nil), NewFileStore(path, nil), NewFileStore(path, nil)
 	unlockA := mustLock(t, a)
-	if err := os.Remove(path + LockSuffix); err != nil {
+	if err := os.Remove(path + lockSuffix); err != nil {
 		t.Fatal(err)
 	}
 	if !lockedElsewhere(t, b) {
@@ -30,7 +30,7 @@ func TestFileStoreLockFileDeletedWhileHeld(t *testing.T) {
 	}
 	unlockA()
 	unlockB := mustLock(t, b)
-	if _, err := os.Stat(path + LockSuffix); err != nil {
+	if _, err := os.Stat(path + lockSuffix); err != nil {
 		t.Errorf("B did not re-create the lock file: %v", err)
 	}
 	if !lockedElsewhere(t, c) || !lockedElsewhere(t, a) {
@@ -50,7 +50,7 @@ func TestFileStoreWaiterChecksLockFile(t *testing.T) {
 		t.Skip("needs /proc/self/fd to see when the waiter has opened the lock file")
 	}
 	path := filepath.Join(t.TempDir(), "wechat.txt")
-	lock := path + LockSuffix
+	lock := path + lockSuffix
 	a, b := NewFileStore(path, nil), NewFileStore(path, nil)
 	unlockA := mustLock(t, a)
 	old, err := os.Stat(lock)
@@ -122,7 +122,7 @@ func TestFileStoreLockNeverSplits(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				os.Remove(path + LockSuffix)
+				os.Remove(path + lockSuffix)
 				time.Sleep(100 * time.Microsecond)
 			}
 		}
@@ -177,7 +177,7 @@ func TestFileStoreLockIgnoresDirectoryFlock(t *testing.T) {
 		}
 	}
 	mustLock(t, s)()
-	fi, err := os.Lstat(filepath.Join(dir, "wechat.txt"+GuardSuffix))
+	fi, err := os.Lstat(filepath.Join(dir, "wechat.txt"+guardSuffix))
 	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
 		t.Errorf("guard file: %v, %v; want a regular file of mode 0600", fi, err)
 	}
@@ -216,7 +216,7 @@ func TestFileStoreRefusesSymlinkedGuard(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "wechat.txt")
 	victim := filepath.Join(dir, "victim")
-	if err := os.Symlink(victim, path+GuardSuffix); err != nil {
+	if err := os.Symlink(victim, path+guardSuffix); err != nil {
 		t.Fatal(err)
 	}
 	unlock, err := NewFileStore(path, nil).Lock(t.Context())
@@ -224,7 +224,7 @@ func TestFileStoreRefusesSymlinkedGuard(t *testing.T) {
 		unlock()
 		t.Fatal("Lock through a symbolically linked guard succeeded")
 	}
-	if want := path + GuardSuffix; !containsAll(err.Error(), "symbolic link", want) {
+	if want := path + guardSuffix; !containsAll(err.Error(), "symbolic link", want) {
 		t.Errorf("Lock = %v, want an error naming the linked guard %s", err, want)
 	}
 	if _, err := os.Lstat(victim); !errors.Is(err, os.ErrNotExist) {

@@ -16,7 +16,8 @@ import "net/http"
 //  1. the signature check (and the GET handshake's echo), the timestamp
 //     window, the body limit;
 //  2. in safe mode, msg_signature and decryption (WithAES);
-//  3. the replay check of plain mode;
+//  3. the replay check (a signed URL with another body is refused; an
+//     identical replay is answered from the dedupe, in every mode);
 //  4. the retry dedupe, dedupe.Middleware over the store of WithDedupe (a
 //     dedupe.Memory unless that says otherwise; WithDedupe(nil) leaves it
 //     out);

@@ -5,6 +5,7 @@ package respbuf
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"sync"
 )
@@ -15,7 +16,16 @@ import (
 // writer's header map, which is sent only when the status is; the
 // middleware that changes the body removes Content-Length. Build it with
 // New.
+//
+// Its bytes are reused once it is released (Release): a handler that
+// still writes then, against the http.ResponseWriter contract, gets
+// ErrReleased, and nothing reaches the reply of another request.
 type Buffer struct {
+	s *state // nil once released
+}
+
+// state is what a Buffer holds; it is pooled.
+type state struct {
 	w      http.ResponseWriter
 	status int
 	body   bytes.Buffer
@@ -23,66 +33,84 @@ type Buffer struct {
 	small  [512]byte // the body's first bytes: a passive reply fits
 }
 
-var pool = sync.Pool{New: func() any { return new(Buffer) }}
+// ErrReleased is what a Write to a released Buffer returns.
+var ErrReleased = errors.New("respbuf: write after the handler returned")
 
-// New returns an empty Buffer over w. Release gives it back once its
-// bytes are no longer needed.
+var pool = sync.Pool{New: func() any { return new(state) }}
+
+// New returns an empty Buffer over w. Release gives its bytes back once
+// they are no longer needed.
 func New(w http.ResponseWriter) *Buffer {
-	b := pool.Get().(*Buffer)
-	b.w, b.status, b.late = w, 0, false
-	b.body = *bytes.NewBuffer(b.small[:0])
-	return b
+	s := pool.Get().(*state)
+	s.w, s.status, s.late = w, 0, false
+	s.body = *bytes.NewBuffer(s.small[:0])
+	return &Buffer{s: s}
 }
 
-// Release lets b be reused by a later New, unless PassLater was called
-// (a framework may still write into it) or its body outgrew the inline
-// bytes. Neither b nor its Bytes may be used afterwards.
+// Release lets b's bytes be reused by a later New, unless PassLater was
+// called (a framework may still write into b) or its body outgrew the
+// inline bytes. Neither b's Bytes nor anything it returned may be used
+// afterwards; a write to b fails with ErrReleased.
 func Release(b *Buffer) {
-	if b == nil || b.late || b.body.Cap() > len(b.small) {
+	if b == nil || b.s == nil || b.s.late {
 		return
 	}
-	b.w = nil
-	b.body = bytes.Buffer{}
-	pool.Put(b)
+	s := b.s
+	b.s = nil
+	if s.body.Cap() > len(s.small) {
+		return
+	}
+	s.w = nil
+	s.body = bytes.Buffer{}
+	pool.Put(s)
 }
 
-// Header returns the header map of the writer under b.
-func (b *Buffer) Header() http.Header { return b.w.Header() }
+// Header returns the header map of the writer under b (a throwaway one
+// once b is released).
+func (b *Buffer) Header() http.Header {
+	if b.s == nil {
+		return http.Header{}
+	}
+	return b.s.w.Header()
+}
 
 // WriteHeader keeps the first status.
 func (b *Buffer) WriteHeader(code int) {
-	if b.late {
-		b.w.WriteHeader(code)
-		return
-	}
-	if b.status == 0 {
-		b.status = code
+	switch s := b.s; {
+	case s == nil:
+	case s.late:
+		s.w.WriteHeader(code)
+	case s.status == 0:
+		s.status = code
 	}
 }
 
 // Write appends to the body.
 func (b *Buffer) Write(p []byte) (int, error) {
-	if b.late {
-		return b.w.Write(p)
+	s := b.s
+	switch {
+	case s == nil:
+		return 0, ErrReleased
+	case s.late:
+		return s.w.Write(p)
+	case s.status == 0:
+		s.status = http.StatusOK
 	}
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	return b.body.Write(p)
+	return s.body.Write(p)
 }
 
 // Status is the status written, 0 if nothing was.
-func (b *Buffer) Status() int { return b.status }
+func (b *Buffer) Status() int { return b.s.status }
 
 // Bytes is the body written.
-func (b *Buffer) Bytes() []byte { return b.body.Bytes() }
+func (b *Buffer) Bytes() []byte { return b.s.body.Bytes() }
 
 // Written reports whether the handler wrote anything: a status or a body.
-func (b *Buffer) Written() bool { return b.status != 0 }
+func (b *Buffer) Written() bool { return b.s.status != 0 }
 
 // PassLater sends every later call on b to the writer under it. It is for
 // a handler that wrote nothing: a framework that answers after the
 // middleware returned writes into the writer it gave its handler, which
 // is b (echo's WrapMiddleware writes a handler's error that way), and that
 // answer must reach the client rather than a buffer nobody reads.
-func (b *Buffer) PassLater() { b.late = true }
+func (b *Buffer) PassLater() { b.s.late = true }

@@ -36,7 +36,7 @@ func TestPassLater(t *testing.T) {
 	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "internal error") {
 		t.Errorf("late write: %d %q", w.Code, w.Body)
 	}
-	if n := New(httptest.NewRecorder()); n == b {
+	if n := New(httptest.NewRecorder()); n.s == b.s {
 		t.Error("a Buffer passed on was reused")
 	}
 }
@@ -50,13 +50,33 @@ func TestRelease(t *testing.T) {
 	Release(b)
 	w := httptest.NewRecorder()
 	n := New(w)
-	if n.Written() || len(n.Bytes()) != 0 || n.w != w {
+	if n.Written() || len(n.Bytes()) != 0 || n.s.w != w {
 		t.Errorf("a Buffer from the pool: status %d body %q", n.Status(), n.Bytes())
 	}
-	n.Write([]byte(strings.Repeat("x", 2*len(n.small))))
+	n.Write([]byte(strings.Repeat("x", 2*len(n.s.small))))
+	grown := n.s
 	Release(n)
-	if got := New(httptest.NewRecorder()); got == n {
+	if got := New(httptest.NewRecorder()); got.s == grown {
 		t.Error("a Buffer whose body outgrew its inline bytes was kept")
 	}
 	Release(nil) // no-op
+}
+
+// TestWriteAfterRelease: a handler that keeps its writer and writes after
+// it returned (against the http.ResponseWriter contract) gets an error,
+// and its bytes reach no other request's reply.
+func TestWriteAfterRelease(t *testing.T) {
+	old := New(httptest.NewRecorder())
+	old.Write([]byte("first reply"))
+	Release(old)
+	next := New(httptest.NewRecorder()) // may have old's bytes
+	next.Write([]byte("second"))
+	if n, err := old.Write([]byte("LEAK")); err != ErrReleased || n != 0 {
+		t.Errorf("Write after Release = %d, %v; want 0, ErrReleased", n, err)
+	}
+	old.WriteHeader(http.StatusTeapot)
+	old.Header().Set("X-Leak", "1")
+	if string(next.Bytes()) != "second" || next.Status() != http.StatusOK || next.Header().Get("X-Leak") != "" {
+		t.Errorf("the next request's reply: %d %q, header %v", next.Status(), next.Bytes(), next.Header())
+	}
 }

@@ -55,10 +55,11 @@ func (c Credential) ValidAt(t time.Time) bool {
 // the app can read them: wechat.txt for the processes of one host
 // (FileStore), Redis for many hosts (package redisstore).
 //
-// All refreshes go through the same steps: Lock, Load (someone may have
-// refreshed already: adopt their credential), fetch, Save, unlock. The
-// store's lock is the one thing that keeps two processes from fetching at
-// once, which on WeChat means killing each other's tokens.
+// All refreshes go through the same steps: Load (someone may have
+// refreshed already: adopt their credential, without the lock), and only
+// otherwise Lock, Load again, fetch, Save, unlock. The store's lock is the
+// one thing that keeps two processes from fetching at once, which on
+// WeChat means killing each other's tokens.
 //
 // A Store whose lock can be tried without waiting implements TryLocker
 // too, as both stores of this module do: then a refresh that need not

@@ -406,6 +406,22 @@ func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unlockLetsWaiterIn(t, b, unlockA, "the first held the lock", nil, func() {
+		// And back again: the released lock can be retaken by the first handle.
+		u2, err := a.Lock(ctx(t))
+		if err != nil {
+			t.Fatalf("Lock after the waiter unlocked: %v", err)
+		}
+		u2()
+	})
+}
+
+// unlockLetsWaiterIn checks that b's Lock waits while a holds the lock
+// (unlockA releases it) and gets it once a unlocks; then held runs while
+// the waiter holds it, and after once the waiter unlocked (either may be
+// nil).
+func unlockLetsWaiterIn(t *testing.T, b wechat.Store, unlockA func(), holder string, held, after func()) {
+	t.Helper()
 	type result struct {
 		unlock func()
 		err    error
@@ -421,7 +437,7 @@ func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
 		if r.err == nil {
 			r.unlock()
 		}
-		t.Fatalf("a second handle's Lock returned (err %v) while the first held the lock", r.err)
+		t.Fatalf("a second handle's Lock returned (err %v) while %s", r.err, holder)
 	case <-time.After(200 * time.Millisecond):
 	}
 	unlockA()
@@ -430,13 +446,13 @@ func testUnlockLetsWaiterIn(t *testing.T, open Factory) {
 		if r.err != nil {
 			t.Fatalf("waiting Lock: %v", r.err)
 		}
-		// And back again: the released lock can be retaken by the first handle.
-		r.unlock()
-		u2, err := a.Lock(ctx(t))
-		if err != nil {
-			t.Fatalf("Lock after the waiter unlocked: %v", err)
+		if held != nil {
+			held()
 		}
-		u2()
+		r.unlock()
+		if after != nil {
+			after()
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiter did not get the lock within 30 s of unlock")
 	}
@@ -670,35 +686,9 @@ func testTryLockHeld(t *testing.T, open Factory) {
 func testTryLockUnlockLetsWaiterIn(t *testing.T, open Factory) {
 	a, b := open(t), open(t)
 	unlockA := mustTryLock(t, a, "a free lock")
-	type result struct {
-		unlock func()
-		err    error
-	}
-	got := make(chan result, 1)
-	waitCtx := ctx(t)
-	go func() {
-		u, err := b.Lock(waitCtx)
-		got <- result{u, err}
-	}()
-	select {
-	case r := <-got:
-		if r.err == nil {
-			r.unlock()
-		}
-		t.Fatalf("Lock returned (err %v) while another handle held the lock by TryLock", r.err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	unlockA()
-	select {
-	case r := <-got:
-		if r.err != nil {
-			t.Fatalf("waiting Lock: %v", r.err)
-		}
+	unlockLetsWaiterIn(t, b, unlockA, "another handle held the lock by TryLock", func() {
 		mustNotTryLock(t, a, "held by the waiter that got it")
-		r.unlock()
-	case <-time.After(30 * time.Second):
-		t.Fatal("the waiter did not get the lock within 30 s of unlock")
-	}
+	}, nil)
 }
 
 func testTryLockExcludes(t *testing.T, open Factory) {

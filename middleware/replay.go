@@ -97,9 +97,7 @@ func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte
 	sum := sha256.Sum256(body)
 	digest := append(b[:0], sum[:]...) // b is free again, and big enough
 	rp := replay{key: key, run: run, ttl: s.replayTTL(ts)}
-	first, shared, err := dedupe.Do(r.Context(), s.replay, key, rp.ttl, func(context.Context) (dedupe.Reply, error) {
-		return dedupe.Reply{Body: digest}, nil
-	})
+	first, shared, err := dedupe.Put(r.Context(), s.replay, key, rp.ttl, dedupe.Reply{Body: digest})
 	switch {
 	case err == nil && shared && !bytes.Equal(first.Body, digest):
 		res.Outcome = OutcomeReplay

@@ -103,6 +103,26 @@ func Do(ctx context.Context, s Store, key string, ttl time.Duration, fn func(con
 	return Reply{}, false, fmt.Errorf("dedupe: key %q abandoned %d times in a row", key, maxRounds)
 }
 
+// Put is Do with the reply known in advance: it stores r under key for
+// ttl unless a delivery sharing s has stored one already, and returns the
+// reply key holds (r if this call stored it) and whether it came from
+// another delivery. On a Memory it is one step; on other stores it is Do.
+func Put(ctx context.Context, s Store, key string, ttl time.Duration, r Reply) (Reply, bool, error) {
+	if m, ok := s.(*Memory); ok {
+		if err := ctx.Err(); err != nil {
+			return Reply{}, false, err
+		}
+		switch held, existed, pending := m.put(key, ttl, r); {
+		case !existed:
+			return r, false, nil
+		case !pending:
+			return held, true, nil
+		}
+		// A claim made with Begin, not finished yet: wait for it as Do does.
+	}
+	return Do(ctx, s, key, ttl, func(context.Context) (Reply, error) { return r, nil })
+}
+
 func run(ctx context.Context, s Store, key string, fn func(context.Context) (Reply, error)) (r Reply, err error) {
 	done := false
 	defer func() {

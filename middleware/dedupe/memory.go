@@ -101,15 +101,39 @@ func (m *Memory) Begin(ctx context.Context, key string, ttl time.Duration) (bool
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	if ttl <= 0 {
-		ttl = DefaultTTL
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	m.expire(now)
 	if m.lookup(key, now) != nil {
 		return false, nil
+	}
+	m.evict(m.insert(key, ttl, now))
+	return true, nil
+}
+
+// put is Begin and Finish in one step, for Put: it stores r under key
+// unless key is held, and then reports what it holds (a finished reply,
+// or pending for an unfinished claim).
+func (m *Memory) put(key string, ttl time.Duration, r Reply) (held Reply, existed, pending bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.expire(now)
+	if e := m.lookup(key, now); e != nil {
+		return e.reply, true, e.state != finished
+	}
+	i := m.insert(key, ttl, now)
+	m.finish(i, r)
+	m.evict(i)
+	return r, false, false
+}
+
+// insert adds a pending claim on key, for ttl (DefaultTTL if ttl <= 0),
+// and returns its slot.
+func (m *Memory) insert(key string, ttl time.Duration, now time.Time) int {
+	if ttl <= 0 {
+		ttl = DefaultTTL
 	}
 	maxEntries, _ := m.limits()
 	for m.n > 0 && m.n >= maxEntries {
@@ -127,8 +151,7 @@ func (m *Memory) Begin(ctx context.Context, key string, ttl time.Duration) (bool
 	m.ring[i] = slot{key: key, expires: now.Add(ttl), seq: m.seq, size: len(key) + entryOverhead}
 	m.index[key] = i
 	m.bytes += m.ring[i].size
-	m.evict(i)
-	return true, nil
+	return i
 }
 
 // grow doubles the ring, keeping the order of its slots.
@@ -159,14 +182,19 @@ func (m *Memory) Finish(ctx context.Context, key string, r Reply) error {
 	if !ok || m.ring[i].state != pending {
 		return nil
 	}
+	m.finish(i, r)
+	m.settled()
+	m.evict(i)
+	return nil
+}
+
+// finish stores r, copied, as the reply of the pending claim in slot i.
+func (m *Memory) finish(i int, r Reply) {
 	e := &m.ring[i]
 	r.Body = append([]byte(nil), r.Body...) // the caller may reuse its buffer
 	e.reply, e.state = r, finished
 	e.size += len(r.Body) + len(r.ContentType)
 	m.bytes += len(r.Body) + len(r.ContentType)
-	m.settled()
-	m.evict(i)
-	return nil
 }
 
 // Abandon implements Store.

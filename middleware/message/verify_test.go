@@ -2,9 +2,6 @@ package message_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
-	"encoding/xml"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +13,8 @@ import (
 
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/message"
-	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
 // The key, AppID and token of the official vector N (wechat-platform.md
@@ -36,7 +33,7 @@ const (
 func TestRepliesThroughVerify(t *testing.T) {
 	at := time.Unix(1714112446, 0)
 	clock := util.ClockFunc(func() time.Time { return at })
-	key, err := msgcrypt.ParseKey(vnKey)
+	wx, err := wechattest.NewAESSealer(vnToken, vnAppID, vnKey) // plays WeChat in safe mode
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,17 +65,13 @@ func TestRepliesThroughVerify(t *testing.T) {
 				q := url.Values{"signature": {util.Signature(vnToken, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"oUser"}}
 				base, body := plain.URL, push
 				if mode != "plain" {
-					enc, err := key.Encrypt(rand.Reader, []byte(push), vnAppID)
+					sealed, msgSig, err := wx.Seal([]byte(push), ts, nonce)
 					if err != nil {
 						t.Fatal(err)
 					}
 					q.Set("encrypt_type", "aes")
-					q.Set("msg_signature", msgcrypt.Sign(vnToken, ts, nonce, enc))
-					base, body = safe.URL, "<xml><ToUserName><![CDATA[gh_acct]]></ToUserName><Encrypt><![CDATA["+enc+"]]></Encrypt></xml>"
-					if asJSON {
-						b, _ := json.Marshal(map[string]string{"ToUserName": "gh_acct", "Encrypt": enc})
-						body = string(b)
-					}
+					q.Set("msg_signature", msgSig)
+					base, body = safe.URL, string(sealed)
 				}
 				resp, err := http.Post(base+"/?"+q.Encode(), "text/xml", strings.NewReader(body))
 				if err != nil {
@@ -90,36 +83,13 @@ func TestRepliesThroughVerify(t *testing.T) {
 					t.Fatalf("status %d: %s", resp.StatusCode, got)
 				}
 				if mode != "plain" {
-					got = openReply(t, key, got, asJSON)
+					// Checked and decrypted as WeChat does.
+					if got, err = wx.Open(got); err != nil {
+						t.Fatalf("the encrypted reply: %v", err)
+					}
 				}
 				checks[i](t, message.CheckReply(t, got, asJSON, at))
 			})
 		}
 	}
-}
-
-// openReply checks and decrypts an encrypted reply as WeChat does.
-func openReply(t *testing.T, key *msgcrypt.Key, body []byte, asJSON bool) []byte {
-	t.Helper()
-	var env struct {
-		Encrypt, MsgSignature, Nonce string
-		TimeStamp                    int64
-	}
-	var err error
-	if asJSON {
-		err = json.Unmarshal(body, &env)
-	} else {
-		err = xml.Unmarshal(body, &env)
-	}
-	if err != nil {
-		t.Fatalf("reply %s is no envelope: %v", body, err)
-	}
-	if !msgcrypt.VerifySignature(env.MsgSignature, vnToken, strconv.FormatInt(env.TimeStamp, 10), env.Nonce, env.Encrypt) {
-		t.Fatal("the reply's MsgSignature does not verify")
-	}
-	plain, appID, err := key.Decrypt(env.Encrypt)
-	if err != nil || appID != vnAppID {
-		t.Fatalf("reply decrypts to AppID %q, %v", appID, err)
-	}
-	return plain
 }

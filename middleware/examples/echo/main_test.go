@@ -53,19 +53,15 @@ func newTestServer(t *testing.T, messages http.Handler, inbox Inbox, opts ...mid
 // e.Any, a text push is saved and gets "you said: …" back, encrypted in
 // safe mode.
 func TestSimulate(t *testing.T) {
-	for _, mode := range demotest.Modes {
-		t.Run(mode.Name, func(t *testing.T) {
-			inbox := new(flakyInbox)
-			srv := newTestServer(t, demo.Messages(), inbox, mode.Options...)
-			demotest.Simulate(t, srv.URL+demo.Path, mode)
-			if r := demotest.Converse(t, srv.URL+demo.Path, mode, "hello"); r.Content != "you said: hello" {
-				t.Errorf("reply %q, want %q", r.Content, "you said: hello")
-			}
+	demotest.Conversation(t, demo.Path, func(t *testing.T, mode demotest.Mode) string {
+		inbox := new(flakyInbox)
+		t.Cleanup(func() {
 			if n := inbox.saves.Load(); n != 2 {
 				t.Errorf("inbox saved %d pushes, want 2 (simulate's and Converse's)", n)
 			}
 		})
-	}
+		return newTestServer(t, demo.Messages(), inbox, mode.Options...).URL
+	})
 }
 
 // TestErrorIsRetried: a push whose save fails is answered 500, not kept as
@@ -132,11 +128,5 @@ func TestRouterErrorIsRetried(t *testing.T) {
 // TestOnlyTheCallbackIsGuarded: /healthz answers without a signature, the
 // callback does not.
 func TestOnlyTheCallbackIsGuarded(t *testing.T) {
-	srv := newTestServer(t, demo.Messages(), new(flakyInbox))
-	if code, body := demotest.Get(t, srv.URL+"/healthz"); code != http.StatusOK || body != "ok\n" {
-		t.Errorf("GET /healthz: %d %q, want 200 \"ok\\n\"", code, body)
-	}
-	if code, _ := demotest.Get(t, srv.URL+demo.Path+"?echostr=x"); code != http.StatusBadRequest {
-		t.Errorf("GET %s without a signature: %d, want 400 from Verify", demo.Path, code)
-	}
+	demotest.OnlyCallbackGuarded(t, newTestServer(t, demo.Messages(), new(flakyInbox)).URL, demo.Path)
 }

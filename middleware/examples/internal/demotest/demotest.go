@@ -161,3 +161,31 @@ func Get(t testing.TB, url string) (int, string) {
 	}
 	return resp.StatusCode, b.String()
 }
+
+// Conversation runs, for every mode, what WeChat does to an example
+// mounted at path on the server start returns: `wxcentral simulate`'s
+// URL check and push, then a text push that must get "you said: …" back
+// (encrypted in safe mode).
+func Conversation(t *testing.T, path string, start func(t *testing.T, mode Mode) string) {
+	for _, mode := range Modes {
+		t.Run(mode.Name, func(t *testing.T) {
+			base := start(t, mode)
+			Simulate(t, base+path, mode)
+			if r := Converse(t, base+path, mode, "hello"); r.Content != "you said: hello" {
+				t.Errorf("reply %q, want %q", r.Content, "you said: hello")
+			}
+		})
+	}
+}
+
+// OnlyCallbackGuarded checks that the server at base guards the callback
+// at path alone: /healthz answers without a signature, path does not.
+func OnlyCallbackGuarded(t *testing.T, base, path string) {
+	t.Helper()
+	if code, body := Get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("GET /healthz: %d %q, want 200 \"ok\\n\"", code, body)
+	}
+	if code, _ := Get(t, base+path+"?echostr=x"); code != http.StatusBadRequest {
+		t.Errorf("GET %s without a signature: %d, want 400 from Verify", path, code)
+	}
+}

@@ -414,16 +414,9 @@ func TestAdoptionWaitsOnlyWhenInAHurry(t *testing.T) {
 	}
 	for _, b := range adoptionBackings {
 		t.Run(b.name+"/Stale", func(t *testing.T) {
-			open := b.open(t)
-			f := newFleet(t, 1, open, false)
-			w, ctx := f.keepers[0], t.Context()
-			held, err := w.Token(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			unlock := holdLock(t, open(t))
+			f, w, held, unlock := lockedOut(t, b.open, 0)
+			ctx := t.Context()
 			f.tally.reset()
-			f.srv.Advance(held.ExpiresAt.Add(-adoptRefreshBefore).Sub(f.srv.Now()))
 			before := f.fetches()
 			if got, err := w.AccessToken(ctx); err != nil || got != held.Value {
 				t.Fatalf("AccessToken of a stale token = err %v (or another token), want the held one at once", err)
@@ -462,15 +455,8 @@ func TestAdoptionWaitsOnlyWhenInAHurry(t *testing.T) {
 		})
 		for _, tt := range hurried {
 			t.Run(b.name+"/"+tt.name, func(t *testing.T) {
-				open := b.open(t)
-				f := newFleet(t, 1, open, false)
-				w, ctx := f.keepers[0], t.Context()
-				held, err := w.Token(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				unlock := holdLock(t, open(t))
-				f.srv.Advance(held.ExpiresAt.Add(-adoptRefreshBefore).Sub(f.srv.Now()) + tt.advance)
+				f, w, held, unlock := lockedOut(t, b.open, tt.advance)
+				ctx := t.Context()
 				before := f.fetches()
 				type result struct {
 					token string
@@ -504,6 +490,24 @@ func TestAdoptionWaitsOnlyWhenInAHurry(t *testing.T) {
 }
 
 // holdLock takes s's lock, as another process or host would hold it, and
+// lockedOut starts one keeper on a fresh backing opened by openBacking,
+// holding a token, and holds the store's lock from another handle (unlock
+// frees it); the fake clock is then advanced to advance past the instant its
+// token turns stale.
+func lockedOut(t *testing.T, openBacking func(tb testing.TB) func(tb testing.TB) wechat.Store, advance time.Duration) (f *fleet, w *wechat.Wechat, held wechat.Credential, unlock func()) {
+	t.Helper()
+	open := openBacking(t)
+	f = newFleet(t, 1, open, false)
+	w = f.keepers[0]
+	held, err := w.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock = holdLock(t, open(t))
+	f.srv.Advance(held.ExpiresAt.Add(-adoptRefreshBefore).Sub(f.srv.Now()) + advance)
+	return f, w, held, unlock
+}
+
 // returns its unlock, which is also called when the test ends.
 func holdLock(t *testing.T, s wechat.Store) func() {
 	t.Helper()
@@ -525,14 +529,8 @@ func holdLock(t *testing.T, s wechat.Store) func() {
 func TestPassiveRefreshSkipsDeferredRefresh(t *testing.T) {
 	for _, b := range adoptionBackings {
 		t.Run(b.name, func(t *testing.T) {
-			open := b.open(t)
-			f := newFleet(t, 1, open, false)
-			w, ctx := f.keepers[0], t.Context()
-			held, err := w.Token(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			unlock := holdLock(t, open(t))
+			f, w, held, unlock := lockedOut(t, b.open, 0) // stale
+			ctx := t.Context()
 			entered, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
 			f.stores[0].tryHook = func() {
@@ -541,8 +539,7 @@ func TestPassiveRefreshSkipsDeferredRefresh(t *testing.T) {
 					<-release
 				})
 			}
-			f.srv.Advance(held.ExpiresAt.Add(-adoptRefreshBefore).Sub(f.srv.Now())) // stale
-			if _, err := w.AccessToken(ctx); err != nil {                           // starts the background refresh
+			if _, err := w.AccessToken(ctx); err != nil { // starts the background refresh
 				t.Fatal(err)
 			}
 			<-entered // the background refresh is trying the lock

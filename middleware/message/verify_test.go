@@ -27,7 +27,7 @@ const (
 
 // TestRepliesThroughVerify sends a push through middleware.Verify and a
 // Router over HTTP for every reply type, in plain mode and in safe mode
-// (XML and JSON envelopes), and reads each reply as WeChat does: the
+// (XML and JSON pushes in each), and reads each reply as WeChat does: the
 // encrypted ones checked and decrypted with vector N's token and key, and
 // CreateTime from the middleware's clock.
 func TestRepliesThroughVerify(t *testing.T) {
@@ -50,8 +50,9 @@ func TestRepliesThroughVerify(t *testing.T) {
 
 	ts := strconv.FormatInt(at.Unix(), 10)
 	n := 0
-	for _, mode := range []string{"plain", "safe-xml", "safe-json"} {
-		asJSON := mode == "safe-json"
+	for _, mode := range []string{"plain-xml", "plain-json", "safe-xml", "safe-json"} {
+		asJSON := strings.HasSuffix(mode, "json")
+		safeMode := strings.HasPrefix(mode, "safe")
 		for i, name := range names {
 			t.Run(mode+"/"+name, func(t *testing.T) {
 				n++
@@ -64,7 +65,7 @@ func TestRepliesThroughVerify(t *testing.T) {
 				}
 				q := url.Values{"signature": {util.Signature(vnToken, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"oUser"}}
 				base, body := plain.URL, push
-				if mode != "plain" {
+				if safeMode {
 					sealed, msgSig, err := wx.Seal([]byte(push), ts, nonce)
 					if err != nil {
 						t.Fatal(err)
@@ -82,7 +83,7 @@ func TestRepliesThroughVerify(t *testing.T) {
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("status %d: %s", resp.StatusCode, got)
 				}
-				if mode != "plain" {
+				if safeMode {
 					// Checked and decrypted as WeChat does.
 					if got, err = wx.Open(got); err != nil {
 						t.Fatalf("the encrypted reply: %v", err)

@@ -539,21 +539,14 @@ func checkAESKey(k string) error {
 
 func checkAPIBase(v string) error {
 	if _, err := util.ParseHTTPURL(v); err != nil {
-		return fmt.Errorf("%q is not an http(s) URL with a host, like %s", redactedURL(v), DefaultAPIBase)
+		return fmt.Errorf("%q is not an http(s) URL with a host, like %s", redactStore(v), DefaultAPIBase)
 	}
 	if _, err := util.ParseHTTPBase(v); err != nil {
-		return fmt.Errorf("%q %v", redactedURL(v), err)
+		return fmt.Errorf("%q %v", redactStore(v), err)
 	}
 	return nil
 }
 
-// redactedURL is v with any password hidden, for an error message.
-func redactedURL(v string) string {
-	if u, err := url.Parse(v); err == nil {
-		return u.Redacted()
-	}
-	return "the URL given"
-}
 
 // redisSchemes are the URL schemes of a Redis store, as redisstore.Open
 // takes them.
@@ -634,7 +627,8 @@ func loopbackOnly(addr string) bool {
 // Redis URL with its passwords replaced by xxxxx. Log this, never Store.
 func (c Config) RedactedStore() string { return redactStore(c.Store) }
 
-// redactStore returns the store with any password in its URL replaced.
+// redactStore returns v, a store or any other URL, with any password in
+// it replaced.
 func redactStore(v string) string {
 	scheme, rest, isURL := strings.Cut(v, "://")
 	if !isURL {

@@ -547,7 +547,6 @@ func checkAPIBase(v string) error {
 	return nil
 }
 
-
 // redisSchemes are the URL schemes of a Redis store, as redisstore.Open
 // takes them.
 var redisSchemes = []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}

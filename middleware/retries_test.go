@@ -223,20 +223,7 @@ func TestRetriesNoReply(t *testing.T) {
 				reply string // "" for an empty answer
 				runs  int
 			}{{"", 1}, {"run 2", 2}, {"run 2", 2}} {
-				var status int
-				var got string
-				if safe {
-					resp, body := post(t, srv.Client(), srv.URL, wx.seal(t, ts, "n"+strconv.Itoa(i), msg, false))
-					status, got = resp.StatusCode, body
-					if body != "" {
-						got, _ = wx.open(t, []byte(body), false)
-					}
-				} else {
-					// WeChat re-sends the same request.
-					q := signedQuery(testToken, strconv.FormatInt(ts, 10), "n")
-					resp, body := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(msg))
-					status, got = resp.StatusCode, body
-				}
+				status, got := redeliver(t, srv, wx, safe, ts, i, msg)
 				mu.Lock()
 				n := runs
 				mu.Unlock()
@@ -315,19 +302,7 @@ func TestRetriesFrameworkError(t *testing.T) {
 				reply  string
 				runs   int
 			}{{500, "internal error", 1}, {200, "run 2", 2}, {200, fmt.Sprintf("run %d", third), third}} {
-				var status int
-				var got string
-				if safe {
-					resp, body := post(t, srv.Client(), srv.URL, wx.seal(t, ts, "n"+strconv.Itoa(i), msg, false))
-					status, got = resp.StatusCode, body
-					if status == 200 {
-						got, _ = wx.open(t, []byte(body), false)
-					}
-				} else {
-					q := signedQuery(testToken, strconv.FormatInt(ts, 10), "n")
-					resp, body := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(msg))
-					status, got = resp.StatusCode, body
-				}
+				status, got := redeliver(t, srv, wx, safe, ts, i, msg)
 				mu.Lock()
 				n := runs
 				mu.Unlock()
@@ -337,4 +312,22 @@ func TestRetriesFrameworkError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// redeliver sends delivery i of the text push msg, signed at ts, as WeChat
+// re-delivers it: the same request in plain mode, sealed afresh (with a
+// nonce of its own) in safe mode, where a 200 reply with a body is checked
+// and opened. It returns the status and the (plaintext) reply.
+func redeliver(t *testing.T, srv *httptest.Server, wx wechat, safe bool, ts int64, i int, msg string) (int, string) {
+	t.Helper()
+	if !safe {
+		q := signedQuery(testToken, strconv.FormatInt(ts, 10), "n")
+		resp, body := do(t, srv.Client(), "POST", srv.URL+"/?"+q.Encode(), strings.NewReader(msg))
+		return resp.StatusCode, body
+	}
+	resp, body := post(t, srv.Client(), srv.URL, wx.seal(t, ts, "n"+strconv.Itoa(i), msg, false))
+	if resp.StatusCode == 200 && body != "" {
+		body, _ = wx.open(t, []byte(body), false)
+	}
+	return resp.StatusCode, body
 }

@@ -21,9 +21,12 @@ import (
 
 // outage is a proxy in front of a fake WeChat that fails every call while
 // the fake's clock is in [from, until): in turn errcode -1, HTTP 502 and a
-// reset connection.
+// reset connection; or, built by newPathOutage, errcode -1 to the calls of
+// one path alone.
 type outage struct {
 	srv         *httptest.Server
+	path        string // "": every call
+	errcodeOnly bool   // errcode -1 every time
 	mu          sync.Mutex
 	from, until time.Time
 	failed      atomic.Int64
@@ -37,17 +40,18 @@ func newOutage(t *testing.T, fake *wechattest.Server) *outage {
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := fake.Now()
 		o.mu.Lock()
-		down := !now.Before(o.from) && now.Before(o.until)
+		down := (o.path == "" || r.URL.Path == o.path) && !now.Before(o.from) && now.Before(o.until)
 		o.mu.Unlock()
 		if !down {
 			proxy.ServeHTTP(w, r)
 			return
 		}
-		switch o.failed.Add(1) % 3 {
-		case 0:
+		n := o.failed.Add(1)
+		switch {
+		case o.errcodeOnly || n%3 == 0:
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"errcode":-1,"errmsg":"system error"}`)
-		case 1:
+		case n%3 == 1:
 			http.Error(w, "bad gateway", http.StatusBadGateway)
 		default:
 			conn, _, err := w.(http.Hijacker).Hijack()
@@ -57,6 +61,16 @@ func newOutage(t *testing.T, fake *wechattest.Server) *outage {
 		}
 	}))
 	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// newPathOutage is an outage that answers errcode -1 to the calls of path.
+func newPathOutage(t *testing.T, fake *wechattest.Server, path string) *outage {
+	t.Helper()
+	o := newOutage(t, fake)
+	o.mu.Lock()
+	o.path, o.errcodeOnly = path, true
+	o.mu.Unlock()
 	return o
 }
 

@@ -2,55 +2,11 @@ package wechat
 
 import (
 	"errors"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
-
-// pathOutage is a proxy in front of a fake WeChat that answers errcode -1
-// to every call of one path while the fake's clock is in [from, until).
-type pathOutage struct {
-	srv         *httptest.Server
-	mu          sync.Mutex
-	from, until time.Time
-	failed      atomic.Int64
-}
-
-func newPathOutage(t *testing.T, fake *wechattest.Server, path string) *pathOutage {
-	t.Helper()
-	o := &pathOutage{}
-	target, _ := url.Parse(fake.URL)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := fake.Now()
-		o.mu.Lock()
-		down := r.URL.Path == path && !now.Before(o.from) && now.Before(o.until)
-		o.mu.Unlock()
-		if !down {
-			proxy.ServeHTTP(w, r)
-			return
-		}
-		o.failed.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"errcode":-1,"errmsg":"system error"}`)
-	}))
-	t.Cleanup(o.srv.Close)
-	return o
-}
-
-func (o *pathOutage) set(from time.Time, d time.Duration) {
-	o.mu.Lock()
-	o.from, o.until = from, from.Add(d)
-	o.mu.Unlock()
-}
 
 // The measured defect: 3 s of errcode -1 from getticket while the ticket
 // is stale (the token fresh), with a caller asking for the ticket every

@@ -2,6 +2,7 @@ package wechat
 
 import (
 	"context"
+	"hash/fnv"
 	"sync/atomic"
 	"time"
 )
@@ -62,12 +63,36 @@ const defaultLifetime = 7200 * time.Second
 // FetchedAt is unknown), so that a short-lived credential is still served
 // from memory for a while.
 func staleAt(c Credential, early time.Duration) time.Time {
+	return c.ExpiresAt.Add(-window(c, early))
+}
+
+// window is the early-expiry window of c: early, but at most half of its
+// life (see staleAt).
+func window(c Credential, early time.Duration) time.Duration {
 	life := c.ExpiresAt.Sub(c.FetchedAt)
 	if c.FetchedAt.IsZero() || life <= 0 {
 		life = defaultLifetime
 	}
-	return c.ExpiresAt.Add(-min(early, life/2))
+	return min(early, life/2)
 }
+
+// spreadFraction is the share of the early-expiry window by which a
+// keeper with Options.SpreadRefresh holds a credential of kind fresh
+// beyond staleAt: a stable value in [0, maxSpread) from a hash of the
+// AppID and the kind, the same in every process of the app and different
+// from app to app.
+func spreadFraction(appID string, kind Kind) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(appID))
+	h.Write([]byte{0})
+	h.Write([]byte(kind))
+	return float64(h.Sum64()>>11) / (1 << 53) * maxSpread
+}
+
+// maxSpread bounds the spread: a credential held by a keeper with
+// Options.SpreadRefresh still turns stale at least half its early-expiry
+// window before it expires, leaving that half for retries.
+const maxSpread = 0.5
 
 // A cached is a credential a credCache holds, with the instant it turns
 // stale. It is never changed once made, so a reader needs no lock.
@@ -95,7 +120,10 @@ func (h *cached) stateAt(t time.Time) cacheState {
 // before first use and never change it; the zero value holds nothing.
 type credCache struct {
 	early time.Duration
-	cur   atomic.Pointer[cached]
+	// spread, in [0, 1), moves the stale instant that share of the
+	// early-expiry window later (see Options.SpreadRefresh); 0 for none.
+	spread float64
+	cur    atomic.Pointer[cached]
 }
 
 // Load returns the credential held, or nil if none was ever stored.
@@ -111,7 +139,14 @@ func (c *credCache) Store(cr Credential) *cached {
 
 // hold is cr with the instant it turns stale by c's rule.
 func (c *credCache) hold(cr Credential) *cached {
-	return &cached{Credential: cr, staleAt: staleAt(cr, c.early)}
+	return &cached{Credential: cr, staleAt: c.staleAt(cr)}
+}
+
+// staleAt is when cr turns stale by c's rule: staleAt's, moved later by
+// c's spread.
+func (c *credCache) staleAt(cr Credential) time.Time {
+	w := window(cr, c.early)
+	return cr.ExpiresAt.Add(-w + time.Duration(c.spread*float64(w)))
 }
 
 // Postpone keeps h, if it is still what c holds, fresh until until (at
@@ -131,5 +166,5 @@ func (c *credCache) State(t time.Time) cacheState { return c.cur.Load().stateAt(
 // FreshAt reports whether cr, held or not, would be fresh at t by c's
 // rule (the keeper judges a stored credential by it before adopting it).
 func (c *credCache) FreshAt(cr Credential, t time.Time) bool {
-	return cr.ValidAt(t) && t.Before(staleAt(cr, c.early))
+	return cr.ValidAt(t) && t.Before(c.staleAt(cr))
 }

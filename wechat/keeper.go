@@ -322,10 +322,19 @@ func (w *Wechat) noteResult(err error) {
 	w.lastRefresh = now
 }
 
+// spread is the credCache spread of kind: its spreadFraction with
+// Options.SpreadRefresh, else 0.
+func (w *Wechat) spread(kind Kind) float64 {
+	if !w.opts.SpreadRefresh {
+		return 0
+	}
+	return spreadFraction(w.opts.AppID, kind)
+}
+
 // newTokenRefresher is the refresher of the access token.
 func (w *Wechat) newTokenRefresher() *refresher {
 	return &refresher{w: w, kind: KindAccessToken, what: "token", name: "access token", field: "access_token",
-		cur: credCache{early: w.opts.RefreshBefore},
+		cur: credCache{early: w.opts.RefreshBefore, spread: w.spread(KindAccessToken)},
 		lim: limits{API: w.tokenAPIName(), Calls: "fetches", DailyBudget: w.opts.DailyBudget,
 			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour,
 			Cooldown: true, Refused: &w.stats.refusals},

@@ -58,6 +58,18 @@ type Options struct {
 	// the token's lifetime.
 	RefreshBefore time.Duration
 
+	// SpreadRefresh moves the instant each credential turns stale to a
+	// stable point in the first half of its refresh window (RefreshBefore,
+	// or half the life of a short-lived credential): the same point in
+	// every process of the app, a different one for each app and
+	// credential, chosen by a hash of the AppID and the credential's kind.
+	// A server that keeps many apps sets it, so that apps whose tokens
+	// were fetched in the same second (at its start, after an outage) do
+	// not all refresh in the same second again: WeChat sees a trickle, not
+	// a burst. A credential still turns stale at least half its window
+	// before it expires. Default off: stale RefreshBefore before expiry.
+	SpreadRefresh bool
+
 	// Logger receives one line per event that matters: a failure repeated
 	// within a minute is logged once, and its next line (or the line that
 	// says refreshes succeed again) counts those suppressed. A refresh

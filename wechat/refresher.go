@@ -338,7 +338,7 @@ func (r *refresher) lock(ctx context.Context, req request) (unlock func(), held 
 	}
 	// A tenth of the credential's stale window, like bgRetryDelay (which
 	// is of RefreshBefore, longer than the window of a short-lived one).
-	delay := min(w.bgRetryDelay(), h.ExpiresAt.Sub(staleAt(h.Credential, r.cur.early))/10)
+	delay := min(w.bgRetryDelay(), window(h.Credential, r.cur.early)/10)
 	// The one place that holds a credential stale later than credCache's
 	// rule says: for the retry delay only, and unless another was stored
 	// meanwhile (sync).

@@ -149,6 +149,7 @@ type Status struct {
 	State          TokenState // of the token
 	ExpiresAt      time.Time  // of the token; zero without one
 	FetchedAt      time.Time
+	StaleAt        time.Time // when the token turns stale and a refresh starts; zero without one
 	LastRefresh    time.Time // when the last refresh succeeded
 	LastError      string    // of the last refresh, "" if it succeeded; never holds a secret
 	LastErrorAt    time.Time
@@ -171,7 +172,7 @@ func (w *Wechat) Status(ctx context.Context) Status {
 	now := w.clock.Now()
 	st := Status{State: StateInvalid, QuotaBudget: w.opts.DailyBudget, QuotaDay: QuotaDay(now)}
 	if h := w.token.cur.Load(); h != nil {
-		st.ExpiresAt, st.FetchedAt = h.ExpiresAt, h.FetchedAt
+		st.ExpiresAt, st.FetchedAt, st.StaleAt = h.ExpiresAt, h.FetchedAt, h.staleAt
 		switch {
 		case now.Before(h.staleAt):
 			st.State = StateFresh

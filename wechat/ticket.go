@@ -56,7 +56,7 @@ func (w *Wechat) JSAPITicket(ctx context.Context) (Credential, error) {
 func (w *Wechat) newTicketRefresher(i int) *refresher {
 	typ := ticketType[i]
 	return &refresher{w: w, kind: ticketKinds[i], what: "ticket", name: string(ticketKinds[i]), field: "ticket",
-		cur: credCache{early: w.opts.RefreshBefore},
+		cur: credCache{early: w.opts.RefreshBefore, spread: w.spread(ticketKinds[i])},
 		lim: limits{API: APITicket, Calls: "getticket calls", DailyBudget: w.opts.TicketDailyBudget,
 			MinInterval: w.opts.MinFetchInterval, HourlyCap: w.opts.MaxFetchesPerHour},
 		fetch: func(ctx context.Context, req request) (gjson.Result, string, error) {

@@ -2,7 +2,8 @@ package wechat
 
 import (
 	"context"
-	"hash/fnv"
+	"crypto/sha256"
+	"encoding/binary"
 	"sync/atomic"
 	"time"
 )
@@ -82,11 +83,8 @@ func window(c Credential, early time.Duration) time.Duration {
 // AppID and the kind, the same in every process of the app and different
 // from app to app.
 func spreadFraction(appID string, kind Kind) float64 {
-	h := fnv.New64a()
-	h.Write([]byte(appID))
-	h.Write([]byte{0})
-	h.Write([]byte(kind))
-	return float64(h.Sum64()>>11) / (1 << 53) * maxSpread
+	sum := sha256.Sum256([]byte(appID + "\x00" + string(kind)))
+	return float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53) * maxSpread
 }
 
 // maxSpread bounds the spread: a credential held by a keeper with

@@ -317,7 +317,7 @@ func TestServeAdminAPI(t *testing.T) {
 		t.Errorf("jssdk without url: %d, want 400", code)
 	}
 	_, text := get(t, p.admin+"/metrics")
-	okBefore := metric(t, text, `wxcentral_token_fetches_total{result="ok"}`)
+	okBefore := metric(t, text, `wxcentral_token_fetches_total{app_id="`+appID+`",result="ok"}`)
 
 	// Passive refresh of the current token: one fetch, a new token.
 	code, m = call(t, "POST", p.admin+"/v1/token/refresh", adminKey, fmt.Sprintf(`{"stale":%q}`, seeded))
@@ -353,20 +353,20 @@ func TestServeAdminAPI(t *testing.T) {
 		t.Errorf("forged callback check: %d, want 403", code)
 	}
 	_, text = get(t, p.admin+"/metrics")
-	if okAfter := metric(t, text, `wxcentral_token_fetches_total{result="ok"}`); okAfter == okBefore {
+	if okAfter := metric(t, text, `wxcentral_token_fetches_total{app_id="`+appID+`",result="ok"}`); okAfter == okBefore {
 		t.Errorf("wxcentral_token_fetches_total{result=\"ok\"} did not move: %s", okAfter)
 	}
 	for _, name := range []string{
-		`wxcentral_token_refreshes_total{kind="passive",outcome="fetched"}`,
-		`wxcentral_token_refreshes_total{kind="passive",outcome="adopted"}`,
-		`wxcentral_callback_checks_total{outcome="echo"}`,
-		`wxcentral_callback_checks_total{outcome="bad_signature"}`,
+		`wxcentral_token_refreshes_total{app_id="` + appID + `",kind="passive",outcome="fetched"}`,
+		`wxcentral_token_refreshes_total{app_id="` + appID + `",kind="passive",outcome="adopted"}`,
+		`wxcentral_callback_checks_total{app_id="` + appID + `",outcome="echo"}`,
+		`wxcentral_callback_checks_total{app_id="` + appID + `",outcome="bad_signature"}`,
 	} {
 		if v := metric(t, text, name); v != "1" {
 			t.Errorf("%s = %s, want 1", name, v)
 		}
 	}
-	for _, name := range []string{"wxcentral_token_quota_used", "wxcentral_token_quota_left", "wxcentral_token_expiry_seconds",
+	for _, name := range []string{`wxcentral_token_quota_used{app_id="` + appID + `"}`, `wxcentral_token_quota_left{app_id="` + appID + `"}`, `wxcentral_token_expiry_seconds{app_id="` + appID + `"}`,
 		`wxcentral_admin_request_duration_seconds_count{code="401",route="/v1/token"}`} {
 		metric(t, text, name)
 	}
@@ -798,7 +798,7 @@ func TestDemo(t *testing.T) {
 				t.Errorf("%s:\n%s", l, out)
 			}
 		case strings.Contains(l, "/metrics"):
-			if n := strings.Count(text, "\n"); n == 0 || n > 15 || !strings.Contains(text, `wxcentral_token_fetches_total{result="ok"}`) {
+			if n := strings.Count(text, "\n"); n == 0 || n > 15 || !strings.Contains(text, `wxcentral_token_fetches_total{app_id=`) {
 				t.Errorf("%s: %d lines, want a few useful series:\n%s", l, n, out)
 			}
 		case strings.Contains(l, "/v1/token/refresh"):

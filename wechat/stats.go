@@ -94,6 +94,7 @@ type Stats struct {
 
 	TokenExpiresAt  time.Time // zero without a token
 	TokenFetchedAt  time.Time
+	TokenStaleAt    time.Time // when the token turns stale (see Status.StaleAt)
 	TicketExpiresAt map[Kind]time.Time
 }
 
@@ -123,7 +124,7 @@ func (w *Wechat) Stats() Stats {
 	}
 	s.QuotaDay, s.QuotaUsed = w.guards.quotaUsed(w.tokenAPIName())
 	if h := w.token.cur.Load(); h != nil {
-		s.TokenExpiresAt, s.TokenFetchedAt = h.ExpiresAt, h.FetchedAt
+		s.TokenExpiresAt, s.TokenFetchedAt, s.TokenStaleAt = h.ExpiresAt, h.FetchedAt, h.staleAt
 	}
 	for i, k := range ticketKinds {
 		if h := w.tickets[i].cur.Load(); h != nil {

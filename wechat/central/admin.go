@@ -78,17 +78,34 @@ type AdminOptions struct {
 	// middleware.WithTrustedProxies). Default: none, r.RemoteAddr is
 	// logged.
 	TrustedProxies []netip.Prefix
+
+	// Reload, if set, is what POST /v1/reload does: re-read the
+	// configuration and SetApps the result. Its error (a bad file) is
+	// answered 422 with reason "reload_refused"; it must never hold a
+	// secret. Without it POST /v1/reload is 404.
+	Reload func(ctx context.Context) error
 }
 
 // An Admin is the admin API of the central control server, an
-// http.Handler:
+// http.Handler, serving one app or several (see App and SetApps):
 //
-//	GET  /v1/token                   {"access_token","expires_at","expires_in"}
-//	POST /v1/token/refresh           {"stale":"…"} → the same shape (passive refresh)
-//	GET  /v1/ticket/jsapi            {"ticket","expires_at","expires_in"}
-//	GET  /v1/jssdk/config?url=…      {"appId","timestamp","nonceStr","signature"}
-//	GET  /healthz                    200 while a valid token is held, else 503
-//	GET  /metrics                    Prometheus text format
+//	GET  /v1/apps                           [{"app_id","name","kind","state","expires_at",…}], never a token
+//	GET  /v1/apps/{app_id}/token            {"access_token","expires_at","expires_in"}
+//	POST /v1/apps/{app_id}/token/refresh    {"stale":"…"} → the same shape (passive refresh)
+//	GET  /v1/apps/{app_id}/ticket/jsapi     {"ticket","expires_at","expires_in"} (official accounts)
+//	GET  /v1/apps/{app_id}/jssdk/config?url=…  {"appId","timestamp","nonceStr","signature"}
+//	GET  /v1/token, POST /v1/token/refresh, GET /v1/ticket/jsapi, GET /v1/jssdk/config
+//	                                        the same for the one app of a single-app server
+//	POST /v1/reload                         re-read the configuration (AdminOptions.Reload)
+//	GET  /healthz[?app_id=…]                200 while a valid token is held, else 503
+//	GET  /metrics                           Prometheus text format, per-app series labelled app_id
+//
+// An unknown app_id is 404; a single-app route on a server of several
+// apps is 400, naming the per-app route; a ticket route of a Mini
+// Program or Mini Game is 400 (it has no jsapi_ticket). With several
+// apps, /healthz is 200 while at least one app holds a valid token
+// (status "ok", or "degraded" listing the apps that do not) and 503 when
+// none does; /healthz?app_id= is one app's, as a single-app server's.
 //
 // Errors are {"error":"…","reason":"…","errcode":N}: error is for people,
 // errcode is WeChat's (present only when WeChat gave one), and reason is
@@ -131,7 +148,9 @@ type AdminOptions struct {
 // foreign Host among them) are logged at INFO the same way, with the
 // caller's address and Host. Build it with NewAdmin; it is safe for concurrent use.
 type Admin struct {
-	keeper   atomic.Pointer[keeperRef]
+	apps     atomic.Pointer[appSet]
+	store    wechat.Store // AdminOptions.Store: SetKeeper's app's
+	reloadFn func(context.Context) error
 	key      [sha256.Size]byte
 	hasKey   bool
 	log      *slog.Logger
@@ -145,12 +164,13 @@ type Admin struct {
 	refusals failLog // 4xx answers: the caller's mistake, or a foreign Host
 }
 
-type keeperRef struct{ k Keeper }
-
-// NewAdmin returns the admin API on k. k may be nil while the keeper is
-// still starting (every route but /metrics answers 503 until SetKeeper).
+// NewAdmin returns the admin API on k, the keeper of a single-app server
+// (see SetKeeper). k may be nil while the keeper is still starting, or
+// when the apps are set with SetApps: until there is an app, every route
+// but /metrics answers 503.
 func NewAdmin(k Keeper, o AdminOptions) *Admin {
 	a := &Admin{log: o.Logger, clock: o.Clock, timeout: o.Timeout, trusted: o.TrustedProxies,
+		store: o.Store, reloadFn: o.Reload,
 		refusals: failLog{line: "central: admin request refused", level: slog.LevelInfo}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -168,20 +188,22 @@ func NewAdmin(k Keeper, o AdminOptions) *Admin {
 	for _, h := range o.AllowedHosts {
 		a.hosts[config.NormalizeHost(h)] = true
 	}
-	a.metrics = newMetrics(a, o.Store)
+	a.metrics = newMetrics(a)
 	a.SetKeeper(k)
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, r, http.StatusNotFound, errors.New("no such admin route: see GET /v1/token, POST /v1/token/refresh, GET /v1/ticket/jsapi, GET /v1/jssdk/config, GET /healthz, GET /metrics"))
+		a.fail(w, r, http.StatusNotFound, errors.New("no such admin route: see GET /v1/apps, GET /v1/apps/{app_id}/token, POST /v1/apps/{app_id}/token/refresh, GET /v1/apps/{app_id}/ticket/jsapi, GET /v1/apps/{app_id}/jssdk/config (or /v1/token … on a single-app server), POST /v1/reload, GET /healthz, GET /metrics"))
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed here", r.Method))
 	})
-	a.route(r, "/v1/token", http.MethodGet, true, a.token)
-	a.route(r, "/v1/token/refresh", http.MethodPost, true, a.refresh)
-	a.route(r, "/v1/ticket/jsapi", http.MethodGet, true, a.ticket)
-	a.route(r, "/v1/jssdk/config", http.MethodGet, true, a.jssdk)
+	a.route(r, "/v1/apps", http.MethodGet, true, a.listApps)
+	a.route(r, "/v1/reload", http.MethodPost, true, a.reload)
+	a.appRoute(r, "/token", http.MethodGet, a.token)
+	a.appRoute(r, "/token/refresh", http.MethodPost, a.refresh)
+	a.appRoute(r, "/ticket/jsapi", http.MethodGet, a.ticket)
+	a.appRoute(r, "/jssdk/config", http.MethodGet, a.jssdk)
 	a.route(r, "/healthz", http.MethodGet, false, a.healthz)
 	a.route(r, "/metrics", http.MethodGet, false, a.metrics.handler.ServeHTTP)
 	a.router = r
@@ -198,13 +220,21 @@ func (a *Admin) route(r *mux.Router, path, method string, auth bool, fn http.Han
 	r.Handle(path, a.metrics.instrument(path, h)).Methods(method)
 }
 
-// SetKeeper makes k the keeper the admin API serves (nil: none yet).
+// SetKeeper makes k the one keeper the admin API serves, the app of a
+// single-app server, with AdminOptions.Store (nil: no app yet). Its ID is
+// k's AppID when k has an AppID method, as *wechat.Wechat has.
 func (a *Admin) SetKeeper(k Keeper) {
 	if k == nil {
-		a.keeper.Store(nil)
+		a.apps.Store(&appSet{})
 		return
 	}
-	a.keeper.Store(&keeperRef{k})
+	app := App{Keeper: k, Store: a.store}
+	if id, ok := k.(interface{ AppID() string }); ok {
+		app.ID = id.AppID()
+	}
+	if err := a.SetApps([]App{app}); err != nil {
+		panic(err) // one app with a keeper is always accepted
+	}
 }
 
 // ServeHTTP serves the admin API.
@@ -235,9 +265,23 @@ func (a *Admin) hostAllowed(host string) bool {
 }
 
 // CallbackResult counts one callback check by outcome in the metric
-// wxcentral_callback_checks_total. Pass it to middleware.WithResultFunc.
+// wxcentral_callback_checks_total, labelled with the app_id of the one
+// app served ("" with several: use CallbackResultFor). Pass it to
+// middleware.WithResultFunc.
 func (a *Admin) CallbackResult(r *http.Request, res middleware.Result) {
-	a.metrics.callbacks.WithLabelValues(res.Outcome.String()).Inc()
+	id := ""
+	if set := a.apps.Load(); len(set.list) == 1 {
+		id = set.list[0].ID
+	}
+	a.metrics.callbacks.WithLabelValues(id, res.Outcome.String()).Inc()
+}
+
+// CallbackResultFor returns CallbackResult for the callbacks of app
+// appID, for middleware.WithResultFunc.
+func (a *Admin) CallbackResultFor(appID string) func(*http.Request, middleware.Result) {
+	return func(r *http.Request, res middleware.Result) {
+		a.metrics.callbacks.WithLabelValues(appID, res.Outcome.String()).Inc()
+	}
 }
 
 // Registry returns the Prometheus registry /metrics serves, to which a
@@ -266,21 +310,12 @@ func (a *Admin) authorize(next http.Handler) http.Handler {
 	})
 }
 
-// Keeper returns the keeper the admin API serves now, or nil (see
-// SetKeeper).
+// Keeper returns the keeper of the one app the admin API serves now, or
+// nil when it serves none or several (see SetKeeper, SetApps).
 func (a *Admin) Keeper() Keeper {
-	if ref := a.keeper.Load(); ref != nil {
-		return ref.k
+	if set := a.apps.Load(); len(set.list) == 1 {
+		return set.list[0].Keeper
 	}
-	return nil
-}
-
-// current returns the keeper, or answers 503 and returns nil.
-func (a *Admin) current(w http.ResponseWriter, r *http.Request) Keeper {
-	if ref := a.keeper.Load(); ref != nil {
-		return ref.k
-	}
-	a.fail(w, r, http.StatusServiceUnavailable, a.notReady())
 	return nil
 }
 
@@ -307,18 +342,14 @@ func (a *Admin) credential(c wechat.Credential, ticket bool) credentialJSON {
 	return out
 }
 
-func (a *Admin) token(w http.ResponseWriter, r *http.Request) {
-	a.serveCredential(w, r, false, Keeper.Token)
+func (a *Admin) token(w http.ResponseWriter, r *http.Request, app *App) {
+	a.serveCredential(w, r, app.Keeper, false, Keeper.Token)
 }
 
 // serveCredential answers with the credential get returns: the access
 // token, or the jsapi_ticket when ticket is set.
-func (a *Admin) serveCredential(w http.ResponseWriter, r *http.Request, ticket bool,
+func (a *Admin) serveCredential(w http.ResponseWriter, r *http.Request, k Keeper, ticket bool,
 	get func(Keeper, context.Context) (wechat.Credential, error)) {
-	k := a.current(w, r)
-	if k == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
 	c, err := get(k, ctx)
@@ -330,16 +361,13 @@ func (a *Admin) serveCredential(w http.ResponseWriter, r *http.Request, ticket b
 	writeJSON(w, http.StatusOK, a.credential(c, ticket))
 }
 
-func (a *Admin) refresh(w http.ResponseWriter, r *http.Request) {
+func (a *Admin) refresh(w http.ResponseWriter, r *http.Request, app *App) {
 	stale, err := staleToken(w, r)
 	if err != nil {
 		a.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	k := a.current(w, r)
-	if k == nil {
-		return
-	}
+	k := app.Keeper
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
 	tok, err := k.Refresh(ctx, stale)
@@ -399,23 +427,36 @@ func staleToken(w http.ResponseWriter, r *http.Request) (string, error) {
 	return stale, nil
 }
 
-func (a *Admin) ticket(w http.ResponseWriter, r *http.Request) {
-	a.serveCredential(w, r, true, Keeper.JSAPITicket)
+func (a *Admin) ticket(w http.ResponseWriter, r *http.Request, app *App) {
+	if a.noJSAPI(w, r, app) {
+		return
+	}
+	a.serveCredential(w, r, app.Keeper, true, Keeper.JSAPITicket)
 }
 
-func (a *Admin) jssdk(w http.ResponseWriter, r *http.Request) {
+// noJSAPI answers 400 and reports true for an app without a
+// jsapi_ticket: a Mini Program or Mini Game, for which WeChat answers
+// getticket with 40048.
+func (a *Admin) noJSAPI(w http.ResponseWriter, r *http.Request, app *App) bool {
+	if app.hasJSAPI() {
+		return false
+	}
+	a.fail(w, r, http.StatusBadRequest, fmt.Errorf("app %q is a %s: only an official account has a jsapi_ticket and JS-SDK signatures (WeChat answers 40048 for the others)", app.ID, app.Kind))
+	return true
+}
+
+func (a *Admin) jssdk(w http.ResponseWriter, r *http.Request, app *App) {
+	if a.noJSAPI(w, r, app) {
+		return
+	}
 	page := r.URL.Query().Get("url")
 	if _, err := util.ParseHTTPURL(page); err != nil {
 		a.fail(w, r, http.StatusBadRequest, errors.New("url must be the page's absolute http(s) URL, query-escaped: /v1/jssdk/config?url=https%3A%2F%2Fexample.com%2Fpage"))
 		return
 	}
-	k := a.current(w, r)
-	if k == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
-	cfg, err := k.JSSDKConfig(ctx, page)
+	cfg, err := app.Keeper.JSSDKConfig(ctx, page)
 	if err != nil {
 		a.failErr(w, r, err, "")
 		return
@@ -446,15 +487,29 @@ type healthJSON struct {
 }
 
 func (a *Admin) healthz(w http.ResponseWriter, r *http.Request) {
-	ref := a.keeper.Load()
-	if ref == nil {
-		writeJSON(w, http.StatusServiceUnavailable, healthJSON{Status: "unavailable", State: string(wechat.StateInvalid),
-			Store: "unknown", Error: a.notReady().Error()})
-		return
+	set := a.apps.Load()
+	var app *App
+	if id := r.URL.Query().Get("app_id"); id != "" {
+		if app = set.byID[id]; app == nil {
+			a.fail(w, r, http.StatusNotFound, fmt.Errorf("no app %q is configured: GET /v1/apps lists the apps", id))
+			return
+		}
+	} else {
+		switch len(set.list) {
+		case 0:
+			writeJSON(w, http.StatusServiceUnavailable, healthJSON{Status: "unavailable", State: string(wechat.StateInvalid),
+				Store: "unknown", Error: a.notReady().Error()})
+			return
+		case 1:
+			app = set.list[0]
+		default:
+			a.appHealth(w, set)
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	st := ref.k.Status(ctx)
+	st := app.Keeper.Status(ctx)
 	h := healthJSON{Status: "ok", State: string(st.State), QuotaUsed: st.QuotaUsed, QuotaBudget: st.QuotaBudget, Store: "ok"}
 	if !st.StoreReachable {
 		h.Store = "unreachable"
@@ -610,6 +665,7 @@ const (
 	ReasonForbiddenHost    = "forbidden_host"     // 403, a Host a key-less Admin does not answer
 	ReasonNotFound         = "not_found"          // 404, no such route
 	ReasonMethodNotAllowed = "method_not_allowed" // 405, the route takes another method
+	ReasonReloadRefused    = "reload_refused"     // 422, POST /v1/reload found the configuration bad; the running one is kept
 )
 
 // ErrorReason names why a request of the admin API failed with err: the

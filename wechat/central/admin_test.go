@@ -342,17 +342,18 @@ func TestMetrics(t *testing.T) {
 
 	_, _, text := e.do(t, "GET", "/metrics", "-", "", "")
 	for _, want := range []string{
-		`wxcentral_token_fetches_total{result="ok"} 1`,
-		`wxcentral_token_refreshes_total{kind="startup",outcome="fetched"} 1`,
-		`wxcentral_token_fetches_refused_total{reason="quota"} 0`,
-		`wxcentral_token_quota_used 1`,
-		`wxcentral_token_quota_left 1999`,
-		`wxcentral_token_expiry_seconds 7200`,
-		`wxcentral_callback_checks_total{outcome="echo"} 1`,
-		`wxcentral_callback_checks_total{outcome="bad_signature"} 1`,
+		`wxcentral_token_fetches_total{app_id="wx0123456789abcdef",result="ok"} 1`,
+		`wxcentral_token_refreshes_total{app_id="wx0123456789abcdef",kind="startup",outcome="fetched"} 1`,
+		`wxcentral_token_fetches_refused_total{app_id="wx0123456789abcdef",reason="quota"} 0`,
+		`wxcentral_token_quota_used{app_id="wx0123456789abcdef"} 1`,
+		`wxcentral_token_quota_left{app_id="wx0123456789abcdef"} 1999`,
+		`wxcentral_token_expiry_seconds{app_id="wx0123456789abcdef"} 7200`,
+		`wxcentral_callback_checks_total{app_id="wx0123456789abcdef",outcome="echo"} 1`,
+		`wxcentral_callback_checks_total{app_id="wx0123456789abcdef",outcome="bad_signature"} 1`,
 		`wxcentral_admin_request_duration_seconds_count{code="200",route="/v1/token"} 1`,
 		`wxcentral_admin_request_duration_seconds_count{code="401",route="/v1/token"} 1`,
 		`wxcentral_keeper_up 1`,
+		`wxcentral_app_info{app_id="wx0123456789abcdef",kind="official_account",name="wx0123456789abcdef"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(text, want) {
@@ -365,9 +366,9 @@ func TestMetrics(t *testing.T) {
 	e.do(t, "POST", "/v1/token/refresh", testKey, "application/json", fmt.Sprintf(`{"stale":%q}`, old))
 	_, _, text = e.do(t, "GET", "/metrics", "-", "", "")
 	for _, want := range []string{
-		`wxcentral_token_fetches_total{result="ok"} 2`,
-		`wxcentral_token_refreshes_total{kind="passive",outcome="fetched"} 1`,
-		`wxcentral_token_quota_used 2`,
+		`wxcentral_token_fetches_total{app_id="wx0123456789abcdef",result="ok"} 2`,
+		`wxcentral_token_refreshes_total{app_id="wx0123456789abcdef",kind="passive",outcome="fetched"} 1`,
+		`wxcentral_token_quota_used{app_id="wx0123456789abcdef"} 2`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics after a refresh lack %s", want)

@@ -2,6 +2,7 @@ package central
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,7 +12,8 @@ import (
 )
 
 // metrics are the admin API's Prometheus metrics, on a registry of their
-// own. The keeper's counters are read from Stats at scrape time.
+// own. The keepers' counters are read from Stats at scrape time; every
+// series of one app carries its app_id.
 type metrics struct {
 	reg       *prometheus.Registry
 	handler   http.Handler
@@ -19,20 +21,20 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 }
 
-func newMetrics(a *Admin, store wechat.Store) *metrics {
+func newMetrics(a *Admin) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wxcentral_callback_checks_total",
-			Help: "WeChat callback requests checked by the middleware, by outcome (echo, pass, bad_signature, …).",
-		}, []string{"outcome"}),
+			Help: "WeChat callback requests checked by the middleware, by app and outcome (echo, pass, bad_signature, …).",
+		}, []string{"app_id", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "wxcentral_admin_request_duration_seconds",
 			Help:    "Latency of admin API requests, by route and HTTP status code.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "code"}),
 	}
-	m.reg.MustRegister(m.callbacks, m.latency, &keeperCollector{a: a, store: store},
+	m.reg.MustRegister(m.callbacks, m.latency, &keeperCollector{a: a},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
@@ -43,32 +45,36 @@ func (m *metrics) instrument(route string, h http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerDuration(m.latency.MustCurryWith(prometheus.Labels{"route": route}), h)
 }
 
+// appLabel is the label of every per-app series.
+var appLabel = []string{"app_id"}
+
 var (
+	descApp = prometheus.NewDesc("wxcentral_app_info",
+		"1 for every app served, with its name and kind.", []string{"app_id", "name", "kind"}, nil)
 	descFetches = prometheus.NewDesc("wxcentral_token_fetches_total",
-		"Calls of WeChat's token endpoint, by result (ok, retry, error, rejected, quota_exhausted).", []string{"result"}, nil)
+		"Calls of WeChat's token endpoint, by result (ok, retry, error, rejected, quota_exhausted).", []string{"app_id", "result"}, nil)
 	descTicketFetches = prometheus.NewDesc("wxcentral_ticket_fetches_total",
-		"Calls of WeChat's getticket endpoint, by result.", []string{"result"}, nil)
+		"Calls of WeChat's getticket endpoint, by result.", []string{"app_id", "result"}, nil)
 	descRefused = prometheus.NewDesc("wxcentral_token_fetches_refused_total",
-		"Token fetches the quota guards did not make, by reason (quota, rate, cooldown).", []string{"reason"}, nil)
+		"Token fetches the quota guards did not make, by reason (quota, rate, cooldown).", []string{"app_id", "reason"}, nil)
 	descRefreshes = prometheus.NewDesc("wxcentral_token_refreshes_total",
 		"Token refreshes by trigger (startup, background, stale, passive, forced) and outcome (fetched, adopted, failed).",
-		[]string{"kind", "outcome"}, nil)
+		[]string{"app_id", "kind", "outcome"}, nil)
 	descQuotaUsed = prometheus.NewDesc("wxcentral_token_quota_used",
-		"Token fetches counted today (Beijing time) across every process sharing the store, as last seen.", nil, nil)
+		"Token fetches counted today (Beijing time) across every process sharing the store, as last seen.", appLabel, nil)
 	descQuotaLeft = prometheus.NewDesc("wxcentral_token_quota_left",
-		"Token fetches left in today's budget.", nil, nil)
+		"Token fetches left in today's budget.", appLabel, nil)
 	descTokenLeft = prometheus.NewDesc("wxcentral_token_expiry_seconds",
-		"Seconds left before the held access token expires (0 without a valid one).", nil, nil)
+		"Seconds left before the held access token expires (0 without a valid one).", appLabel, nil)
 	descStoreErrors = prometheus.NewDesc("wxcentral_store_errors_total",
-		"Failed operations of the token store.", nil, nil)
+		"Failed operations of the token store.", appLabel, nil)
 	descUp = prometheus.NewDesc("wxcentral_keeper_up",
-		"1 when the token keeper has started, 0 while it is starting.", nil, nil)
+		"1 when a token keeper has started, 0 while none has (every app's keeper is up once it is served).", nil, nil)
 )
 
-// keeperCollector reads the keeper's Stats at scrape time.
+// keeperCollector reads the keepers' Stats at scrape time.
 type keeperCollector struct {
-	a     *Admin
-	store wechat.Store
+	a *Admin
 }
 
 // An ErrorCounter counts the operations that failed: a Store that is one
@@ -78,30 +84,36 @@ type ErrorCounter interface {
 }
 
 func (c *keeperCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFetches, descTicketFetches, descRefused, descRefreshes,
-		descQuotaUsed, descQuotaLeft, descTokenLeft, descUp} {
+	for _, d := range []*prometheus.Desc{descApp, descFetches, descTicketFetches, descRefused, descRefreshes,
+		descQuotaUsed, descQuotaLeft, descTokenLeft, descStoreErrors, descUp} {
 		ch <- d
-	}
-	if _, ok := c.store.(ErrorCounter); ok {
-		ch <- descStoreErrors
 	}
 }
 
 func (c *keeperCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := c.store.(ErrorCounter); ok {
-		ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(s.Errors()))
+	set := c.a.apps.Load()
+	up := 0.0
+	if len(set.list) > 0 {
+		up = 1
 	}
-	ref := c.a.keeper.Load()
-	if ref == nil {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 1)
-	s := ref.k.Stats()
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 	now := c.a.clock.Now()
+	for _, app := range set.list {
+		collectApp(ch, app, now)
+	}
+}
+
+// collectApp sends the series of one app.
+func collectApp(ch chan<- prometheus.Metric, app *App, now time.Time) {
+	id := app.ID
+	ch <- prometheus.MustNewConstMetric(descApp, prometheus.GaugeValue, 1, id, app.Name, app.kind())
+	if s, ok := app.Store.(ErrorCounter); ok {
+		ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(s.Errors()), id)
+	}
+	s := app.Keeper.Stats()
 	counters := func(d *prometheus.Desc, m map[string]int64) {
 		for k, v := range m {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), k)
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), id, k)
 		}
 	}
 	counters(descFetches, s.Fetches)
@@ -109,18 +121,18 @@ func (c *keeperCollector) Collect(ch chan<- prometheus.Metric) {
 	counters(descRefused, s.Refused)
 	for kind, outcomes := range s.Refreshes {
 		for o, v := range outcomes {
-			ch <- prometheus.MustNewConstMetric(descRefreshes, prometheus.CounterValue, float64(v), kind, o)
+			ch <- prometheus.MustNewConstMetric(descRefreshes, prometheus.CounterValue, float64(v), id, kind, o)
 		}
 	}
 	used := s.QuotaUsed
 	if s.QuotaDay != wechat.QuotaDay(now) {
 		used = 0 // a new day has begun since the count was last seen
 	}
-	ch <- prometheus.MustNewConstMetric(descQuotaUsed, prometheus.GaugeValue, float64(used))
-	ch <- prometheus.MustNewConstMetric(descQuotaLeft, prometheus.GaugeValue, float64(max(s.QuotaBudget-used, 0)))
+	ch <- prometheus.MustNewConstMetric(descQuotaUsed, prometheus.GaugeValue, float64(used), id)
+	ch <- prometheus.MustNewConstMetric(descQuotaLeft, prometheus.GaugeValue, float64(max(s.QuotaBudget-used, 0)), id)
 	left := 0.0
 	if now.Before(s.TokenExpiresAt) {
 		left = s.TokenExpiresAt.Sub(now).Seconds()
 	}
-	ch <- prometheus.MustNewConstMetric(descTokenLeft, prometheus.GaugeValue, left)
+	ch <- prometheus.MustNewConstMetric(descTokenLeft, prometheus.GaugeValue, left, id)
 }

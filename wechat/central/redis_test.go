@@ -42,8 +42,8 @@ func TestStoreErrorsInMetrics(t *testing.T) {
 		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
 		for line := range strings.Lines(string(b)) {
-			if strings.HasPrefix(line, "wxcentral_store_errors_total ") {
-				return strings.TrimSpace(strings.TrimPrefix(line, "wxcentral_store_errors_total "))
+			if rest, ok := strings.CutPrefix(line, `wxcentral_store_errors_total{app_id="`+testAppID+`"} `); ok {
+				return strings.TrimSpace(rest)
 			}
 		}
 		t.Fatalf("/metrics has no wxcentral_store_errors_total:\n%s", b)

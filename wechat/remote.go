@@ -40,6 +40,7 @@ const DefaultRemoteEarlyExpiry = time.Minute
 // with it unchanged.
 type Remote struct {
 	base   string // no trailing slash
+	app    string // RemoteOptions.App
 	auth   string // "Bearer <key>", or ""
 	hc     *http.Client
 	clock  Clock
@@ -73,6 +74,13 @@ type RemoteOptions struct {
 	// EarlyExpiry before its expiry (it was a quarter of what was left);
 	// with less, half-way (it was three quarters of the way).
 	EarlyExpiry time.Duration
+
+	// App is the AppID of the account to ask for, on a server that keeps
+	// several (its WECHAT_CONFIG lists them): the Remote then asks
+	// /v1/apps/{App}/token and /v1/apps/{App}/token/refresh. Empty: the
+	// single-app routes /v1/token and /v1/token/refresh, which a server
+	// of several apps answers 400. A server of one app answers both.
+	App string
 }
 
 // NewRemote returns a TokenSource on the admin API at baseURL, such as
@@ -90,8 +98,12 @@ func NewRemote(baseURL, key string, opts RemoteOptions) (*Remote, error) {
 	if strings.ContainsAny(key, " \t\r\n") {
 		return nil, errors.New("wechat: NewRemote: the admin key contains white space (a newline from a secret file?)")
 	}
+	if strings.ContainsFunc(opts.App, func(r rune) bool { return r <= ' ' || r >= 0x7f || strings.ContainsRune("/?#%&=\"'", r) }) {
+		return nil, fmt.Errorf("wechat: NewRemote: App %q is not an AppID", opts.App)
+	}
 	r := &Remote{
 		base:  strings.TrimRight(baseURL, "/"),
+		app:   opts.App,
 		hc:    &http.Client{Timeout: 35 * time.Second},
 		clock: util.SystemClock{},
 		cache: credCache{early: DefaultRemoteEarlyExpiry},
@@ -128,7 +140,7 @@ func (r *Remote) Token(ctx context.Context) (Credential, error) {
 	if h := r.cache.Load(); h.stateAt(r.clock.Now()) == cacheFresh {
 		return h.Credential, nil
 	}
-	return r.fetch(ctx, "token", http.MethodGet, "/v1/token", nil)
+	return r.fetch(ctx, "token", http.MethodGet, r.route("/token"), nil)
 }
 
 // Refresh is the passive refresh: stale is the token WeChat rejected. If
@@ -147,8 +159,16 @@ func (r *Remote) Refresh(ctx context.Context, stale string) (string, error) {
 		Stale string `json:"stale"`
 	}{stale})
 	// Callers with the same stale token share one request.
-	c, err := r.fetch(ctx, "refresh:"+stale, http.MethodPost, "/v1/token/refresh", body)
+	c, err := r.fetch(ctx, "refresh:"+stale, http.MethodPost, r.route("/token/refresh"), body)
 	return c.Value, err
+}
+
+// route is the admin API path of route (such as "/token") for r's app.
+func (r *Remote) route(route string) string {
+	if r.app == "" {
+		return "/v1" + route
+	}
+	return "/v1/apps/" + r.app + route
 }
 
 // fetch makes one admin API call per key at a time and caches its token.

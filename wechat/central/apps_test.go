@@ -264,3 +264,43 @@ func TestAdminReload(t *testing.T) {
 		t.Errorf("%d apps after refused SetApps, want the 2 kept", n)
 	}
 }
+
+// A Remote picks its app with RemoteOptions.App, and refreshes that app's
+// token only; without App, a server of several apps refuses it with the
+// per-app route in the error.
+func TestRemotePicksApp(t *testing.T) {
+	e, apps := newFleetEnv(t, AdminOptions{})
+	for _, app := range apps {
+		r, err := wechat.NewRemote(e.srv.URL, testKey, wechat.RemoteOptions{App: app.ID, Clock: e.fake})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := r.AccessToken(t.Context())
+		if err != nil {
+			t.Fatalf("%s: %v", app.ID, err)
+		}
+		if held, _ := app.Keeper.Token(t.Context()); held.Value != tok {
+			t.Errorf("%s: the Remote got %q, the keeper holds %q", app.ID, tok, held.Value)
+		}
+		e.fake.Advance(time.Minute)
+		fresh, err := r.Refresh(t.Context(), tok)
+		if err != nil || fresh == tok {
+			t.Errorf("%s: Refresh(stale) = %q, %v; want a new token", app.ID, fresh, err)
+		}
+	}
+	if n := e.fake.Stats().Fetches[wechattest.PathToken]; n != 6 {
+		t.Errorf("%d token fetches, want 6 (one and one refresh per app)", n)
+	}
+	r, err := wechat.NewRemote(e.srv.URL, testKey, wechat.RemoteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AccessToken(t.Context()); err == nil || !strings.Contains(err.Error(), "/v1/apps/{app_id}/token") {
+		t.Errorf("a Remote without App on 3 apps: %v, want the error naming /v1/apps/{app_id}/token", err)
+	}
+	for _, bad := range []string{"wx1/../x", "wx 1", "wx1?x=1"} {
+		if _, err := wechat.NewRemote(e.srv.URL, testKey, wechat.RemoteOptions{App: bad}); err == nil {
+			t.Errorf("NewRemote accepted App %q", bad)
+		}
+	}
+}

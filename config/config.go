@@ -55,6 +55,10 @@ const MinAdminKeyLen = 16
 // Config is wxcentral's whole configuration. The zero Config has no
 // defaults; start from Default or Load.
 type Config struct {
+	// ConfigFile is the TOML config file (WECHAT_CONFIG, -config); ""
+	// for none. Load reads it; see the package doc for its keys.
+	ConfigFile string
+
 	// AppID is the official account's AppID (WECHAT_APP_ID, -app-id).
 	AppID string
 	// AppSecret is the account's AppSecret (WECHAT_APP_SECRET, -app-secret).
@@ -127,6 +131,10 @@ type Config struct {
 	// LogLevel is the least level logged: debug, info, warn or error
 	// (WECHAT_LOG_LEVEL, -log-level). Default info.
 	LogLevel slog.Level
+
+	// apps holds the config file's [[app]] tables; nil for none. It is a
+	// pointer so that Config stays comparable; see Apps and WithApps.
+	apps *[]App
 }
 
 // Default returns the Config of an empty environment: every default set,
@@ -194,6 +202,8 @@ func settings() []setting {
 		}
 	}
 	return []setting{
+		{"WECHAT_CONFIG", "config", "the TOML config file: global settings and the [[app]] tables of several accounts (the environment and flags win over it)", false,
+			str(func(c *Config) *string { return &c.ConfigFile })},
 		{"WECHAT_APP_ID", "app-id", "the official account's AppID", false,
 			str(func(c *Config) *string { return &c.AppID })},
 		{"WECHAT_APP_SECRET", "app-secret", "the account's AppSecret (prefer the environment: a command line is visible to other users)", true,
@@ -663,6 +673,7 @@ func redactStore(v string) string {
 // fields lists c's settings as name/value pairs, secrets redacted.
 func (c Config) fields() []slog.Attr {
 	return []slog.Attr{
+		slog.String("ConfigFile", c.ConfigFile),
 		slog.String("AppID", c.AppID),
 		slog.String("AppSecret", c.AppSecret.String()),
 		slog.String("Token", c.Token.String()),
@@ -682,43 +693,17 @@ func (c Config) fields() []slog.Attr {
 		slog.String("TrustedProxies", c.TrustedProxies),
 		slog.String("LogFormat", c.LogFormat),
 		slog.String("LogLevel", c.LogLevel.String()),
+		slog.Any("Apps", appList(c.Apps())),
 	}
 }
 
 // String prints c as Name=value pairs with the secrets redacted, for %v,
 // %+v and %s.
-func (c Config) String() string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, a := range c.fields() {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s:%s", a.Key, a.Value)
-	}
-	b.WriteByte('}')
-	return b.String()
-}
+func (c Config) String() string { return attrsString(c.fields()) }
 
 // GoString prints c as a Go composite literal with the secrets redacted,
 // for %#v.
-func (c Config) GoString() string {
-	var b strings.Builder
-	b.WriteString("config.Config{")
-	for i, a := range c.fields() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		switch a.Value.Kind() {
-		case slog.KindDuration:
-			fmt.Fprintf(&b, "%s:%d", a.Key, int64(a.Value.Duration()))
-		default:
-			fmt.Fprintf(&b, "%s:%q", a.Key, a.Value.String())
-		}
-	}
-	b.WriteString("}")
-	return b.String()
-}
+func (c Config) GoString() string { return attrsGoString("config.Config", c.fields()) }
 
 // LogValue makes slog log c as a group with the secrets redacted.
 func (c Config) LogValue() slog.Value {
@@ -726,12 +711,16 @@ func (c Config) LogValue() slog.Value {
 }
 
 // MarshalJSON writes c as a JSON object of its fields with the secrets
-// redacted, the store's password included.
+// redacted, the store's password included, and the config file's apps
+// under "Apps".
 func (c Config) MarshalJSON() ([]byte, error) {
 	type fieldsOnly Config // the same fields, without these methods
 	f := fieldsOnly(c)
 	f.Store = redactStore(c.Store)
-	return json.Marshal(f)
+	return json.Marshal(struct {
+		fieldsOnly
+		Apps []App `json:",omitempty"`
+	}{f, c.Apps()})
 }
 
 // NewLogger returns a logger writing to w in c's LogFormat at c's LogLevel.

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // An AppKind is the kind of WeChat account an App is.
@@ -266,4 +268,146 @@ func isDirStore(store string) bool {
 // share: neither a URL, nor a path with {app_id}, nor a directory.
 func sharedFileStore(store string) bool {
 	return !strings.Contains(store, "://") && !strings.Contains(store, AppIDPlaceholder) && !isDirStore(store)
+}
+
+// label names a in errors: its Name, its AppID, or its position "#n".
+func (a App) label(i int) string {
+	switch {
+	case a.Name != "":
+		return a.Name
+	case a.AppID != "":
+		return a.AppID
+	case a.src != nil:
+		return "#" + strconv.Itoa(a.src.n)
+	}
+	return "#" + strconv.Itoa(i+1)
+}
+
+// where describes a for an error about another app: `[[app]] "main"
+// (line 3)`.
+func (a App) where(i int) string {
+	l := a.label(i)
+	if !strings.HasPrefix(l, "#") {
+		l = strconv.Quote(l)
+	}
+	if a.src != nil && a.src.line > 0 {
+		return fmt.Sprintf("[[app]] %s (line %d)", l, a.src.line)
+	}
+	return "[[app]] " + l
+}
+
+// given reports whether the file gave the key x (a secret by any of its
+// three keys), even if Load could not read its value.
+func (a App) given(x string) bool {
+	if a.src == nil {
+		return false
+	}
+	_, ok := a.src.keys[x]
+	return ok
+}
+
+// fileError returns err as a problem with a's key x: at x's line if the
+// file gave it, else at the [[app]] header.
+func (a App) fileError(path string, i int, x string, err error) *FileError {
+	fe := &FileError{Path: path, Key: x, App: a.label(i), Err: err}
+	if a.src != nil {
+		fe.Path, fe.Line = a.src.path, a.src.line
+		if k, ok := a.src.keys[x]; ok {
+			fe.Key, fe.Line = k.name, k.line
+		}
+	}
+	return fe
+}
+
+// validateApps checks the apps of a config file, and reports each
+// problem as a *FileError at its line.
+func (c Config) validateApps(apps []App) []error {
+	var errs []error
+	firstID, firstName, firstPath := map[string]int{}, map[string]int{}, map[string]int{}
+	for i, a := range apps {
+		bad := func(x, format string, args ...any) {
+			errs = append(errs, a.fileError(c.ConfigFile, i, x, fmt.Errorf(format, args...)))
+		}
+
+		if a.given("name") && a.Name == "" {
+			bad("name", "empty: leave name out to label the app with its app_id")
+		}
+		if strings.ContainsFunc(a.Name, unicode.IsControl) {
+			bad("name", "%q contains control characters", a.Name)
+		}
+		if j, dup := firstName[a.Name]; dup && a.Name != "" && !(a.Name == a.AppID && apps[j].Name == apps[j].AppID) {
+			bad("name", "%q is already the name of %s: give each app its own name", a.Name, apps[j].where(j))
+		} else if !dup {
+			firstName[a.Name] = i
+		}
+		if !a.Kind.valid() {
+			bad("kind", "%q is none of %s, %s and %s", a.Kind, OfficialAccount, MiniProgram, MiniGame)
+		}
+
+		switch j, dup := firstID[a.AppID]; {
+		case a.AppID == "":
+			bad("app_id", "missing: every [[app]] needs the account's AppID")
+		case strings.ContainsFunc(a.AppID, badIDRune):
+			bad("app_id", "%q contains white space or punctuation no AppID has", a.AppID)
+		case dup:
+			bad("app_id", "%q is already the app_id of %s: list each account once", a.AppID, apps[j].where(j))
+		default:
+			firstID[a.AppID] = i
+		}
+
+		if a.Secret == "" && !a.given("secret") {
+			bad("secret", "missing: give secret_env (a variable holding the AppSecret), secret_file, or secret in a file only its owner can read")
+		}
+		for _, s := range []struct {
+			x string
+			v Secret
+		}{{"secret", a.Secret}, {"callback_token", a.CallbackToken}, {"previous_callback_token", a.PreviousCallbackToken}} {
+			if s.v != "" && strings.TrimSpace(string(s.v)) != string(s.v) {
+				bad(s.x, "has leading or trailing white space (a newline from a secret file?)")
+			}
+		}
+		if a.TokenAPI != "token" && a.TokenAPI != "stable" {
+			bad("token_api", "%q is neither token nor stable", a.TokenAPI)
+		}
+		if a.RefreshBefore < 0 || a.RefreshBefore >= 2*time.Hour {
+			bad("refresh_before", "%v is out of range: a token lives 2h, use e.g. 5m (0 for the default)", a.RefreshBefore)
+		}
+
+		hasCallbacks := a.CallbackPath != "" || a.given("callback_path")
+		if hasCallbacks {
+			if !strings.HasPrefix(a.CallbackPath, "/") || strings.ContainsAny(a.CallbackPath, "?# \t\r\n") {
+				bad("callback_path", "%q is not a URL path: start it with / and leave out any query", a.CallbackPath)
+			} else if j, dup := firstPath[a.CallbackPath]; dup {
+				bad("callback_path", "%q is already the callback_path of %s: give each app its own", a.CallbackPath, apps[j].where(j))
+			} else {
+				firstPath[a.CallbackPath] = i
+			}
+			if a.CallbackToken == "" && !a.given("callback_token") {
+				bad("callback_token", "missing: callback_path is set, so the app needs the callback token set on the platform: give callback_token_env, callback_token_file or callback_token")
+			}
+		}
+		for _, s := range []struct {
+			x string
+			v Secret
+		}{{"callback_token", a.CallbackToken}, {"previous_callback_token", a.PreviousCallbackToken}, {"encoding_aes_key", a.EncodingAESKey}, {"previous_encoding_aes_key", a.PreviousEncodingAESKey}} {
+			if s.v != "" && !hasCallbacks {
+				bad(s.x, "is set but callback_path is not: set the path of the app's callback URL too")
+			}
+		}
+		if a.PreviousCallbackToken != "" && a.CallbackToken == "" && !a.given("callback_token") {
+			bad("previous_callback_token", "is set but callback_token is not: set the new token too")
+		}
+		for _, k := range []struct {
+			x string
+			v Secret
+		}{{"encoding_aes_key", a.EncodingAESKey}, {"previous_encoding_aes_key", a.PreviousEncodingAESKey}} {
+			if err := checkAESKey(string(k.v)); k.v != "" && err != nil {
+				bad(k.x, "%v", err)
+			}
+		}
+		if a.PreviousEncodingAESKey != "" && a.EncodingAESKey == "" && !a.given("encoding_aes_key") {
+			bad("previous_encoding_aes_key", "is set but encoding_aes_key is not: set the new key too")
+		}
+	}
+	return errs
 }

@@ -393,6 +393,15 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 	c := Default()
 	var errs []error
+	var f *file
+	if path := configPath(lookup, fl); path != "" {
+		var err error
+		if f, err = readFile(path); err != nil {
+			errs = append(errs, err)
+		} else {
+			f.applyGlobals(&c, lookup)
+		}
+	}
 	for _, s := range settings() {
 		if lookup != nil {
 			if v, ok := lookup(s.env); ok {
@@ -409,7 +418,31 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 			}
 		}
 	}
+	if f != nil {
+		if apps := f.buildApps(c, lookup); len(apps) > 0 {
+			c.apps = &apps
+		}
+		// The file's problems first, in the order of their lines.
+		slices.SortStableFunc(f.errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
+		errs = append(f.errs, errs...)
+	}
 	return c, errors.Join(errs...)
+}
+
+// configPath returns the config file Load reads: -config if given, else
+// WECHAT_CONFIG; "" for none.
+func configPath(lookup LookupFunc, fl *Flags) string {
+	if fl != nil {
+		if v, ok := fl.got["config"]; ok {
+			return v
+		}
+	}
+	if lookup != nil {
+		if v, ok := lookup("WECHAT_CONFIG"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // Need says what a command does, and so which settings it requires.
@@ -500,7 +533,35 @@ func (c Config) Validate(needs Need) error {
 		bad("WECHAT_LOG_FORMAT", "log-format", "%q is neither text nor json", c.LogFormat)
 	}
 
-	// What the roles need.
+	// The config file's apps replace the single-app settings.
+	apps := c.Apps()
+	if len(apps) > 0 {
+		for _, s := range []struct {
+			env, flag string
+			set       bool
+		}{
+			{"WECHAT_APP_ID", "app-id", c.AppID != ""},
+			{"WECHAT_APP_SECRET", "app-secret", c.AppSecret != ""},
+			{"WECHAT_TOKEN", "token", c.Token != ""},
+			{"WECHAT_PREVIOUS_TOKEN", "previous-token", c.PreviousToken != ""},
+			{"WECHAT_ENCODING_AES_KEY", "encoding-aes-key", c.EncodingAESKey != ""},
+			{"WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", c.PreviousEncodingAESKey != ""},
+		} {
+			if s.set {
+				bad(s.env, s.flag, "is set, but the config file's [[app]] tables replace it: unset it, or move it into an [[app]] table of %s", c.ConfigFile)
+			}
+		}
+		if len(apps) > 1 && sharedFileStore(c.Store) {
+			bad("WECHAT_STORE", "store", "%q is one file, but the config file lists %d apps and each needs its own: write store = \"tokens/\" (a directory) or store = \"wechat-%s.txt\"", c.Store, len(apps), AppIDPlaceholder)
+		}
+		errs = append(errs, c.validateApps(apps)...)
+	}
+
+	// What the roles need; with a config file's apps, validateApps has
+	// checked each app's secret and callback token.
+	if len(apps) > 0 {
+		needs &^= NeedCallback | NeedKeeper
+	}
 	if needs&NeedCallback != 0 {
 		if c.Token == "" {
 			bad("WECHAT_TOKEN", "token", "missing: the callback server needs the token set on the official account platform")

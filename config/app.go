@@ -186,6 +186,7 @@ func (c Config) Apps() []App {
 // list), as if a config file had listed them. The Config keeps its own
 // copy of the list.
 func (c Config) WithApps(apps ...App) Config {
+	c.fileHasApps = false
 	if len(apps) == 0 {
 		c.apps = nil
 		return c

@@ -1,6 +1,6 @@
-// Package config reads wxcentral's configuration from the environment and
-// from command-line flags of the same meaning, checks it, and prints it with
-// the secrets redacted.
+// Package config reads wxcentral's configuration from the environment, from
+// command-line flags of the same meaning and from an optional TOML config
+// file, checks it, and prints it with the secrets redacted.
 //
 // Every setting has an environment variable (WECHAT_TOKEN) and a flag
 // (-token). A value comes from, in rising order of precedence: the default,
@@ -15,6 +15,44 @@
 //	err = errors.Join(err, cfg.Validate(config.NeedCallback|config.NeedKeeper|config.NeedAdmin))
 //
 // Secrets have the type Secret, which prints as "[redacted]".
+//
+// # The config file
+//
+// WECHAT_CONFIG (-config) names a TOML file that holds global settings and
+// the accounts, one [[app]] table each, of a server that keeps the tokens
+// of several:
+//
+//	# Global settings: those of the environment but the per-app ones, keyed
+//	# by the flag name with '-' as '_'. The environment and flags win.
+//	store = "tokens/"   # a directory: one file per app (or "wechat-{app_id}.txt", or a redis:// URL)
+//	token_api = "stable"
+//
+//	[[app]]
+//	name = "main"                  # the label in logs, metrics and the status page (default: the app_id)
+//	kind = "official_account"      # or mini_program, mini_game
+//	app_id = "wx0123456789abcdef"
+//	secret_env = "WX_MAIN_SECRET"  # or secret_file = "/run/secrets/main"
+//	refresh_before = "10m"         # default: the global refresh_before; token_api likewise
+//	callback_path = "/wechat/main" # optional: this account's callbacks
+//	callback_token_env = "WX_MAIN_CALLBACK_TOKEN"
+//	encoding_aes_key_env = "WX_MAIN_AES_KEY"  # optional: safe mode
+//
+// A value comes from, in rising order of precedence: the default, the
+// file, the environment, a flag. Every secret X (the app's secret,
+// callback_token, previous_callback_token, encoding_aes_key,
+// previous_encoding_aes_key; admin_key at the top level) is given by
+// exactly one of X_env, the name of an environment variable holding it;
+// X_file, a file holding it (one trailing newline removed; a relative path
+// starts at the config file's directory); or X, the value itself, which
+// only a config file no one but its owner can read (chmod 600) may hold.
+// The per-app settings of the environment (WECHAT_APP_ID, WECHAT_TOKEN, …)
+// have no place at the file's top level, and a file with [[app]] tables
+// replaces them. A file without any holds global settings only.
+//
+// Every problem in the file is reported at once, each a *FileError that
+// names its line and key:
+//
+//	wxcentral.toml:12: [[app]] "main": secret_env: WX_MAIN_SECRET is not set
 package config
 
 import (
@@ -135,6 +173,9 @@ type Config struct {
 	// apps holds the config file's [[app]] tables; nil for none. It is a
 	// pointer so that Config stays comparable; see Apps and WithApps.
 	apps *[]App
+	// fileHasApps is set when the config file has [[app]] tables, even if
+	// Load could not read them.
+	fileHasApps bool
 }
 
 // Default returns the Config of an empty environment: every default set,
@@ -384,12 +425,19 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 	return fl
 }
 
-// Load returns Default overridden by the environment, as lookup reports it,
-// and then by the flags given on the command line. lookup may be nil (no
-// environment) and so may fl (no flags). It reports every value that cannot
-// be parsed, as *VarError values joined by errors.Join, and returns the
-// Config with those settings left as they were; check the result with
-// Validate.
+// Load returns Default overridden by the config file's global settings,
+// then by the environment, as lookup reports it, and then by the flags
+// given on the command line, with the file's [[app]] tables as Apps. The
+// file is the one -config names, else WECHAT_CONFIG; none if both are unset
+// or empty. lookup may be nil (no environment) and so may fl (no flags). It
+// reports every value that cannot be read or parsed, as *FileError values
+// for the file's (in the order of their lines) and *VarError values for the
+// others, joined by errors.Join, and returns the Config with those settings
+// left as they were; check the result with Validate.
+//
+// Load has no side effects beyond reading the file and the secret files it
+// names: calling it again, to reload, gives the same result for the same
+// files, environment and flags.
 func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 	c := Default()
 	var errs []error
@@ -422,6 +470,7 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 		if apps := f.buildApps(c, lookup); len(apps) > 0 {
 			c.apps = &apps
 		}
+		c.fileHasApps = f.hasApps
 		// The file's problems first, in the order of their lines.
 		slices.SortStableFunc(f.errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
 		errs = append(f.errs, errs...)
@@ -465,6 +514,13 @@ const (
 // every problem at once, as *VarError values joined by errors.Join, or nil.
 // Malformed values are reported whatever the roles; missing ones only when
 // a role needs them. No message contains a secret.
+//
+// The config file's apps are checked whatever the roles, each problem a
+// *FileError at its line: an app_id, a secret, and a callback token with a
+// callback_path are required; app_ids, names and callback paths are
+// unique. With apps, the single-app settings they replace are refused
+// rather than required, and so is a store that is one plain file for
+// several apps.
 func (c Config) Validate(needs Need) error {
 	var errs []error
 	bad := func(env, flag, format string, args ...any) {
@@ -559,7 +615,7 @@ func (c Config) Validate(needs Need) error {
 
 	// What the roles need; with a config file's apps, validateApps has
 	// checked each app's secret and callback token.
-	if len(apps) > 0 {
+	if len(apps) > 0 || c.fileHasApps {
 		needs &^= NeedCallback | NeedKeeper
 	}
 	if needs&NeedCallback != 0 {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -189,6 +190,9 @@ func (f *file) parse(data []byte) {
 			fe.Err = errors.New(strings.TrimPrefix(de.Error(), "toml: "))
 		}
 		f.errs = append(f.errs, fe)
+		// The apps are lost with the syntax; say whether there were any,
+		// so that Validate does not ask for the single-app settings.
+		f.hasApps = bytes.Contains(data, []byte("[[app]]"))
 		return
 	}
 	p := &unstable.Parser{}

@@ -530,3 +530,17 @@ func TestWithApps(t *testing.T) {
 		t.Error("Apps returns the Config's own slice")
 	}
 }
+
+// A syntax error loses the file's apps: Validate then does not ask for the
+// single-app settings they replace.
+func TestFileSyntaxErrorAlone(t *testing.T) {
+	path := writeConfig(t, 0o600, "[[app]]\napp_id = \"wx1\"\nsecret_env = \"S\" x\n")
+	c, err := config.Load(env{"WECHAT_CONFIG": path}.lookup, nil)
+	var fe *config.FileError
+	if !errors.As(err, &fe) || fe.Line != 3 || len(leaves(err)) != 1 {
+		t.Errorf("Load = %v, want one FileError on line 3", err)
+	}
+	if err := c.Validate(config.NeedCallback | config.NeedKeeper); err != nil {
+		t.Errorf("Validate after a syntax error in the apps = %v, want nil", err)
+	}
+}

@@ -186,7 +186,11 @@ func (c Config) Apps() []App {
 // list), as if a config file had listed them. The Config keeps its own
 // copy of the list.
 func (c Config) WithApps(apps ...App) Config {
-	c.fileHasApps = false
+	if c.file != nil {
+		f := *c.file
+		f.hasApps = false
+		c.file = &f
+	}
 	if len(apps) == 0 {
 		c.apps = nil
 		return c
@@ -367,10 +371,13 @@ func (c Config) validateApps(apps []App) []error {
 				bad(s.x, "has leading or trailing white space (a newline from a secret file?)")
 			}
 		}
-		if a.TokenAPI != "token" && a.TokenAPI != "stable" {
+		// An app from the file that leaves these out has the global ones,
+		// which Validate checks as such.
+		own := func(x string) bool { return a.src == nil || a.given(x) }
+		if own("token_api") && a.TokenAPI != "token" && a.TokenAPI != "stable" {
 			bad("token_api", "%q is neither token nor stable", a.TokenAPI)
 		}
-		if a.RefreshBefore < 0 || a.RefreshBefore >= 2*time.Hour {
+		if own("refresh_before") && (a.RefreshBefore < 0 || a.RefreshBefore >= 2*time.Hour) {
 			bad("refresh_before", "%v is out of range: a token lives 2h, use e.g. 5m (0 for the default)", a.RefreshBefore)
 		}
 

@@ -173,9 +173,9 @@ type Config struct {
 	// apps holds the config file's [[app]] tables; nil for none. It is a
 	// pointer so that Config stays comparable; see Apps and WithApps.
 	apps *[]App
-	// fileHasApps is set when the config file has [[app]] tables, even if
-	// Load could not read them.
-	fileHasApps bool
+	// file is what Validate needs to know of the config file; nil without
+	// one.
+	file *fileSource
 }
 
 // Default returns the Config of an empty environment: every default set,
@@ -447,7 +447,7 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 		if f, err = readFile(path); err != nil {
 			errs = append(errs, err)
 		} else {
-			f.applyGlobals(&c, lookup)
+			c.file = &fileSource{path: path, globals: f.applyGlobals(&c, lookup)}
 		}
 	}
 	for _, s := range settings() {
@@ -455,6 +455,8 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 			if v, ok := lookup(s.env); ok {
 				if err := s.set(&c, v); err != nil {
 					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: err})
+				} else if c.file != nil {
+					delete(c.file.globals, s.flag) // no longer the file's value
 				}
 			}
 		}
@@ -462,6 +464,8 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 			if v, ok := fl.got[s.flag]; ok {
 				if err := s.set(&c, v); err != nil {
 					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: fmt.Errorf("flag -%s: %w", s.flag, err)})
+				} else if c.file != nil {
+					delete(c.file.globals, s.flag)
 				}
 			}
 		}
@@ -470,7 +474,7 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 		if apps := f.buildApps(c, lookup); len(apps) > 0 {
 			c.apps = &apps
 		}
-		c.fileHasApps = f.hasApps
+		c.file.hasApps = f.hasApps
 		// The file's problems first, in the order of their lines.
 		slices.SortStableFunc(f.errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
 		errs = append(f.errs, errs...)
@@ -524,7 +528,12 @@ const (
 func (c Config) Validate(needs Need) error {
 	var errs []error
 	bad := func(env, flag, format string, args ...any) {
-		errs = append(errs, &VarError{Var: env, Flag: flag, Err: fmt.Errorf(format, args...)})
+		err := fmt.Errorf(format, args...)
+		if k, ok := c.file.global(flag); ok { // the config file's value: name its line
+			errs = append(errs, &FileError{Path: c.file.path, Line: k.line, Key: k.name, Err: err})
+			return
+		}
+		errs = append(errs, &VarError{Var: env, Flag: flag, Err: err})
 	}
 
 	// Malformed values.
@@ -615,7 +624,7 @@ func (c Config) Validate(needs Need) error {
 
 	// What the roles need; with a config file's apps, validateApps has
 	// checked each app's secret and callback token.
-	if len(apps) > 0 || c.fileHasApps {
+	if len(apps) > 0 || c.file != nil && c.file.hasApps {
 		needs &^= NeedCallback | NeedKeeper
 	}
 	if needs&NeedCallback != 0 {

@@ -456,8 +456,28 @@ func (f *file) secret(t *table, x string, lookup LookupFunc) (v Secret, k key, o
 	}
 }
 
-// applyGlobals sets c's settings from the file's top level.
-func (f *file) applyGlobals(c *Config, lookup LookupFunc) {
+// A fileSource is what Validate needs to know of the config file Load
+// read.
+type fileSource struct {
+	path    string
+	hasApps bool           // the file has [[app]] tables, even if Load could not read them
+	globals map[string]key // the keys of the settings whose value is the file's, by flag name
+}
+
+// global returns the key of the file that gave the setting of the flag
+// name, if the setting has the file's value.
+func (s *fileSource) global(flag string) (key, bool) {
+	if s == nil {
+		return key{}, false
+	}
+	k, ok := s.globals[flag]
+	return k, ok
+}
+
+// applyGlobals sets c's settings from the file's top level, and returns
+// the keys that set them, by flag name.
+func (f *file) applyGlobals(c *Config, lookup LookupFunc) map[string]key {
+	set := map[string]key{}
 	for _, s := range settings() {
 		x := fileKey(s.flag)
 		if s.flag == "config" || slices.Contains(perAppFlags, s.flag) {
@@ -467,6 +487,8 @@ func (f *file) applyGlobals(c *Config, lookup LookupFunc) {
 			if v, k, ok := f.secret(&f.top, x, lookup); ok && v != "" {
 				if err := s.set(c, string(v)); err != nil {
 					f.errorf(&f.top, k, "%v", err)
+				} else {
+					set[s.flag] = k
 				}
 			}
 			continue
@@ -474,9 +496,12 @@ func (f *file) applyGlobals(c *Config, lookup LookupFunc) {
 		if e, ok := f.top.get(x); ok {
 			if err := s.set(c, e.val); err != nil {
 				f.errorf(&f.top, e.key, "%v", err)
+			} else {
+				set[s.flag] = e.key
 			}
 		}
 	}
+	return set
 }
 
 // buildApps returns the file's [[app]] tables as Apps, the global

@@ -306,14 +306,26 @@ func TestFileProblems(t *testing.T) {
 			{line: 1, key: "timestamp_window", text: `"5x" is not a duration`},
 			{line: 2, key: "admin_key_env", text: "NOPE is not set"},
 		}},
+		// Validate names the file's line for a global setting the file gave,
+		// the variable for one the environment gave.
+		{"globals Validate refuses", 0o600, "refresh_before = \"3h\"\nadmin_key_env = \"T\"\nlisten = \"nope\"\nstore = \"one.txt\"\n" + app + "[[app]]\napp_id = \"wx2\"\nsecret_env = \"S\"\n",
+			env{"WECHAT_STORE": "", "WECHAT_LISTEN": "bad"}, []problem{
+				{line: 1, key: "refresh_before", text: "3h0m0s is out of range"},
+				{vr: "WECHAT_LISTEN", text: `"bad" is not host:port`},
+				{line: 4, key: "store", text: `"one.txt" is one file, but the config file lists 2 apps`},
+				{line: 2, key: "admin_key_env", text: "too short (11 characters)"},
+			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeConfig(t, tt.mode, tt.text)
 			e := env{"S": "secret-value", "T": "token-value", "EMPTY": "", "WECHAT_STORE": "tokens/"}
 			for k, v := range tt.env {
 				e[k] = v
+				if v == "" {
+					delete(e, k) // unset
+				}
 			}
-			_, errs := loadFile(t, path, e, 0)
+			_, errs := loadFile(t, path, e, config.NeedAdmin)
 			var got []problem
 			for _, err := range errs {
 				var fe *config.FileError

@@ -1,6 +1,6 @@
-// Package config reads wxcentral's configuration from the environment and
-// from command-line flags of the same meaning, checks it, and prints it with
-// the secrets redacted.
+// Package config reads wxcentral's configuration from the environment, from
+// command-line flags of the same meaning and from an optional TOML config
+// file, checks it, and prints it with the secrets redacted.
 //
 // Every setting has an environment variable (WECHAT_TOKEN) and a flag
 // (-token). A value comes from, in rising order of precedence: the default,
@@ -15,6 +15,44 @@
 //	err = errors.Join(err, cfg.Validate(config.NeedCallback|config.NeedKeeper|config.NeedAdmin))
 //
 // Secrets have the type Secret, which prints as "[redacted]".
+//
+// # The config file
+//
+// WECHAT_CONFIG (-config) names a TOML file that holds global settings and
+// the accounts, one [[app]] table each, of a server that keeps the tokens
+// of several:
+//
+//	# Global settings: those of the environment but the per-app ones, keyed
+//	# by the flag name with '-' as '_'. The environment and flags win.
+//	store = "tokens/"   # a directory: one file per app (or "wechat-{app_id}.txt", or a redis:// URL)
+//	token_api = "stable"
+//
+//	[[app]]
+//	name = "main"                  # the label in logs, metrics and the status page (default: the app_id)
+//	kind = "official_account"      # or mini_program, mini_game
+//	app_id = "wx0123456789abcdef"
+//	secret_env = "WX_MAIN_SECRET"  # or secret_file = "/run/secrets/main"
+//	refresh_before = "10m"         # default: the global refresh_before; token_api likewise
+//	callback_path = "/wechat/main" # optional: this account's callbacks
+//	callback_token_env = "WX_MAIN_CALLBACK_TOKEN"
+//	encoding_aes_key_env = "WX_MAIN_AES_KEY"  # optional: safe mode
+//
+// A value comes from, in rising order of precedence: the default, the
+// file, the environment, a flag. Every secret X (the app's secret,
+// callback_token, previous_callback_token, encoding_aes_key,
+// previous_encoding_aes_key; admin_key at the top level) is given by
+// exactly one of X_env, the name of an environment variable holding it;
+// X_file, a file holding it (one trailing newline removed; a relative path
+// starts at the config file's directory); or X, the value itself, which
+// only a config file no one but its owner can read (chmod 600) may hold.
+// The per-app settings of the environment (WECHAT_APP_ID, WECHAT_TOKEN, …)
+// have no place at the file's top level, and a file with [[app]] tables
+// replaces them. A file without any holds global settings only.
+//
+// Every problem in the file is reported at once, each a *FileError that
+// names its line and key:
+//
+//	wxcentral.toml:12: [[app]] "main": secret_env: WX_MAIN_SECRET is not set
 package config
 
 import (
@@ -55,6 +93,10 @@ const MinAdminKeyLen = 16
 // Config is wxcentral's whole configuration. The zero Config has no
 // defaults; start from Default or Load.
 type Config struct {
+	// ConfigFile is the TOML config file (WECHAT_CONFIG, -config); ""
+	// for none. Load reads it; see the package doc for its keys.
+	ConfigFile string
+
 	// AppID is the official account's AppID (WECHAT_APP_ID, -app-id).
 	AppID string
 	// AppSecret is the account's AppSecret (WECHAT_APP_SECRET, -app-secret).
@@ -127,6 +169,13 @@ type Config struct {
 	// LogLevel is the least level logged: debug, info, warn or error
 	// (WECHAT_LOG_LEVEL, -log-level). Default info.
 	LogLevel slog.Level
+
+	// apps holds the config file's [[app]] tables; nil for none. It is a
+	// pointer so that Config stays comparable; see Apps and WithApps.
+	apps *[]App
+	// file is what Validate needs to know of the config file; nil without
+	// one.
+	file *fileSource
 }
 
 // Default returns the Config of an empty environment: every default set,
@@ -194,6 +243,8 @@ func settings() []setting {
 		}
 	}
 	return []setting{
+		{"WECHAT_CONFIG", "config", "the TOML config file: global settings and the [[app]] tables of several accounts (the environment and flags win over it)", false,
+			str(func(c *Config) *string { return &c.ConfigFile })},
 		{"WECHAT_APP_ID", "app-id", "the official account's AppID", false,
 			str(func(c *Config) *string { return &c.AppID })},
 		{"WECHAT_APP_SECRET", "app-secret", "the account's AppSecret (prefer the environment: a command line is visible to other users)", true,
@@ -374,20 +425,38 @@ func NewFlags(fs *flag.FlagSet) *Flags {
 	return fl
 }
 
-// Load returns Default overridden by the environment, as lookup reports it,
-// and then by the flags given on the command line. lookup may be nil (no
-// environment) and so may fl (no flags). It reports every value that cannot
-// be parsed, as *VarError values joined by errors.Join, and returns the
-// Config with those settings left as they were; check the result with
-// Validate.
+// Load returns Default overridden by the config file's global settings,
+// then by the environment, as lookup reports it, and then by the flags
+// given on the command line, with the file's [[app]] tables as Apps. The
+// file is the one -config names, else WECHAT_CONFIG; none if both are unset
+// or empty. lookup may be nil (no environment) and so may fl (no flags). It
+// reports every value that cannot be read or parsed, as *FileError values
+// for the file's (in the order of their lines) and *VarError values for the
+// others, joined by errors.Join, and returns the Config with those settings
+// left as they were; check the result with Validate.
+//
+// Load has no side effects beyond reading the file and the secret files it
+// names: calling it again, to reload, gives the same result for the same
+// files, environment and flags.
 func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 	c := Default()
 	var errs []error
+	var f *file
+	if path := configPath(lookup, fl); path != "" {
+		var err error
+		if f, err = readFile(path); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.file = &fileSource{path: path, globals: f.applyGlobals(&c, lookup)}
+		}
+	}
 	for _, s := range settings() {
 		if lookup != nil {
 			if v, ok := lookup(s.env); ok {
 				if err := s.set(&c, v); err != nil {
 					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: err})
+				} else if c.file != nil {
+					delete(c.file.globals, s.flag) // no longer the file's value
 				}
 			}
 		}
@@ -395,11 +464,38 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 			if v, ok := fl.got[s.flag]; ok {
 				if err := s.set(&c, v); err != nil {
 					errs = append(errs, &VarError{Var: s.env, Flag: s.flag, Err: fmt.Errorf("flag -%s: %w", s.flag, err)})
+				} else if c.file != nil {
+					delete(c.file.globals, s.flag)
 				}
 			}
 		}
 	}
+	if f != nil {
+		if apps := f.buildApps(c, lookup); len(apps) > 0 {
+			c.apps = &apps
+		}
+		c.file.hasApps = f.hasApps
+		// The file's problems first, in the order of their lines.
+		slices.SortStableFunc(f.errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
+		errs = append(f.errs, errs...)
+	}
 	return c, errors.Join(errs...)
+}
+
+// configPath returns the config file Load reads: -config if given, else
+// WECHAT_CONFIG; "" for none.
+func configPath(lookup LookupFunc, fl *Flags) string {
+	if fl != nil {
+		if v, ok := fl.got["config"]; ok {
+			return v
+		}
+	}
+	if lookup != nil {
+		if v, ok := lookup("WECHAT_CONFIG"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // Need says what a command does, and so which settings it requires.
@@ -422,10 +518,22 @@ const (
 // every problem at once, as *VarError values joined by errors.Join, or nil.
 // Malformed values are reported whatever the roles; missing ones only when
 // a role needs them. No message contains a secret.
+//
+// The config file's apps are checked whatever the roles, each problem a
+// *FileError at its line: an app_id, a secret, and a callback token with a
+// callback_path are required; app_ids, names and callback paths are
+// unique. With apps, the single-app settings they replace are refused
+// rather than required, and so is a store that is one plain file for
+// several apps.
 func (c Config) Validate(needs Need) error {
 	var errs []error
 	bad := func(env, flag, format string, args ...any) {
-		errs = append(errs, &VarError{Var: env, Flag: flag, Err: fmt.Errorf(format, args...)})
+		err := fmt.Errorf(format, args...)
+		if k, ok := c.file.global(flag); ok { // the config file's value: name its line
+			errs = append(errs, &FileError{Path: c.file.path, Line: k.line, Key: k.name, Err: err})
+			return
+		}
+		errs = append(errs, &VarError{Var: env, Flag: flag, Err: err})
 	}
 
 	// Malformed values.
@@ -490,7 +598,35 @@ func (c Config) Validate(needs Need) error {
 		bad("WECHAT_LOG_FORMAT", "log-format", "%q is neither text nor json", c.LogFormat)
 	}
 
-	// What the roles need.
+	// The config file's apps replace the single-app settings.
+	apps := c.Apps()
+	if len(apps) > 0 {
+		for _, s := range []struct {
+			env, flag string
+			set       bool
+		}{
+			{"WECHAT_APP_ID", "app-id", c.AppID != ""},
+			{"WECHAT_APP_SECRET", "app-secret", c.AppSecret != ""},
+			{"WECHAT_TOKEN", "token", c.Token != ""},
+			{"WECHAT_PREVIOUS_TOKEN", "previous-token", c.PreviousToken != ""},
+			{"WECHAT_ENCODING_AES_KEY", "encoding-aes-key", c.EncodingAESKey != ""},
+			{"WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", c.PreviousEncodingAESKey != ""},
+		} {
+			if s.set {
+				bad(s.env, s.flag, "is set, but the config file's [[app]] tables replace it: unset it, or move it into an [[app]] table of %s", c.ConfigFile)
+			}
+		}
+		if len(apps) > 1 && sharedFileStore(c.Store) {
+			bad("WECHAT_STORE", "store", "%q is one file, but the config file lists %d apps and each needs its own: write store = \"tokens/\" (a directory) or store = \"wechat-%s.txt\"", c.Store, len(apps), AppIDPlaceholder)
+		}
+		errs = append(errs, c.validateApps(apps)...)
+	}
+
+	// What the roles need; with a config file's apps, validateApps has
+	// checked each app's secret and callback token.
+	if len(apps) > 0 || c.file != nil && c.file.hasApps {
+		needs &^= NeedCallback | NeedKeeper
+	}
 	if needs&NeedCallback != 0 {
 		if c.Token == "" {
 			bad("WECHAT_TOKEN", "token", "missing: the callback server needs the token set on the official account platform")
@@ -663,6 +799,7 @@ func redactStore(v string) string {
 // fields lists c's settings as name/value pairs, secrets redacted.
 func (c Config) fields() []slog.Attr {
 	return []slog.Attr{
+		slog.String("ConfigFile", c.ConfigFile),
 		slog.String("AppID", c.AppID),
 		slog.String("AppSecret", c.AppSecret.String()),
 		slog.String("Token", c.Token.String()),
@@ -682,43 +819,17 @@ func (c Config) fields() []slog.Attr {
 		slog.String("TrustedProxies", c.TrustedProxies),
 		slog.String("LogFormat", c.LogFormat),
 		slog.String("LogLevel", c.LogLevel.String()),
+		slog.Any("Apps", appList(c.Apps())),
 	}
 }
 
 // String prints c as Name=value pairs with the secrets redacted, for %v,
 // %+v and %s.
-func (c Config) String() string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, a := range c.fields() {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s:%s", a.Key, a.Value)
-	}
-	b.WriteByte('}')
-	return b.String()
-}
+func (c Config) String() string { return attrsString(c.fields()) }
 
 // GoString prints c as a Go composite literal with the secrets redacted,
 // for %#v.
-func (c Config) GoString() string {
-	var b strings.Builder
-	b.WriteString("config.Config{")
-	for i, a := range c.fields() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		switch a.Value.Kind() {
-		case slog.KindDuration:
-			fmt.Fprintf(&b, "%s:%d", a.Key, int64(a.Value.Duration()))
-		default:
-			fmt.Fprintf(&b, "%s:%q", a.Key, a.Value.String())
-		}
-	}
-	b.WriteString("}")
-	return b.String()
-}
+func (c Config) GoString() string { return attrsGoString("config.Config", c.fields()) }
 
 // LogValue makes slog log c as a group with the secrets redacted.
 func (c Config) LogValue() slog.Value {
@@ -726,12 +837,16 @@ func (c Config) LogValue() slog.Value {
 }
 
 // MarshalJSON writes c as a JSON object of its fields with the secrets
-// redacted, the store's password included.
+// redacted, the store's password included, and the config file's apps
+// under "Apps".
 func (c Config) MarshalJSON() ([]byte, error) {
 	type fieldsOnly Config // the same fields, without these methods
 	f := fieldsOnly(c)
 	f.Store = redactStore(c.Store)
-	return json.Marshal(f)
+	return json.Marshal(struct {
+		fieldsOnly
+		Apps []App `json:",omitempty"`
+	}{f, c.Apps()})
 }
 
 // NewLogger returns a logger writing to w in c's LogFormat at c's LogLevel.

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/wxcentral/wxcentral/config"
 )
@@ -32,4 +35,52 @@ func ExampleLoad() {
 	// WECHAT_APP_SECRET (-app-secret): missing: the token keeper needs the account's AppSecret
 	// WECHAT_ADMIN_KEY (-admin-key): missing: the admin listener ":3101" is reachable beyond this host, so it needs a key (or listen on 127.0.0.1)
 	// :8080 2m0s [redacted] redis://:xxxxx@localhost:6379/0
+}
+
+// A central server for two accounts reads them from a config file; their
+// secrets stay in the environment. Each app gets its own token store.
+func ExampleLoad_configFile() {
+	dir, err := os.MkdirTemp("", "wxcentral")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "wxcentral.toml")
+	err = os.WriteFile(path, []byte(`store = "tokens/"
+token_api = "stable"
+
+[[app]]
+name = "main"
+app_id = "wx0123456789abcdef"
+secret_env = "WX_MAIN_SECRET"
+callback_path = "/wechat/main"
+callback_token_env = "WX_MAIN_CALLBACK_TOKEN"
+
+[[app]]
+kind = "mini_program"
+app_id = "wx1111111111111111"
+secret_env = "WX_MINI_SECRET"
+`), 0o600)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	environ := map[string]string{
+		"WECHAT_CONFIG":          path,
+		"WX_MAIN_SECRET":         "main-secret",
+		"WX_MAIN_CALLBACK_TOKEN": "callback-token",
+	}
+	lookup := func(k string) (string, bool) { v, ok := environ[k]; return v, ok }
+
+	cfg, err := config.Load(lookup, nil)
+	err = errors.Join(err, cfg.Validate(config.NeedCallback|config.NeedKeeper))
+	fmt.Println(strings.ReplaceAll(fmt.Sprint(err), dir+string(filepath.Separator), ""))
+	for _, app := range cfg.AppList() {
+		fmt.Println(app.Name, app.Kind, app.TokenAPI, app.Secret, filepath.ToSlash(cfg.StoreFor(app.AppID)), app.CallbackPath)
+	}
+	// Output:
+	// wxcentral.toml:14: [[app]] "wx1111111111111111": secret_env: WX_MINI_SECRET is not set
+	// main official_account stable [redacted] tokens/wx0123456789abcdef.txt /wechat/main
+	// wx1111111111111111 mini_program stable  tokens/wx1111111111111111.txt
 }

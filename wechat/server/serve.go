@@ -17,7 +17,6 @@ import (
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
-	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
 )
 
@@ -56,9 +55,23 @@ type Options struct {
 	// (a *wechattest.Server is one). Default: the system clock.
 	Clock util.Clock
 
+	// Reload, if set, re-reads the configuration (config.Load and
+	// Validate, as the serve command does) for a reload: on POST
+	// /v1/reload and on every value from ReloadOn. Only a server whose
+	// configuration names a config file (WECHAT_CONFIG) reloads.
+	Reload func() (config.Config, error)
+
+	// ReloadOn, if set, asks for a reload at each value received: the
+	// serve command passes SIGHUP (signal.Notify).
+	ReloadOn <-chan os.Signal
+
 	// adminBuilt, if set, is called with the admin API once it is built:
 	// tests follow the keeper it serves.
 	adminBuilt func(*central.Admin)
+
+	// reloaded, if set, is called after each reload with its result:
+	// tests wait for a SIGHUP's.
+	reloaded func(reloadResult, error)
 }
 
 // Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
@@ -138,43 +151,43 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 	if shutdownTimeout <= 0 {
 		shutdownTimeout = 20 * time.Second
 	}
-	var aesOpt middleware.Option
-	if cfg.EncodingAESKey != "" {
-		var err error
-		if aesOpt, err = safeMode(cfg); err != nil {
-			return err
-		}
-	}
-
-	// The store first: a Redis URL that does not parse, or a file store
-	// that cannot be written, ends here.
+	// The apps: their stores, keepers (Open never fetches, so their
+	// guards span a start-up during which no token can be had) and
+	// callbacks. A Redis URL that does not parse, or a file store that
+	// cannot be written, ends here.
 	var (
-		store  wechat.Store
 		admin  *central.Admin
-		keeper *wechat.Wechat
+		fl     *fleet
+		public http.Handler
 	)
+	kctx, stopKeepers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopKeepers()
 	if keeperOn {
-		if err := checkStore(cfg.Store); err != nil {
-			return fmt.Errorf("server: configuration: %w", err)
+		var reload func(context.Context) error
+		if o.Reload != nil && cfg.ConfigFile != "" {
+			reload = func(context.Context) error {
+				_, err := fl.reread()
+				return err
+			}
 		}
-		s, closeStore, err := openStore(cfg.Store, cfg.AppID, log)
-		if err != nil {
+		admin = central.NewAdmin(nil, central.AdminOptions{Key: string(cfg.AdminKey), Logger: log,
+			Timeout: adminTimeout, Clock: o.Clock, AllowedHosts: cfg.AdminHostList(), TrustedProxies: cfg.TrustedProxyPrefixes(),
+			Reload: reload})
+		var err error
+		if fl, err = newFleet(kctx, cfg, o, log, admin); err != nil {
 			return err
 		}
-		defer closeStore()
-		store = s
-		// One keeper for the life of the server: Open never fetches, so
-		// its guards (back-off, cooldown) span a start-up during which no
-		// token can be had.
-		if keeper, err = wechat.Open(ctx, keeperOptions(cfg, store, o, log)); err != nil {
-			return fmt.Errorf("server: token keeper: %w", err)
-		}
-		defer keeper.Close()
-		admin = central.NewAdmin(keeper, central.AdminOptions{Key: string(cfg.AdminKey), Logger: log, Store: store,
-			Timeout: adminTimeout, Clock: o.Clock, AllowedHosts: cfg.AdminHostList(), TrustedProxies: cfg.TrustedProxyPrefixes()})
+		defer fl.close()
+		public = fl
 		if o.adminBuilt != nil {
 			o.adminBuilt(admin)
 		}
+	} else {
+		h, err := callbacksOnly(cfg, o.Handler, log)
+		if err != nil {
+			return err
+		}
+		public = h
 	}
 
 	// Listeners: the given ones, else cfg's addresses. A given admin
@@ -210,7 +223,7 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 		srv  *http.Server
 		l    net.Listener
 	}
-	servers := []listening{{"public", newServer(callbackHandler(cfg, o.Handler, log, admin, store, aesOpt), reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
+	servers := []listening{{"public", newServer(public, reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
 	if admin != nil {
 		servers = append(servers, listening{"admin", newServer(admin, reqCtx, log, adminWriteTimeout, adminMaxHeaderBytes), adm})
 	}
@@ -218,8 +231,15 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 	var adminAddr net.Addr
 	if adm != nil {
 		adminAddr = adm.Addr()
-		log.Info("server: serving", "callback", "http://"+pub.Addr().String()+cfg.CallbackPath,
-			"admin", "http://"+adm.Addr().String(), "app_id", cfg.AppID, "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "")
+		for _, app := range cfg.AppList() {
+			attrs := []any{"app", app.Name, "app_id", app.AppID, "kind", string(app.Kind)}
+			if app.CallbackPath != "" {
+				attrs = append(attrs, "callback", "http://"+pub.Addr().String()+app.CallbackPath)
+			}
+			log.Info("server: keeping the app", attrs...)
+		}
+		log.Info("server: serving", "apps", len(cfg.AppList()), "public", "http://"+pub.Addr().String(),
+			"admin", "http://"+adm.Addr().String(), "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "", "config", cfg.ConfigFile)
 	} else {
 		log.Info("server: serving callbacks only: WECHAT_APP_SECRET is not set, so there is no token keeper and no admin API",
 			"callback", "http://"+pub.Addr().String()+cfg.CallbackPath)
@@ -237,19 +257,26 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 			return nil
 		})
 	}
-	// The keeper refreshes in the background until the servers are shut
+	// The keepers refresh in the background until the servers are shut
 	// down, so that requests in their grace can still be answered.
-	kctx, stopKeeper := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopKeeper()
-	if keeper != nil {
-		g.Go(func() error {
-			_ = keeper.Run(kctx) // returns when kctx is done
-			return nil
-		})
+	if fl != nil {
+		fl.start()
+		if o.ReloadOn != nil {
+			g.Go(func() error {
+				for {
+					select {
+					case <-gctx.Done():
+						return nil
+					case <-o.ReloadOn:
+						_, _ = fl.reread() // logged
+					}
+				}
+			})
+		}
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		defer stopKeeper()
+		defer stopKeepers()
 		if ctx.Err() != nil {
 			log.Info("server: shutting down; waiting for in-flight requests", "timeout", shutdownTimeout)
 		} else {
@@ -286,32 +313,29 @@ func newServer(h http.Handler, reqCtx context.Context, log *slog.Logger, writeTi
 	}
 }
 
-// callbackHandler returns the public listener's handler: h (nil:
-// ReferenceHandler) behind middleware.Verify at cfg.CallbackPath, with the admin
-// API's callback metric when there is one, safe mode when aes is set, and
-// retry dedupe through the store's Redis when it is a Redis store.
-func callbackHandler(cfg config.Config, h http.Handler, log *slog.Logger, admin *central.Admin, store wechat.Store, aes middleware.Option) http.Handler {
+// callbacksOnly returns the public listener's handler of a server
+// without a token keeper: h (nil: ReferenceHandler) behind the callback
+// middleware at cfg.CallbackPath, with cfg's token and safe-mode keys.
+func callbacksOnly(cfg config.Config, h http.Handler, log *slog.Logger) (http.Handler, error) {
 	opts := []middleware.Option{
 		middleware.WithPreviousToken(string(cfg.PreviousToken)),
 		middleware.WithTimestampWindow(cfg.TimestampWindow),
 		middleware.WithLogger(log),
 		middleware.WithTrustedProxies(cfg.TrustedProxyPrefixes()),
 	}
-	if admin != nil {
-		opts = append(opts, middleware.WithResultFunc(admin.CallbackResult))
-	}
-	if aes != nil {
+	if cfg.EncodingAESKey != "" {
+		aes, err := safeModeKeys(cfg.AppID, cfg.EncodingAESKey, cfg.PreviousEncodingAESKey)
+		if err != nil {
+			return nil, err
+		}
 		opts = append(opts, aes)
-	}
-	if opt, ok := dedupeFor(store, cfg.AppID); ok {
-		opts = append(opts, opt)
 	}
 	if h == nil {
 		h = ReferenceHandler(log)
 	}
 	router := mux.NewRouter()
 	router.Handle(cfg.CallbackPath, middleware.New(string(cfg.Token), h, opts...))
-	return router
+	return router, nil
 }
 
 // shutdown stops servers: they stop accepting at once, requests in flight
@@ -339,21 +363,6 @@ func shutdown(log *slog.Logger, timeout time.Duration, cancelRequests context.Ca
 	return g.Wait()
 }
 
-// keeperOptions returns the token keeper's options for cfg.
-func keeperOptions(cfg config.Config, store wechat.Store, o Options, log *slog.Logger) wechat.Options {
-	return wechat.Options{
-		AppID:         cfg.AppID,
-		AppSecret:     string(cfg.AppSecret),
-		Store:         store,
-		APIBase:       cfg.APIBase,
-		HTTPClient:    o.HTTPClient,
-		TokenAPI:      wechat.TokenAPI(cfg.TokenAPI),
-		RefreshBefore: cfg.RefreshBefore,
-		Logger:        log,
-		Clock:         o.Clock,
-	}
-}
-
 // Needs returns what Serve requires of cfg: the callback token always;
 // the AppID, AppSecret and admin settings too when the token keeper is
 // wanted, that is when an AppSecret is set, or an AppID without an
@@ -362,24 +371,24 @@ func keeperOptions(cfg config.Config, store wechat.Store, o Options, log *slog.L
 // AppID is what decrypted messages are checked against. Pass the result to
 // cfg.Validate to list every problem before calling Serve.
 func Needs(cfg config.Config) config.Need {
-	if cfg.AppSecret != "" || (cfg.AppID != "" && cfg.EncodingAESKey == "") {
+	if len(cfg.Apps()) > 0 || cfg.AppSecret != "" || (cfg.AppID != "" && cfg.EncodingAESKey == "") {
 		return config.NeedCallback | config.NeedKeeper | config.NeedAdmin
 	}
 	return config.NeedCallback
 }
 
-// safeMode returns the middleware option of safe mode (安全模式) for the
-// EncodingAESKey of cfg, and the previous one during a rotation.
-func safeMode(cfg config.Config) (middleware.Option, error) {
-	cur, err := msgcrypt.ParseKey(string(cfg.EncodingAESKey))
+// safeModeKeys returns the middleware option of safe mode (安全模式) for
+// the app appID with EncodingAESKey cur, and prev during a rotation.
+func safeModeKeys(appID string, cur, prev config.Secret) (middleware.Option, error) {
+	key, err := msgcrypt.ParseKey(string(cur))
 	if err != nil {
 		return nil, fmt.Errorf("server: configuration: %w", &config.VarError{Var: "WECHAT_ENCODING_AES_KEY", Flag: "encoding-aes-key", Err: err})
 	}
-	var prev *msgcrypt.Key
-	if cfg.PreviousEncodingAESKey != "" {
-		if prev, err = msgcrypt.ParseKey(string(cfg.PreviousEncodingAESKey)); err != nil {
+	var old *msgcrypt.Key
+	if prev != "" {
+		if old, err = msgcrypt.ParseKey(string(prev)); err != nil {
 			return nil, fmt.Errorf("server: configuration: %w", &config.VarError{Var: "WECHAT_PREVIOUS_ENCODING_AES_KEY", Flag: "previous-encoding-aes-key", Err: err})
 		}
 	}
-	return middleware.WithAESKeys(cfg.AppID, cur, prev), nil
+	return middleware.WithAESKeys(appID, key, old), nil
 }

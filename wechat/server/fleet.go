@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gorilla/mux"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/middleware"
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/redisstore"
+)
+
+// A fleet is the apps a server keeps: each app's store, token keeper
+// (running Wechat.Run) and callback handler. It starts with the apps of
+// the configuration and changes with each reload, which starts the apps
+// added, stops the ones removed and rebuilds the ones changed, without a
+// fetch. It is safe for concurrent use; reloads run one at a time.
+type fleet struct {
+	o     Options
+	log   *slog.Logger
+	admin *central.Admin
+	// h is the public listener's handler, rebuilt at each reload: every
+	// app's callback path behind the callback middleware.
+	h atomic.Pointer[http.Handler]
+	// runCtx is the keepers' Run context, done when the server stops.
+	runCtx context.Context
+	runs   sync.WaitGroup // the keepers' Run goroutines
+
+	mu     sync.Mutex // serializes reloads; guards the fields below
+	cfg    config.Config
+	apps   map[string]*runningApp // by AppID
+	redis  redis.UniversalClient  // shared by every app on a Redis store
+	closed bool
+}
+
+// A runningApp is one app a fleet keeps.
+type runningApp struct {
+	app        config.App
+	store      wechat.Store
+	closeStore func()
+	keeper     *wechat.Wechat
+	stop       context.CancelFunc // ends the keeper's Run
+	done       chan struct{}      // closed when Run has returned
+}
+
+// newFleet returns the fleet of cfg's apps, not yet running: start runs
+// their keepers. Any app that cannot be built (its store, its keeper's
+// options) fails it all, with every app's problem.
+func newFleet(ctx context.Context, cfg config.Config, o Options, log *slog.Logger, admin *central.Admin) (*fleet, error) {
+	f := &fleet{o: o, log: log, admin: admin, runCtx: ctx, cfg: cfg, apps: map[string]*runningApp{}}
+	if config.IsRedisStore(cfg.Store) {
+		c, err := redisstore.NewClient(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("server: WECHAT_STORE: %w", err)
+		}
+		f.redis = c
+	}
+	var errs []error
+	for _, app := range cfg.AppList() {
+		ra, err := f.build(cfg, app)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		f.apps[app.AppID] = ra
+	}
+	if err := errors.Join(errs...); err != nil {
+		f.close()
+		return nil, err
+	}
+	if err := f.publish(cfg); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// build opens app's store and keeper. Open never fetches: the keeper
+// holds what the store holds, and fetches when Run or a caller needs it.
+func (f *fleet) build(cfg config.Config, app config.App) (*runningApp, error) {
+	log := f.log.With("app", app.Name, "app_id", app.AppID)
+	// The single app of the environment keeps its store as named (a
+	// directory there is a mistake checkStore reports); the apps of a
+	// config file each have their own (config.StoreFor).
+	path := cfg.Store
+	if len(cfg.Apps()) > 0 {
+		path = cfg.StoreFor(app.AppID)
+	}
+	if err := checkStore(path); err != nil {
+		return nil, fmt.Errorf("server: app %q: %w", app.Name, err)
+	}
+	ra := &runningApp{app: app, closeStore: func() {}}
+	switch {
+	case f.redis != nil:
+		s, err := redisstore.New(f.redis, app.AppID, redisstore.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("server: app %q: %w", app.Name, err)
+		}
+		ra.store, ra.closeStore = s, func() { s.Close() }
+	default:
+		ra.store = wechat.NewFileStore(path, log)
+	}
+	k, err := wechat.Open(f.runCtx, f.keeperOptions(cfg, app, ra.store, log))
+	if err != nil {
+		ra.closeStore()
+		return nil, fmt.Errorf("server: app %q: token keeper: %w", app.Name, err)
+	}
+	ra.keeper = k
+	return ra, nil
+}
+
+// keeperOptions returns the token keeper's options of app.
+func (f *fleet) keeperOptions(cfg config.Config, app config.App, store wechat.Store, log *slog.Logger) wechat.Options {
+	return wechat.Options{
+		AppID:         app.AppID,
+		AppSecret:     string(app.Secret),
+		Store:         store,
+		APIBase:       cfg.APIBase,
+		HTTPClient:    f.o.HTTPClient,
+		TokenAPI:      wechat.TokenAPI(app.TokenAPI),
+		RefreshBefore: app.RefreshBefore,
+		// The apps of a config file spread their refreshes; the single
+		// app of the environment refreshes as it always has.
+		SpreadRefresh: len(cfg.Apps()) > 0,
+		Logger:        log,
+		Clock:         f.o.Clock,
+	}
+}
+
+// start runs the keepers of the apps not yet running.
+func (f *fleet) start() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ra := range f.apps {
+		f.run(ra)
+	}
+}
+
+// run starts ra's keeper's Run, unless it runs already. Called with f.mu
+// held.
+func (f *fleet) run(ra *runningApp) {
+	if ra.stop != nil || f.closed {
+		return
+	}
+	ctx, stop := context.WithCancel(f.runCtx)
+	ra.stop, ra.done = stop, make(chan struct{})
+	f.runs.Add(1)
+	go func() {
+		defer f.runs.Done()
+		defer close(ra.done)
+		_ = ra.keeper.Run(ctx) // returns when ctx is done
+	}()
+}
+
+// halt stops ra's Run (waiting for it to return), closes its keeper and
+// its store. Its stored credentials stay.
+func (ra *runningApp) halt() {
+	if ra.stop != nil {
+		ra.stop()
+		<-ra.done
+	}
+	ra.keeper.Close()
+	ra.closeStore()
+}
+
+// publish makes cfg's apps the ones the admin API and the public
+// listener serve. Called with f.mu held, or before the fleet is shared.
+func (f *fleet) publish(cfg config.Config) error {
+	var apps []central.App
+	router := mux.NewRouter()
+	for _, app := range f.ordered(cfg) {
+		ra := f.apps[app.AppID]
+		apps = append(apps, central.App{ID: app.AppID, Name: app.Name, Kind: string(app.Kind), Keeper: ra.keeper, Store: ra.store})
+		if app.CallbackPath == "" {
+			continue
+		}
+		h, err := f.callbacks(cfg, app, ra.store)
+		if err != nil {
+			return err
+		}
+		router.Handle(app.CallbackPath, h)
+	}
+	if err := f.admin.SetApps(apps); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	var h http.Handler = router
+	f.h.Store(&h)
+	return nil
+}
+
+// ordered is cfg's apps in the configuration's order.
+func (f *fleet) ordered(cfg config.Config) []config.App {
+	return cfg.AppList()
+}
+
+// callbacks returns app's callback handler: Options.Handler (the
+// reference echo bot by default) behind the callback middleware with the
+// app's token and safe-mode keys, its callback metric, and retry dedupe
+// through the store's Redis when it is a Redis store.
+func (f *fleet) callbacks(cfg config.Config, app config.App, store wechat.Store) (http.Handler, error) {
+	log := f.log.With("app", app.Name, "app_id", app.AppID)
+	opts := []middleware.Option{
+		middleware.WithPreviousToken(string(app.PreviousCallbackToken)),
+		middleware.WithTimestampWindow(cfg.TimestampWindow),
+		middleware.WithLogger(log),
+		middleware.WithTrustedProxies(cfg.TrustedProxyPrefixes()),
+		middleware.WithResultFunc(f.admin.CallbackResultFor(app.AppID)),
+	}
+	if app.EncodingAESKey != "" {
+		aes, err := safeModeKeys(app.AppID, app.EncodingAESKey, app.PreviousEncodingAESKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: app %q: %w", app.Name, err)
+		}
+		opts = append(opts, aes)
+	}
+	if opt, ok := dedupeFor(store, app.AppID); ok {
+		opts = append(opts, opt)
+	}
+	h := f.o.Handler
+	if h == nil {
+		h = ReferenceHandler(log)
+	}
+	return middleware.New(string(app.CallbackToken), h, opts...), nil
+}
+
+// ServeHTTP serves the public listener: the callbacks of every app.
+func (f *fleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*f.h.Load()).ServeHTTP(w, r)
+}
+
+// A reloadResult says what a reload changed, by AppID.
+type reloadResult struct {
+	Added, Removed, Rebuilt, Updated []string
+}
+
+// reload makes cfg the running configuration: apps added start, apps
+// removed stop (their stored credentials stay), apps whose secret, token
+// API or refresh window changed get a new keeper on the same store (which
+// adopts the stored token: no fetch), and any other change (name, kind,
+// callback settings) applies to the admin API and the callbacks at once.
+// A global setting that only a restart applies (listeners, store, API
+// base, admin key) is logged and otherwise ignored. If any app cannot be
+// built, nothing changes.
+func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res reloadResult
+	if f.closed {
+		return res, errors.New("server: shutting down")
+	}
+	f.warnRestart(cfg)
+	// Keep what only a restart changes.
+	cfg.Listen, cfg.AdminListen, cfg.Store, cfg.APIBase = f.cfg.Listen, f.cfg.AdminListen, f.cfg.Store, f.cfg.APIBase
+	cfg.AdminKey, cfg.AdminHosts = f.cfg.AdminKey, f.cfg.AdminHosts
+
+	next := map[string]*runningApp{}
+	var built []*runningApp
+	var errs []error
+	for _, app := range cfg.AppList() {
+		old := f.apps[app.AppID]
+		if old != nil && !needsNewKeeper(old.app, app) {
+			next[app.AppID] = &runningApp{app: app, store: old.store, closeStore: old.closeStore,
+				keeper: old.keeper, stop: old.stop, done: old.done}
+			if !sameApp(old.app, app) {
+				res.Updated = append(res.Updated, app.AppID)
+			}
+			continue
+		}
+		ra, err := f.build(cfg, app)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		built = append(built, ra)
+		next[app.AppID] = ra
+		if old != nil {
+			res.Rebuilt = append(res.Rebuilt, app.AppID)
+		} else {
+			res.Added = append(res.Added, app.AppID)
+		}
+	}
+	if len(errs) > 0 {
+		for _, ra := range built {
+			ra.halt()
+		}
+		return reloadResult{}, errors.Join(errs...)
+	}
+	prev, prevCfg := f.apps, f.cfg
+	f.apps, f.cfg = next, cfg
+	if err := f.publish(cfg); err != nil {
+		f.apps, f.cfg = prev, prevCfg
+		for _, ra := range built {
+			ra.halt()
+		}
+		return reloadResult{}, err
+	}
+	// The new set is served; stop what it no longer has.
+	for id, old := range prev {
+		if ra, kept := next[id]; kept && ra.keeper == old.keeper {
+			continue
+		}
+		if _, kept := next[id]; !kept {
+			res.Removed = append(res.Removed, id)
+		}
+		old.halt()
+	}
+	for _, ra := range next {
+		f.run(ra)
+	}
+	for _, l := range []*[]string{&res.Added, &res.Removed, &res.Rebuilt, &res.Updated} {
+		slices.Sort(*l)
+	}
+	return res, nil
+}
+
+// reread re-reads the configuration with Options.Reload and applies it,
+// logging what changed or why the new one was refused.
+func (f *fleet) reread() (res reloadResult, err error) {
+	defer func() {
+		if f.o.reloaded != nil {
+			f.o.reloaded(res, err)
+		}
+	}()
+	f.mu.Lock()
+	file := f.cfg.ConfigFile
+	f.mu.Unlock()
+	if f.o.Reload == nil || file == "" {
+		err = errors.New("server: nothing to reload: the configuration names no config file (WECHAT_CONFIG)")
+		f.log.Warn("server: reload asked for", "err", err)
+		return res, err
+	}
+	cfg, err := f.o.Reload()
+	if err == nil {
+		res, err = f.reload(cfg)
+	}
+	if err != nil {
+		f.log.Error("server: reload refused; the running configuration is kept", "config", file, "err", err)
+		return res, err
+	}
+	f.log.Info("server: reloaded", "config", file, "apps", len(cfg.AppList()),
+		"added", res.Added, "removed", res.Removed, "rebuilt", res.Rebuilt, "updated", res.Updated)
+	return res, nil
+}
+
+// sameApp reports whether a and b configure an app alike (where in the
+// file they were given aside).
+func sameApp(a, b config.App) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.AppID == b.AppID && a.Secret == b.Secret &&
+		a.TokenAPI == b.TokenAPI && a.RefreshBefore == b.RefreshBefore && a.CallbackPath == b.CallbackPath &&
+		a.CallbackToken == b.CallbackToken && a.PreviousCallbackToken == b.PreviousCallbackToken &&
+		a.EncodingAESKey == b.EncodingAESKey && a.PreviousEncodingAESKey == b.PreviousEncodingAESKey
+}
+
+// needsNewKeeper reports whether going from app a to b changes what the
+// keeper was built with.
+func needsNewKeeper(a, b config.App) bool {
+	return a.Secret != b.Secret || a.TokenAPI != b.TokenAPI || a.RefreshBefore != b.RefreshBefore
+}
+
+// warnRestart logs the global settings of cfg that differ from the
+// running ones and that a reload does not apply.
+func (f *fleet) warnRestart(cfg config.Config) {
+	for _, s := range []struct {
+		name     string
+		old, new string
+	}{
+		{"WECHAT_LISTEN", f.cfg.Listen, cfg.Listen},
+		{"WECHAT_ADMIN_LISTEN", f.cfg.AdminListen, cfg.AdminListen},
+		{"WECHAT_STORE", f.cfg.RedactedStore(), cfg.RedactedStore()},
+		{"WECHAT_API_BASE", f.cfg.APIBase, cfg.APIBase},
+		{"WECHAT_ADMIN_KEY", string(f.cfg.AdminKey), string(cfg.AdminKey)},
+		{"WECHAT_ADMIN_HOSTS", f.cfg.AdminHosts, cfg.AdminHosts},
+	} {
+		if s.old != s.new {
+			f.log.Warn("server: reload: a changed setting applies only after a restart; keeping the running one", "setting", s.name)
+		}
+	}
+}
+
+// close stops every app and releases the shared store client.
+func (f *fleet) close() {
+	f.mu.Lock()
+	f.closed = true
+	apps := f.apps
+	f.apps = map[string]*runningApp{}
+	f.mu.Unlock()
+	for _, ra := range apps {
+		ra.halt()
+	}
+	f.runs.Wait()
+	if f.redis != nil {
+		f.redis.Close()
+	}
+}

@@ -474,7 +474,7 @@ func Load(lookup LookupFunc, fl *Flags) (Config, error) {
 		if apps := f.buildApps(c, lookup); len(apps) > 0 {
 			c.apps = &apps
 		}
-		c.file.hasApps = f.hasApps
+		c.file.hasApps, c.file.envVars = f.hasApps, f.envVars
 		// The file's problems first, in the order of their lines.
 		slices.SortStableFunc(f.errs, func(a, b error) int { return a.(*FileError).Line - b.(*FileError).Line })
 		errs = append(f.errs, errs...)
@@ -612,7 +612,9 @@ func (c Config) Validate(needs Need) error {
 			{"WECHAT_ENCODING_AES_KEY", "encoding-aes-key", c.EncodingAESKey != ""},
 			{"WECHAT_PREVIOUS_ENCODING_AES_KEY", "previous-encoding-aes-key", c.PreviousEncodingAESKey != ""},
 		} {
-			if s.set {
+			// An app may take its secret from the very variable (secret_env =
+			// "WECHAT_APP_SECRET"): that is the file's use of it.
+			if s.set && !slices.Contains(c.file.vars(), s.env) {
 				bad(s.env, s.flag, "is set, but the config file's [[app]] tables replace it: unset it, or move it into an [[app]] table of %s", c.ConfigFile)
 			}
 		}

@@ -133,6 +133,7 @@ type file struct {
 	top     table
 	apps    []*table
 	hasApps bool
+	envVars []string // the variables the X_env keys name
 	errs    []error
 }
 
@@ -197,24 +198,29 @@ func (f *file) parse(data []byte) {
 	}
 	p := &unstable.Parser{}
 	p.Reset(data)
-	line := func(n *unstable.Node) int { return p.Shape(n.Raw).Start.Line }
+	// keyOf returns the key of a table header or key/value, its parts
+	// joined with dots, and its line.
+	keyOf := func(expr *unstable.Node) key {
+		var k key
+		it := expr.Key()
+		for it.Next() {
+			if k.line == 0 {
+				k.line = p.Shape(it.Node().Raw).Start.Line
+			} else {
+				k.name += "."
+			}
+			k.name += string(it.Node().Data)
+		}
+		return k
+	}
 	cur := &f.top
 	var skip bool // in a table the file may not have: its keys are not reported again
 	for p.NextExpression() {
 		expr := p.Expression()
 		switch expr.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			it := expr.Key()
-			var parts []string
-			var first *unstable.Node
-			for it.Next() {
-				if first == nil {
-					first = it.Node()
-				}
-				parts = append(parts, string(it.Node().Data))
-			}
-			name := strings.Join(parts, ".")
-			k := key{name: name, line: line(first)}
+			k := keyOf(expr)
+			name := k.name
 			switch {
 			case expr.Kind == unstable.ArrayTable && name == "app":
 				f.hasApps = true
@@ -234,16 +240,7 @@ func (f *file) parse(data []byte) {
 			if skip {
 				continue
 			}
-			it := expr.Key()
-			var parts []string
-			var first *unstable.Node
-			for it.Next() {
-				if first == nil {
-					first = it.Node()
-				}
-				parts = append(parts, string(it.Node().Data))
-			}
-			k := key{name: strings.Join(parts, "."), line: line(first)}
+			k := keyOf(expr)
 			v := expr.Value()
 			if !f.known(cur, k) {
 				continue
@@ -302,29 +299,27 @@ func appKeys() []string {
 // the per-app ones and the config file itself, a secret one also with
 // _env and _file.
 func globalKeys() []string {
-	var keys []string
-	for _, s := range settings() {
-		if s.flag == "config" || slices.Contains(perAppFlags, s.flag) {
-			continue
-		}
-		keys = append(keys, fileKey(s.flag))
-		if s.secret {
-			keys = append(keys, fileKey(s.flag)+"_env", fileKey(s.flag)+"_file")
-		}
-	}
-	return keys
+	return settingKeys(func(flag string) bool { return flag != "config" && !slices.Contains(perAppFlags, flag) })
 }
 
 // perAppKeys returns the top-level keys of the per-app settings, which the
 // file refuses (app_secret, app_secret_env, …).
 func perAppKeys() []string {
+	return settingKeys(func(flag string) bool { return slices.Contains(perAppFlags, flag) })
+}
+
+// settingKeys returns the file keys of the settings whose flag name is
+// chosen, a secret one also with _env and _file.
+func settingKeys(chosen func(flag string) bool) []string {
 	var keys []string
 	for _, s := range settings() {
-		if slices.Contains(perAppFlags, s.flag) {
-			keys = append(keys, fileKey(s.flag))
-			if s.secret {
-				keys = append(keys, fileKey(s.flag)+"_env", fileKey(s.flag)+"_file")
-			}
+		if !chosen(s.flag) {
+			continue
+		}
+		x := fileKey(s.flag)
+		keys = append(keys, x)
+		if s.secret {
+			keys = append(keys, x+"_env", x+"_file")
 		}
 	}
 	return keys
@@ -372,9 +367,7 @@ func editDistance(a, b string) int {
 // kindName names a TOML value kind for an error message.
 func kindName(k unstable.Kind) string {
 	switch k {
-	case unstable.Integer:
-		return "a number"
-	case unstable.Float:
+	case unstable.Integer, unstable.Float:
 		return "a number"
 	case unstable.Bool:
 		return "a boolean"
@@ -417,6 +410,7 @@ func (f *file) secret(t *table, x string, lookup LookupFunc) (v Secret, k key, o
 			f.errorf(t, e.key, "empty: name the environment variable that holds the value")
 			return "", e.key, true
 		}
+		f.envVars = append(f.envVars, e.val)
 		var val string
 		var set bool
 		if lookup != nil {
@@ -438,7 +432,7 @@ func (f *file) secret(t *table, x string, lookup LookupFunc) (v Secret, k key, o
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(f.dir, p)
 		}
-		b, err := os.ReadFile(p)
+		b, err := readSecretFile(p)
 		if err != nil {
 			f.errorf(t, e.key, "cannot read %s: %v", p, pathErr(err))
 			return "", e.key, true
@@ -456,12 +450,37 @@ func (f *file) secret(t *table, x string, lookup LookupFunc) (v Secret, k key, o
 	}
 }
 
+// maxSecretFile is the largest secret file read: a secret is short, and a
+// mistaken path to a device or a big file must not hang or fill memory.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads the file at path, which must hold at most
+// maxSecretFile bytes.
+func readSecretFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	if fi, err := fh.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, maxSecretFile+1))
+	if err == nil && len(b) > maxSecretFile {
+		err = fmt.Errorf("larger than %d KiB, which no secret is", maxSecretFile>>10)
+	}
+	return b, err
+}
+
 // A fileSource is what Validate needs to know of the config file Load
 // read.
 type fileSource struct {
 	path    string
 	hasApps bool           // the file has [[app]] tables, even if Load could not read them
 	globals map[string]key // the keys of the settings whose value is the file's, by flag name
+	envVars []string       // the variables the file's X_env keys name
 }
 
 // global returns the key of the file that gave the setting of the flag
@@ -550,4 +569,12 @@ func (f *file) buildApps(c Config, lookup LookupFunc) []App {
 		apps = append(apps, a)
 	}
 	return apps
+}
+
+// vars returns the variables the file's X_env keys name.
+func (s *fileSource) vars() []string {
+	if s == nil {
+		return nil
+	}
+	return s.envVars
 }

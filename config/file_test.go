@@ -263,6 +263,14 @@ func TestFileProblems(t *testing.T) {
 		{"secret file missing", 0o600, "[[app]]\napp_id = \"wx1\"\nsecret_file = \"no/such\"\n", nil, []problem{
 			{line: 3, key: "secret_file", app: "wx1", text: filepath.Join("no", "such") + ": no such file or directory"},
 		}},
+		{"secret file a directory", 0o600, "[[app]]\napp_id = \"wx1\"\nsecret_file = \".\"\n", nil, []problem{
+			{line: 3, key: "secret_file", app: "wx1", text: "not a regular file"},
+		}},
+		{"the variables of the environment's single app, named by the file", 0o600,
+			"[[app]]\napp_id = \"wx1\"\nsecret_env = \"WECHAT_APP_SECRET\"\ncallback_path = \"/\"\ncallback_token_env = \"WECHAT_TOKEN\"\n",
+			env{"WECHAT_APP_SECRET": "s", "WECHAT_TOKEN": "t", "WECHAT_APP_ID": "wx1"}, []problem{
+				{vr: "WECHAT_APP_ID", text: "[[app]] tables replace it"},
+			}},
 		{"app_id missing, malformed, repeated", 0o600, "[[app]]\nsecret_env = \"S\"\n[[app]]\napp_id = \"wx 1\"\nsecret_env = \"S\"\n" + app + app, nil, []problem{
 			{line: 1, key: "app_id", app: "#1", text: "missing"},
 			{line: 4, key: "app_id", app: "wx 1", text: "white space or punctuation"},

@@ -1,0 +1,81 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wxcentral/wxcentral/wechat"
+	"github.com/wxcentral/wxcentral/wechat/internal/sqltest"
+	"github.com/wxcentral/wxcentral/wechat/sqlstore"
+	"github.com/wxcentral/wxcentral/wechat/storetest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// engines are the servers every test runs on.
+var engines = []struct {
+	name  string
+	start func(testing.TB) *sqltest.Server
+}{
+	{"MariaDB", sqltest.MariaDB},
+	{"PostgreSQL", sqltest.Postgres},
+}
+
+// forEach runs f as a subtest on each engine's server.
+func forEach(t *testing.T, f func(t *testing.T, srv *sqltest.Server)) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { f(t, e.start(t)) })
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// open opens a DB on srv, closed when the test ends.
+func open(t testing.TB, url string, opts ...sqlstore.Option) *sqlstore.DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sqlstore.Open(ctx, url, append([]sqlstore.Option{sqlstore.WithLogger(quiet)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func store(t testing.TB, db *sqlstore.DB, appID string) *sqlstore.Store {
+	t.Helper()
+	s, err := db.Store(appID)
+	if err != nil {
+		t.Fatalf("Store(%q): %v", appID, err)
+	}
+	return s
+}
+
+var apps atomic.Int64
+
+// newAppID returns an app ID no other test uses.
+func newAppID() string { return fmt.Sprintf("wxtest%d_%d", time.Now().UnixNano()%1e6, apps.Add(1)) }
+
+// TestContract runs the store contract on both engines: every backing is
+// a fresh app ID on the shared tables, and every handle a Store on a DB
+// of its own (a host of its own).
+func TestContract(t *testing.T) {
+	forEach(t, func(t *testing.T, srv *sqltest.Server) {
+		storetest.Run(t, func(t *testing.T) storetest.Factory {
+			appID := newAppID()
+			return func(t *testing.T) wechat.Store {
+				return store(t, open(t, srv.URL()), appID)
+			}
+		})
+	})
+}

@@ -187,12 +187,13 @@ func isDuplicate(err error) bool {
 
 // isRetryable reports whether err ended a transaction that may simply be
 // run again: a deadlock, a duplicate key of a concurrent insert, or (on
-// PostgreSQL) a concurrent CREATE TABLE of the same table.
+// PostgreSQL) a concurrent CREATE TABLE of the same table, which reports
+// a duplicate key, table or type.
 func isRetryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1062 || me.Number == 1213 || me.Number == 1205
 	}
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40P01" || pe.Code == "42P07")
+	return errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40P01" || pe.Code == "42P07" || pe.Code == "42710")
 }

@@ -41,6 +41,10 @@ func (d *DB) migrate(ctx context.Context) error {
 }
 
 func (d *DB) migrateOnce(ctx context.Context) error {
+	// Tables already at the version need no DDL, and no privilege for it.
+	if have, err := d.versions(ctx); err == nil && have[schemaVersion] {
+		return nil
+	}
 	// The first statement creates the schema table, the versions' record.
 	if _, err := d.db.ExecContext(ctx, d.stmt.schema[0]); err != nil {
 		return err

@@ -295,4 +295,3 @@ func TestString(t *testing.T) {
 		}
 	})
 }
-

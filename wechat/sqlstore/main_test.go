@@ -8,6 +8,10 @@ import (
 	"github.com/wxcentral/wxcentral/wechat/internal/sqltest"
 )
 
+// The test binary doubles as the keeper processes of the end-to-end tests:
+// with WXS_HELPER=worker, TestMain runs one keeper instead of the tests.
+// Otherwise it runs the tests and then stops the database servers they
+// started.
 func TestMain(m *testing.M) {
 	switch os.Getenv(envHelper) {
 	case "":
@@ -19,7 +23,3 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 }
-
-const envHelper = "WXS_HELPER"
-
-func worker() int { return 2 }

@@ -51,7 +51,7 @@ const (
 	maxPrefix = 40
 )
 
-var validPrefix = regexp.MustCompile(`^([a-z_][a-z0-9_]*)?$`)
+var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // A DB is a connection pool to one database holding the credentials,
 // locks and counts of any number of apps: build it once with Open or New,
@@ -83,8 +83,9 @@ type config struct {
 }
 
 // WithPrefix sets the prefix of the table names (default DefaultPrefix),
-// so that several deployments can share one database. It may hold a–z,
-// 0–9 and _, start with no digit, and have at most 40 characters.
+// so that several deployments can share one database. It must have 1 to
+// 40 of a–z, 0–9 and _, and start with no digit: the names are used
+// unquoted, and a prefix keeps them from being SQL keywords.
 func WithPrefix(prefix string) Option {
 	return func(c *config) { c.prefix = prefix }
 }
@@ -161,7 +162,7 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*DB,
 	}
 	c := buildConfig(opts)
 	if !validPrefix.MatchString(c.prefix) || len(c.prefix) > maxPrefix {
-		return nil, fmt.Errorf("sqlstore: table prefix %q: want at most %d of a-z, 0-9 and _, not starting with a digit", c.prefix, maxPrefix)
+		return nil, fmt.Errorf("sqlstore: table prefix %q: want 1 to %d of a-z, 0-9 and _, not starting with a digit", c.prefix, maxPrefix)
 	}
 	if c.lockTTL < MinLockTTL {
 		return nil, fmt.Errorf("sqlstore: lock TTL %v is too short: it must be at least %v, to be renewed in time", c.lockTTL, MinLockTTL)

@@ -147,6 +147,9 @@ func mysqlConfig(u *url.URL, q url.Values) (*mysql.Config, error) {
 		return nil, fmt.Errorf("the path must name one database, as in mysql://user:password@host:3306/wxcentral")
 	}
 	c.Timeout, c.ReadTimeout, c.WriteTimeout = DefaultDialTimeout, DefaultReadTimeout, DefaultWriteTimeout
+	// Arguments are quoted by the driver (safe with utf8mb4), so that a
+	// statement is one round trip rather than prepare, execute and close.
+	c.InterpolateParams = true
 	for k, vs := range q {
 		v := vs[len(vs)-1]
 		var err error

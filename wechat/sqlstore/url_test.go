@@ -107,6 +107,7 @@ func TestNewRejects(t *testing.T) {
 		{"PrefixCase", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithPrefix("WX_")}, "prefix"},
 		{"PrefixQuote", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithPrefix("wx';--")}, "prefix"},
 		{"PrefixDigit", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithPrefix("1wx_")}, "prefix"},
+		{"PrefixEmpty", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithPrefix("")}, "prefix"},
 		{"PrefixLong", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithPrefix(strings.Repeat("x", 41))}, "prefix"},
 		{"LockTTL", db, sqlstore.Postgres, []sqlstore.Option{sqlstore.WithLockTTL(time.Millisecond)}, "lock TTL"},
 	}

@@ -287,8 +287,9 @@ func systemUser(name string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-// findBinary returns the first of names found on PATH or, for PostgreSQL,
-// in the newest /usr/lib/postgresql/*/bin.
+// findBinary returns the first of names found on PATH, in the newest
+// /usr/lib/postgresql/*/bin (where Debian puts PostgreSQL's) or in
+// /usr/sbin.
 func findBinary(names ...string) (string, error) {
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {
@@ -297,6 +298,7 @@ func findBinary(names ...string) (string, error) {
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	slices.SortFunc(dirs, func(a, b string) int { return version(b) - version(a) })
+	dirs = append(dirs, "/usr/sbin") // mariadbd, off a non-root PATH
 	for _, d := range dirs {
 		for _, n := range names {
 			p := filepath.Join(d, n)

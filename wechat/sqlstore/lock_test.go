@@ -25,7 +25,7 @@ func host(t *testing.T, srv *sqltest.Server, appID string, opts ...sqlstore.Opti
 // it renews the lease, and another host cannot take it meanwhile.
 func TestLeaseRenewed(t *testing.T) {
 	forEach(t, func(t *testing.T, srv *sqltest.Server) {
-		const ttl = 150 * time.Millisecond
+		const ttl = 400 * time.Millisecond
 		appID := newAppID()
 		_, holder := host(t, srv, appID, sqlstore.WithLockTTL(ttl))
 		_, other := host(t, srv, appID, sqlstore.WithLockTTL(ttl))
@@ -33,8 +33,8 @@ func TestLeaseRenewed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Ten leases pass while the holder holds the lock.
-		for end := time.Now().Add(10 * ttl); time.Now().Before(end); time.Sleep(ttl / 5) {
+		// Five leases pass while the holder holds the lock.
+		for end := time.Now().Add(5 * ttl); time.Now().Before(end); time.Sleep(ttl / 5) {
 			if u, ok, err := other.TryLock(testCtx(t)); err != nil || ok {
 				if ok {
 					u()

@@ -318,6 +318,9 @@ func (s *Store) Load(ctx context.Context, kind wechat.Kind) (wechat.Credential, 
 		}
 		return wechat.Credential{}, s.fail("load", fmt.Errorf("sqlstore: load %s of app %s: %w", kind, s.appID, err))
 	}
+	if value == "" {
+		return wechat.Credential{}, nil // an empty entry is none
+	}
 	return wechat.Credential{Value: value, ExpiresAt: fromMicros(expires), FetchedAt: fromMicros(fetched)}, nil
 }
 

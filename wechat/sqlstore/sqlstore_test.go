@@ -79,3 +79,40 @@ func TestContract(t *testing.T) {
 		})
 	})
 }
+
+// TestCountsPruned: counting a new day deletes the app's counts of days
+// more than a week before it, and no other app's.
+func TestCountsPruned(t *testing.T) {
+	forEach(t, func(t *testing.T, srv *sqltest.Server) {
+		db := open(t, srv.URL())
+		s, other := store(t, db, newAppID()), store(t, db, newAppID())
+		today := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+		old := wechat.DayCounter(wechat.APIToken, today.AddDate(0, 0, -8))
+		kept := wechat.HourCounter(wechat.APIToken, today.AddDate(0, 0, -7))
+		ctx := testCtx(t)
+		for _, c := range []wechat.Counter{old, kept} {
+			for _, st := range []*sqlstore.Store{s, other} {
+				if _, err := st.AddCount(ctx, c, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if _, err := s.AddCount(ctx, wechat.DayCounter(wechat.APIToken, today), 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			s    *sqlstore.Store
+			c    wechat.Counter
+			want int
+		}{
+			{s, old, 0},
+			{s, kept, 1},
+			{other, old, 1},
+			{other, kept, 1},
+		} {
+			if n, err := tt.s.Count(ctx, tt.c); err != nil || n != tt.want {
+				t.Errorf("Count(%v) = %d, %v; want %d", tt.c, n, err, tt.want)
+			}
+		}
+	})
+}

@@ -66,6 +66,7 @@
 //	  bucket      varchar(64)                the API ("token"), or API@hour ("token@13")
 //	  n           bigint                     the count
 //
+// A kind may be any text of up to 191 characters, an app ID up to 64.
 // Credential times are integers (microseconds since 1970 UTC) so that they
 // round-trip exactly, whatever the session's time zone; in SQL,
 // to_timestamp(expires_at / 1e6) (PostgreSQL) or

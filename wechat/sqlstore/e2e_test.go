@@ -162,15 +162,15 @@ func TestMultiHost(t *testing.T) {
 // the database again once it is back.
 func TestMultiHostOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs for about 9 s per database")
+		t.Skip("runs for about 10 s per database")
 	}
 	forEach(t, func(t *testing.T, db *sqltest.Server) {
 		serial.Lock(t)
 		const (
-			lifetime = 3 * time.Second // a cycle longer than the outage
+			lifetime = 5 * time.Second // a cycle longer than the outage and the restart
 			cycle    = lifetime / 2
-			run      = 3 * lifetime
-			outage   = time.Second
+			run      = 2 * lifetime
+			outage   = 2 * time.Second
 		)
 		srv := wechattest.NewServer(wechattest.WithApp(e2eAppID, e2eSecret),
 			wechattest.WithTokenLifetime(lifetime), wechattest.WithGrace(time.Second))
@@ -179,7 +179,10 @@ func TestMultiHostOutage(t *testing.T) {
 
 		start := time.Now()
 		wait := startWorkers(t, 3, srv.URL, db.URL(), prefix, run)
-		time.Sleep(run / 3)
+		// The outage spans the moment the first token turns stale, so that
+		// the keepers' refresh meets it.
+		first := firstFetch(t, srv)
+		time.Sleep(time.Until(first.Add(cycle - outage/2)))
 		fetchesBefore := srv.Stats().Fetches[wechattest.PathToken]
 		db.Stop()
 		stopped := time.Now()
@@ -233,6 +236,20 @@ func TestMultiHostOutage(t *testing.T) {
 			t.Errorf("%d fetches counted in the database, the platform saw %d: a fetch escaped the count", counted, r.fetches)
 		}
 	})
+}
+
+// firstFetch waits for the first token fetch from srv and returns about
+// when it happened.
+func firstFetch(t *testing.T, srv *wechattest.Server) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Stats().Fetches[wechattest.PathToken] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no token fetched within 30 s of starting the workers")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Now()
 }
 
 // uniqueDays returns a and b if they fall on different Beijing days (the

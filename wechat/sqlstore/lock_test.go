@@ -337,10 +337,13 @@ func TestOutageWhileLocked(t *testing.T) {
 	})
 }
 
-// TestString names the lock without the URL's secrets.
+// TestString names the lock without the URL's secrets. The DB is opened
+// by the scheme's alias (mariadb://, postgresql://).
 func TestString(t *testing.T) {
 	forEach(t, func(t *testing.T, srv *sqltest.Server) {
-		s := store(t, open(t, srv.URL(), sqlstore.WithPrefix("prod_")), "wx123")
+		_, rest, _ := strings.Cut(srv.URL(), "://")
+		alias := map[string]string{"mysql": "MariaDB://", "postgres": "postgresql://"}[srv.Dialect] + rest
+		s := store(t, open(t, alias, sqlstore.WithPrefix("prod_")), "wx123")
 		want := srv.Dialect + " lock prod_locks[wx123]"
 		if got := s.String(); got != want {
 			t.Errorf("String() = %q, want %q", got, want)

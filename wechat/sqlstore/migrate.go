@@ -29,11 +29,11 @@ func (d *DB) migrate(ctx context.Context) error {
 			return nil
 		}
 		if !isRetryable(err) || attempt == 5 || ctx.Err() != nil {
-			return fmt.Errorf("sqlstore: create the tables %s* (schema version %d): %w", d.prefix, schemaVersion, err)
+			return fmt.Errorf("sqlstore: prepare the tables %s* (schema version %d): %w", d.prefix, schemaVersion, err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sqlstore: create the tables %s*: %w", d.prefix, ctx.Err())
+			return fmt.Errorf("sqlstore: prepare the tables %s*: %w", d.prefix, ctx.Err())
 		case <-time.After(delay):
 			delay *= 2
 		}

@@ -66,8 +66,8 @@ func TestOpenErrors(t *testing.T) {
 		{"postgres://wx:" + pw + "@h/wx?sslmode=sometimes", "sslmode"},
 		{"postgres://wx:" + pw + "@h/wx?dial_timeout=never", "dial_timeout"},
 		// Nothing listens on port 1: the dial fails, at once.
-		{"postgres://wx:" + pw + "@127.0.0.1:1/wx?sslmode=disable", "create the tables"},
-		{"mysql://wx:" + pw + "@127.0.0.1:1/wx", "create the tables"},
+		{"postgres://wx:" + pw + "@127.0.0.1:1/wx?sslmode=disable", "prepare the tables"},
+		{"mysql://wx:" + pw + "@127.0.0.1:1/wx", "prepare the tables"},
 	}
 	for _, tt := range tests {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

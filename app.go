@@ -116,7 +116,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wxcentral serve: configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2
 	}
-	if err := server.Serve(ctx, cfg, server.Options{Logger: cfg.NewLogger(stderr)}); err != nil {
+	// SIGHUP re-reads the config file (WECHAT_CONFIG), as POST
+	// /v1/reload does, with the same environment and flags.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := func() (config.Config, error) {
+		c, err := config.Load(os.LookupEnv, fl)
+		return c, errors.Join(err, c.Validate(server.Needs(c)))
+	}
+	if err := server.Serve(ctx, cfg, server.Options{Logger: cfg.NewLogger(stderr), Reload: reload, ReloadOn: hup}); err != nil {
 		fmt.Fprintf(stderr, "wxcentral serve: %v\n", err)
 		var ve *config.VarError
 		if errors.As(err, &ve) {

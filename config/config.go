@@ -123,10 +123,13 @@ type Config struct {
 	// APIBase is the WeChat API's scheme and host (WECHAT_API_BASE,
 	// -api-base). Default https://api.weixin.qq.com.
 	APIBase string
-	// Store is where the token is kept: a file path, or a Redis URL
+	// Store is where the token is kept: a file path, a Redis URL
 	// (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
-	// rediss+ forms) (WECHAT_STORE, -store). Default wechat.txt. A
-	// password in the URL is redacted when the Config is printed.
+	// rediss+ forms), or a database URL (mysql://, mariadb://,
+	// postgres://, postgresql://) (WECHAT_STORE, -store). Default
+	// wechat.txt. A password in the URL is redacted when the Config is
+	// printed. With several apps a file store is a directory or a path
+	// with {app_id} (see StoreFor).
 	Store string
 	// TokenAPI is "token" (GET /cgi-bin/token) or "stable" (POST
 	// /cgi-bin/stable_token) (WECHAT_TOKEN_API, -token-api). Default token.
@@ -261,7 +264,7 @@ func settings() []setting {
 			dur(func(c *Config) *time.Duration { return &c.TimestampWindow })},
 		{"WECHAT_API_BASE", "api-base", "the WeChat API's base URL (default " + DefaultAPIBase + ")", false,
 			str(func(c *Config) *string { return &c.APIBase })},
-		{"WECHAT_STORE", "store", "the token store: a file path or a redis:// URL (default " + DefaultStore + ")", false,
+		{"WECHAT_STORE", "store", "the token store: a file path, a redis:// URL, or a mysql:// or postgres:// URL (default " + DefaultStore + ")", false,
 			str(func(c *Config) *string { return &c.Store })},
 		{"WECHAT_TOKEN_API", "token-api", "the token endpoint: token or stable (default " + DefaultTokenAPI + ")", false,
 			str(func(c *Config) *string { return &c.TokenAPI })},
@@ -699,11 +702,23 @@ func IsRedisStore(store string) bool {
 	return ok && slices.Contains(redisSchemes, strings.ToLower(scheme))
 }
 
-// checkStore checks a file path or a Redis URL. A URL may carry a password,
-// so its messages never repeat it.
+// sqlSchemes are the URL schemes of a database store, as sqlstore.Open
+// takes them.
+var sqlSchemes = []string{"mysql", "mariadb", "postgres", "postgresql"}
+
+// IsSQLStore reports whether store, a value of WECHAT_STORE, names a
+// database store: a mysql://, mariadb://, postgres:// or postgresql://
+// URL, in any case (see package wechat/sqlstore).
+func IsSQLStore(store string) bool {
+	scheme, _, ok := strings.Cut(store, "://")
+	return ok && slices.Contains(sqlSchemes, strings.ToLower(scheme))
+}
+
+// checkStore checks a file path, a Redis URL or a database URL. A URL may
+// carry a password, so its messages never repeat it.
 func checkStore(v string) error {
 	if strings.TrimSpace(v) == "" {
-		return errors.New("empty: give a file path such as wechat.txt, or a redis:// URL")
+		return errors.New("empty: give a file path such as wechat.txt, a redis:// URL, or a mysql:// or postgres:// URL")
 	}
 	scheme, rest, isURL := strings.Cut(v, "://")
 	if !isURL {
@@ -715,11 +730,11 @@ func checkStore(v string) error {
 		}
 		return nil
 	}
-	if !IsRedisStore(v) {
+	if !IsRedisStore(v) && !IsSQLStore(v) {
 		if strings.ContainsAny(scheme, ":@/") { // might hold a password
 			scheme = "?"
 		}
-		return fmt.Errorf("unknown URL scheme %q: use a file path or redis://, rediss://, redis+sentinel://, redis+cluster://", scheme)
+		return fmt.Errorf("unknown URL scheme %q: use a file path, redis://, rediss://, redis+sentinel://, redis+cluster://, mysql://, mariadb://, postgres:// or postgresql://", scheme)
 	}
 	authority, _, _ := strings.Cut(rest, "/")
 	authority, _, _ = strings.Cut(authority, "?")
@@ -727,7 +742,11 @@ func checkStore(v string) error {
 		authority = authority[i+1:]
 	}
 	if authority == "" {
-		return fmt.Errorf("the %s URL has no host: write e.g. %s://localhost:6379/0", scheme, scheme)
+		example := "localhost:6379/0"
+		if IsSQLStore(v) {
+			example = "user:password@localhost/wxcentral"
+		}
+		return fmt.Errorf("the %s URL has no host: write e.g. %s://%s", scheme, scheme, example)
 	}
 	if _, err := url.Parse(v); err != nil {
 		return fmt.Errorf("the %s URL does not parse (escape special characters of the password with %%XX)", scheme)

@@ -15,8 +15,8 @@ import (
 func TestDeps(t *testing.T) {
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	for pkg, banned := range map[string][]string{
-		"github.com/wxcentral/wxcentral/middleware/...": {"github.com/redis/", "github.com/prometheus/", "wxcentral/wechat/server", "wxcentral/wechat/central", "wxcentral/wechat/wechattest"},
-		"github.com/wxcentral/wxcentral/wechat":         {"wxcentral/wechat/server", "wxcentral/wechat/central", "wxcentral/wechat/wechattest", "github.com/prometheus/", "github.com/redis/"},
+		"github.com/wxcentral/wxcentral/middleware/...": {"github.com/redis/", "github.com/prometheus/", "github.com/go-sql-driver/", "github.com/jackc/", "wxcentral/wechat/server", "wxcentral/wechat/central", "wxcentral/wechat/wechattest"},
+		"github.com/wxcentral/wxcentral/wechat":         {"wxcentral/wechat/server", "wxcentral/wechat/central", "wxcentral/wechat/wechattest", "github.com/prometheus/", "github.com/redis/", "github.com/go-sql-driver/", "github.com/jackc/", "github.com/pelletier/"},
 	} {
 		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
+	"github.com/wxcentral/wxcentral/wechat/sqlstore"
 )
 
 // A fleet is the apps a server keeps: each app's store, token keeper
@@ -40,6 +41,7 @@ type fleet struct {
 	cfg    config.Config
 	apps   map[string]*runningApp // by AppID
 	redis  redis.UniversalClient  // shared by every app on a Redis store
+	db     *sqlstore.DB           // shared by every app on a database store
 	closed bool
 }
 
@@ -64,6 +66,13 @@ func newFleet(ctx context.Context, cfg config.Config, o Options, log *slog.Logge
 			return nil, fmt.Errorf("server: WECHAT_STORE: %w", err)
 		}
 		f.redis = c
+	}
+	if config.IsSQLStore(cfg.Store) {
+		db, err := sqlstore.Open(ctx, cfg.Store, sqlstore.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("server: WECHAT_STORE: %w", err)
+		}
+		f.db = db
 	}
 	var errs []error
 	for _, app := range cfg.AppList() {
@@ -107,6 +116,12 @@ func (f *fleet) build(cfg config.Config, app config.App) (*runningApp, error) {
 			return nil, fmt.Errorf("server: app %q: %w", app.Name, err)
 		}
 		ra.store, ra.closeStore = s, func() { s.Close() }
+	case f.db != nil:
+		s, err := f.db.Store(app.AppID)
+		if err != nil {
+			return nil, fmt.Errorf("server: app %q: %w", app.Name, err)
+		}
+		ra.store = s
 	default:
 		ra.store = wechat.NewFileStore(path, log)
 	}
@@ -400,5 +415,8 @@ func (f *fleet) close() {
 	f.runs.Wait()
 	if f.redis != nil {
 		f.redis.Close()
+	}
+	if f.db != nil {
+		f.db.Close()
 	}
 }

@@ -23,7 +23,7 @@ import (
 // checked: an unreachable Redis is a run-time condition the keeper
 // retries. A problem is a *config.VarError naming WECHAT_STORE.
 func checkStore(store string) error {
-	if config.IsRedisStore(store) {
+	if config.IsRedisStore(store) || config.IsSQLStore(store) {
 		return nil
 	}
 	bad := func(format string, args ...any) error {

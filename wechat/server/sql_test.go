@@ -1,0 +1,57 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/wxcentral/wxcentral/config"
+	"github.com/wxcentral/wxcentral/wechat/internal/sqltest"
+	"github.com/wxcentral/wxcentral/wechat/wechattest"
+)
+
+// Two servers ("hosts") of two apps on one PostgreSQL database share each
+// app's token: the second adopts what the first fetched, one fetch per app.
+func TestServeSQLStore(t *testing.T) {
+	db := sqltest.Postgres(t)
+	const otherID, otherSecret = "wx00000000000000c2", "sql-other-secret-0123456789"
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret), wechattest.WithApp(otherID, otherSecret))
+	defer fake.Close()
+	cfg := config.Default().WithApps(
+		config.App{Name: "main", Kind: config.OfficialAccount, AppID: testAppID, Secret: testSecret, TokenAPI: "token"},
+		config.App{Name: "other", Kind: config.OfficialAccount, AppID: otherID, Secret: otherSecret, TokenAPI: "token"},
+	)
+	cfg.APIBase, cfg.Store = fake.URL, db.URL()
+	token := func(st *serveTest, id string) string {
+		t.Helper()
+		res, err := http.Get("http://" + st.admin + "/v1/apps/" + id + "/token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		var m struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(b, &m); res.StatusCode != 200 || err != nil || m.AccessToken == "" {
+			t.Fatalf("GET /v1/apps/%s/token = %d %s", id, res.StatusCode, b)
+		}
+		return m.AccessToken
+	}
+	first := startServe(t, cfg, Options{})
+	a, b := token(first, testAppID), token(first, otherID)
+	if a == b {
+		t.Fatal("two apps got the same token")
+	}
+	second := startServe(t, cfg, Options{})
+	if got := token(second, testAppID); got != a {
+		t.Errorf("the second host got %q for %s, want the stored %q", got, testAppID, a)
+	}
+	if got := token(second, otherID); got != b {
+		t.Errorf("the second host got %q for %s, want the stored %q", got, otherID, b)
+	}
+	if n := fake.Stats().Fetches[wechattest.PathToken]; n != 2 {
+		t.Errorf("%d token fetches for two apps on two hosts, want 2", n)
+	}
+}

@@ -769,7 +769,7 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the walkthrough lacks curl or simulate lines:\n%s", p.stdout.String())
 	}
 	waitFor(t, "a token", func() bool {
-		code, _ := get(t, admin+"/v1/token")
+		code, _ := get(t, admin+"/v1/apps/wx00000000demo0001/token")
 		return code == 200
 	})
 	if _, err := os.Stat(storePath); err != nil {
@@ -782,8 +782,10 @@ func TestDemo(t *testing.T) {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) != 7 {
-		t.Errorf("%d lines to paste, want 7:\n%s", len(lines), p.stdout.String())
+	// For the three apps: the list, five lines of the first, the token of
+	// each other, health, metrics, reload; a simulate line each.
+	if len(lines) != 13 {
+		t.Errorf("%d lines to paste, want 13:\n%s", len(lines), p.stdout.String())
 	}
 	for _, l := range lines {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

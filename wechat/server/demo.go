@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,13 +20,44 @@ import (
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
-// The made-up account of the demo. The fake platform knows it; WeChat
-// does not.
+// The made-up account of the demo that the fake-wechat command knows by
+// default. The fake platform knows it; WeChat does not.
 const (
 	DemoAppID         = "wx00000000demo0001"
 	DemoAppSecret     = "demo-app-secret-not-a-real-one"
 	demoCallbackToken = "wxcentral-demo-token"
 )
+
+// A demoApp is one made-up account of the demo.
+type demoApp struct {
+	name, id, secret, callbackToken, aesKey string
+	kind                                    config.AppKind
+}
+
+// demoApps are the demo's accounts: two official accounts and a Mini
+// Program, whose pushes are JSON in safe mode.
+var demoApps = []demoApp{
+	{"main", DemoAppID, DemoAppSecret, demoCallbackToken, "", config.OfficialAccount},
+	{"test", "wx00000000demo0002", "demo-test-secret-not-a-real-one", "wxcentral-demo-test-token", "", config.OfficialAccount},
+	{"shop", "wx00000000demo0003", "demo-shop-secret-not-a-real-one", "wxcentral-demo-shop-token",
+		"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", config.MiniProgram},
+}
+
+// demoConfig is the demo's config file, with the accounts' made-up
+// secrets in it (the file is written readable by its owner only).
+func demoConfig(apiBase, listen, adminListen, store string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The wxcentral demo's accounts: edit this file, then POST /v1/reload.\n")
+	fmt.Fprintf(&b, "api_base = %q\nlisten = %q\nadmin_listen = %q\nstore = %q\n", apiBase, listen, adminListen, store)
+	for _, a := range demoApps {
+		fmt.Fprintf(&b, "\n[[app]]\nname = %q\nkind = %q\napp_id = %q\nsecret = %q\ncallback_path = %q\ncallback_token = %q\n",
+			a.name, a.kind, a.id, a.secret, "/wechat/"+a.name, a.callbackToken)
+		if a.aesKey != "" {
+			fmt.Fprintf(&b, "encoding_aes_key = %q\n", a.aesKey)
+		}
+	}
+	return b.String()
+}
 
 // DemoOptions configure Demo. The zero value is usable.
 type DemoOptions struct {
@@ -47,15 +79,17 @@ type DemoOptions struct {
 	Command string
 }
 
-// Demo runs the central control server (Serve) against a fake WeChat platform
-// started in-process (package wechattest) with a made-up app, a file store
-// in a temporary directory, and the server on its usual ports (or free
-// ones when those are taken). Once the first token is held it prints a
-// walkthrough with curl lines for the admin API and a simulate line for
-// the callback, each of which works as pasted into a shell (the passive
-// refresh line carries the token just fetched), runs until ctx is done,
-// and removes the temporary directory. It needs no WeChat account and no
-// network.
+// Demo runs the central control server (Serve) against a fake WeChat
+// platform started in-process (package wechattest) with three made-up
+// accounts (two official accounts and a Mini Program) in a config file,
+// a file store of one file per app in a temporary directory, and the
+// server on its usual ports (or free ones when those are taken). Once the
+// first token is held it prints a walkthrough with curl lines for the
+// admin API of each app and a simulate line for each app's callback, each
+// of which works as pasted into a shell (the passive refresh line carries
+// the token just fetched), runs until ctx is done, and removes the
+// temporary directory. The config file can be edited and reloaded (POST
+// /v1/reload). It needs no WeChat account and no network.
 func Demo(ctx context.Context, o DemoOptions) error {
 	out := o.Out
 	if out == nil {
@@ -73,24 +107,20 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		adminListen = "127.0.0.1:3101"
 	}
 
-	fake := wechattest.NewServer(wechattest.WithApp(DemoAppID, DemoAppSecret))
+	var fakeOpts []wechattest.Option
+	for _, a := range demoApps {
+		fakeOpts = append(fakeOpts, wechattest.WithAppKind(a.id, a.secret, wechattest.Kind(a.kind)))
+	}
+	fake := wechattest.NewServer(fakeOpts...)
 	defer fake.Close()
 	dir, err := os.MkdirTemp("", "wxcentral-demo-")
 	if err != nil {
 		return fmt.Errorf("server: demo: %w", err)
 	}
 	defer os.RemoveAll(dir)
-
-	// The store starts with a token the fake issued a minute ago, as a
-	// server that ran before would hold, so that the walkthrough's
-	// passive refresh line may fetch at once: fetches are at least 10 s
-	// apart.
-	cfg := config.Default()
-	cfg.Store = filepath.Join(dir, "wechat.txt")
-	now := fake.Now()
-	seed := wechat.Credential{Value: fake.IssueToken(DemoAppID), ExpiresAt: now.Add(7140 * time.Second), FetchedAt: now.Add(-time.Minute)}
-	if err := wechat.NewFileStore(cfg.Store, log).Save(ctx, wechat.KindAccessToken, seed); err != nil {
-		return fmt.Errorf("server: demo: seeding the store: %w", err)
+	storeDir := filepath.Join(dir, "tokens") + string(filepath.Separator)
+	if err := os.Mkdir(storeDir, 0o700); err != nil {
+		return fmt.Errorf("server: demo: %w", err)
 	}
 
 	pub, err := listenOrFree(listen)
@@ -104,12 +134,32 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	}
 	defer adm.Close()
 
-	cfg.AppID = DemoAppID
-	cfg.AppSecret = DemoAppSecret
-	cfg.Token = demoCallbackToken
-	cfg.APIBase = fake.URL
-	cfg.Listen = pub.Addr().String()
-	cfg.AdminListen = adm.Addr().String()
+	// The config file, read as the serve command reads WECHAT_CONFIG.
+	file := filepath.Join(dir, "wxcentral.toml")
+	text := demoConfig(fake.URL, pub.Addr().String(), adm.Addr().String(), storeDir)
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		return fmt.Errorf("server: demo: %w", err)
+	}
+	load := func() (config.Config, error) {
+		env := map[string]string{"WECHAT_CONFIG": file}
+		c, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil)
+		return c, errors.Join(err, c.Validate(Needs(c)))
+	}
+	cfg, err := load()
+	if err != nil {
+		return fmt.Errorf("server: demo: %w", err)
+	}
+
+	// The first app's store starts with a token the fake issued a minute
+	// ago, as a server that ran before would hold, so that the
+	// walkthrough's passive refresh line may fetch at once: fetches are
+	// at least 10 s apart.
+	primary := demoApps[0]
+	now := fake.Now()
+	seed := wechat.Credential{Value: fake.IssueToken(primary.id), ExpiresAt: now.Add(7140 * time.Second), FetchedAt: now.Add(-time.Minute)}
+	if err := wechat.NewFileStore(cfg.StoreFor(primary.id), log).Save(ctx, wechat.KindAccessToken, seed); err != nil {
+		return fmt.Errorf("server: demo: seeding the store: %w", err)
+	}
 
 	command := o.Command
 	if command == "" {
@@ -121,45 +171,62 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	}
 	ready := func(public, admin net.Addr) {
 		adminURL := "http://" + admin.String()
-		callbackURL := "http://" + public.String() + cfg.CallbackPath
-		page := url.QueryEscape("https://example.com/page?id=7")
-		token, err := demoToken(ctx, adminURL)
+		token, err := demoToken(ctx, adminURL+"/v1/apps/"+primary.id+"/token")
 		if err != nil {
-			log.Warn("server: demo: no first token yet; the refresh line below needs a token from GET /v1/token", "err", err)
-			token = "<access_token from GET /v1/token>"
+			log.Warn("server: demo: no first token yet; the refresh line below needs a token from GET /v1/apps/"+primary.id+"/token", "err", err)
+			token = "<access_token from GET /v1/apps/" + primary.id + "/token>"
 		}
-		r := strings.NewReplacer("FAKE", fake.URL, "APPID", DemoAppID, "STORE", cfg.Store,
-			"CALLBACK", callbackURL, "TOKEN", demoCallbackToken, "ADMIN", adminURL, "PAGE", page,
-			"ACCESS", token, "WXCENTRAL", command)
+		var apps, simulate strings.Builder
+		for _, a := range demoApps {
+			cb := "http://" + public.String() + "/wechat/" + a.name
+			mode := "XML pushes"
+			line := fmt.Sprintf("  %s simulate -url %s -token %s -message hello\n", command, cb, a.callbackToken)
+			if a.aesKey != "" {
+				mode = "JSON pushes, safe mode"
+				line = fmt.Sprintf("  %s simulate -url %s -token %s -aes-key %s -appid %s -format json -message hello\n",
+					command, cb, a.callbackToken, a.aesKey, a.id)
+			}
+			fmt.Fprintf(&apps, "  %-5s %-17s %s  callback %s (%s)\n", a.name, a.kind, a.id, cb, mode)
+			simulate.WriteString(line)
+		}
+		r := strings.NewReplacer("FAKE", fake.URL, "MAIN", primary.id, "TEST", demoApps[1].id, "SHOP", demoApps[2].id,
+			"STORE", storeDir, "CONFIG", file, "ADMIN", adminURL, "PAGE", url.QueryEscape("https://example.com/page?id=7"),
+			"ACCESS", token, "APPS", apps.String(), "SIMULATE", simulate.String())
 		r.WriteString(out, `
-wxcentral demo: no WeChat account needed
-  fake WeChat API:  FAKE (app APPID)
+wxcentral demo: three made-up accounts, no WeChat account needed
+  fake WeChat API:  FAKE
+  config file:      CONFIG
   token store:      STORE
-  callback URL:     CALLBACK (token TOKEN)
   admin API:        ADMIN
 
-  current token:    ACCESS
+APPS
+  current token of MAIN: ACCESS
 
 Try, in another terminal:
-  curl -s ADMIN/v1/token
-  curl -s -X POST -H 'Content-Type: application/json' -d '{"stale":"ACCESS"}' ADMIN/v1/token/refresh
-  curl -s ADMIN/v1/ticket/jsapi
-  curl -s 'ADMIN/v1/jssdk/config?url=PAGE'
+  curl -s ADMIN/v1/apps
+  curl -s ADMIN/v1/apps/MAIN/token
+  curl -s -X POST -H 'Content-Type: application/json' -d '{"stale":"ACCESS"}' ADMIN/v1/apps/MAIN/token/refresh
+  curl -s ADMIN/v1/apps/MAIN/ticket/jsapi
+  curl -s 'ADMIN/v1/apps/MAIN/jssdk/config?url=PAGE'
+  curl -s ADMIN/v1/apps/TEST/token
+  curl -s ADMIN/v1/apps/SHOP/token
   curl -s ADMIN/healthz
-  curl -s ADMIN/metrics | grep -E '^wxcentral_(token_fetches_total|token_refreshes_total|token_quota_used|token_expiry_seconds|keeper_up)' | grep -v ' 0$'
-  WXCENTRAL simulate -url CALLBACK -token TOKEN -message hello
-
-A passive refresh (POST /v1/token/refresh) fetches only when "stale" is the
+  curl -s ADMIN/metrics | grep -E '^wxcentral_(token_fetches_total|token_expiry_seconds|keeper_up)' | grep -v ' 0$'
+  curl -s -X POST ADMIN/v1/reload
+SIMULATE
+A passive refresh (POST .../token/refresh) fetches only when "stale" is the
 token the store still holds, and at most once per 10 s; any other token gets
-the current one back (so the refresh line fetches once, then answers the new
-token). Press Ctrl-C to stop; the temporary directory is removed.
+the current one back. A Mini Program has no jsapi_ticket: its ticket route
+answers 400. Edit the config file (add an [[app]] the fake knows, change a
+name) and POST /v1/reload, or send SIGHUP to a server run with -config.
+Press Ctrl-C to stop; the temporary directory is removed.
 
 `)
 		if o.Ready != nil {
 			o.Ready(adminURL)
 		}
 	}
-	return Serve(ctx, cfg, Options{Logger: log, PublicListener: pub, AdminListener: adm, Ready: ready})
+	return Serve(ctx, cfg, Options{Logger: log, PublicListener: pub, AdminListener: adm, Ready: ready, Reload: load})
 }
 
 // listenOrFree listens on addr, or on a free port of 127.0.0.1 when addr
@@ -175,12 +242,12 @@ func listenOrFree(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// demoToken asks the demo's own admin API for the first token, waiting
-// for it at most 15 s.
-func demoToken(ctx context.Context, adminURL string) (string, error) {
+// demoToken asks the demo's own admin API for the first token at
+// tokenURL, waiting for it at most 15 s.
+func demoToken(ctx context.Context, tokenURL string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/v1/token", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tokenURL, nil)
 	if err != nil {
 		return "", err
 	}
@@ -194,10 +261,10 @@ func demoToken(ctx context.Context, adminURL string) (string, error) {
 		Error       string `json:"error"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
-		return "", fmt.Errorf("GET /v1/token: %s: %w", resp.Status, err)
+		return "", fmt.Errorf("GET %s: %s: %w", tokenURL, resp.Status, err)
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
-		return "", fmt.Errorf("GET /v1/token: %s: %s", resp.Status, body.Error)
+		return "", fmt.Errorf("GET %s: %s: %s", tokenURL, resp.Status, body.Error)
 	}
 	return body.AccessToken, nil
 }

@@ -636,3 +636,40 @@ func TestLockWaitSinceSharedByWaits(t *testing.T) {
 		t.Errorf("Status.LockWaitSince = %v after both refreshes took the lock", st.LockWaitSince)
 	}
 }
+
+// EndCooldown ends a stored cooldown for every process on the store, at
+// once and without a fetch: a keeper built with the corrected secret (as
+// a server's reload builds it) fetches on its next call, and another
+// process on the store sees the pause gone.
+func TestEndCooldown(t *testing.T) {
+	e := newEnv(t, newFake(t))
+	e.srv.Fail(wechattest.PathToken, wechattest.Fault{Errcode: 40125, Times: 1})
+	w := openKeeper(t, e)
+	if _, err := w.AccessToken(t.Context()); err == nil {
+		t.Fatal("the rejected secret got a token")
+	}
+	other := *e
+	other.opts.Store = NewFileStore(e.path, nil)
+	w2 := openKeeper(t, &other)
+	if _, err := w2.AccessToken(t.Context()); !errors.Is(err, ErrCooldown) {
+		t.Fatalf("another process: err = %v, want ErrCooldown", err)
+	}
+	fixed := openKeeper(t, e) // the corrected secret, as after a reload
+	calls := e.rt.count(wechattest.PathToken)
+	if !fixed.EndCooldown(t.Context()) {
+		t.Fatal("EndCooldown found no cooldown in force")
+	}
+	if got := e.rt.count(wechattest.PathToken); got != calls {
+		t.Errorf("EndCooldown made %d calls, want none", got-calls)
+	}
+	if fixed.EndCooldown(t.Context()) {
+		t.Error("EndCooldown found a cooldown after ending it")
+	}
+	tok, err := fixed.AccessToken(t.Context())
+	if err != nil {
+		t.Fatalf("after EndCooldown: %v", err)
+	}
+	if got, err := w2.AccessToken(t.Context()); err != nil || got != tok {
+		t.Errorf("the other process: %q, %v; want the new token %q", got, err, tok)
+	}
+}

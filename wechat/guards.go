@@ -363,6 +363,23 @@ func (g *guards) clearCooldown(ctx context.Context, now time.Time) {
 	}
 }
 
+// endCooldown ends the credential cooldown in force at now, in memory and
+// in the Store, and reports whether one was.
+func (g *guards) endCooldown(ctx context.Context, now time.Time) bool {
+	g.syncCooldown(ctx)
+	g.mu.Lock()
+	_, active := g.cooldownLocked(now)
+	g.mu.Unlock()
+	if !active {
+		return false
+	}
+	g.mu.Lock()
+	g.cooldownN = max(g.cooldownN, 1) // so that clearCooldown saves the end
+	g.mu.Unlock()
+	g.clearCooldown(ctx, now)
+	return true
+}
+
 func (g *guards) saveCooldown(ctx context.Context, rec cooldownRecord, now, until time.Time) {
 	v, _ := json.Marshal(rec) // plain fields always marshal
 	err := g.store.Save(ctx, KindCooldown, Credential{Value: string(v), ExpiresAt: until, FetchedAt: now})

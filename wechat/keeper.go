@@ -192,6 +192,20 @@ func (w *Wechat) track() bool {
 	return true
 }
 
+// EndCooldown ends the credential cooldown in force, if any (see
+// Options.CredentialCooldown), in memory and in the Store, so that every
+// process sharing the Store may fetch again at once, and reports whether
+// one was in force. Call it once the AppSecret WeChat rejected has been
+// corrected: a server does when a reload changes an app's secret. It
+// fetches nothing.
+func (w *Wechat) EndCooldown(ctx context.Context) bool {
+	if !w.guards.endCooldown(ctx, w.clock.Now()) {
+		return false
+	}
+	w.log.Info("wechat: the credential cooldown is ended (the AppSecret was changed)")
+	return true
+}
+
 // AppID returns the AppID the keeper was built with.
 func (w *Wechat) AppID() string { return w.opts.AppID }
 

@@ -261,7 +261,8 @@ type reloadResult struct {
 // reload makes cfg the running configuration: apps added start, apps
 // removed stop (their stored credentials stay), apps whose secret, token
 // API or refresh window changed get a new keeper on the same store (which
-// adopts the stored token: no fetch), and any other change (name, kind,
+// adopts the stored token: no fetch; a changed secret also ends a
+// credential cooldown the old one caused), and any other change (name, kind,
 // callback settings) applies to the admin API and the callbacks at once.
 // A global setting that only a restart applies (listeners, store, API
 // base, admin key) is logged and otherwise ignored. If any app cannot be
@@ -328,6 +329,13 @@ func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
 			res.Removed = append(res.Removed, id)
 		}
 		old.halt()
+	}
+	// A corrected secret may fetch at once: the pause that the rejected
+	// one started ends, for every process on the store.
+	for _, id := range res.Rebuilt {
+		if prev[id].app.Secret != next[id].app.Secret {
+			next[id].keeper.EndCooldown(f.runCtx)
+		}
 	}
 	for _, ra := range next {
 		f.run(ra)

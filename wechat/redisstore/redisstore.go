@@ -142,7 +142,7 @@ func New(client redis.UniversalClient, appID string, opts ...Option) (*Store, er
 	return &Store{
 		client:      client,
 		appID:       appID,
-		logger:      c.logger.With("store", "redis", "app", appID),
+		logger:      c.logger.With("store", "redis", "app_id", appID),
 		lockTTL:     c.lockTTL,
 		maxHold:     maxLockHold,
 		closed:      make(chan struct{}),

@@ -237,7 +237,7 @@ func (d *DB) Store(appID string) (*Store, error) {
 	return &Store{
 		d:      d,
 		appID:  appID,
-		logger: d.logger.With("app", appID),
+		logger: d.logger.With("app_id", appID),
 		name:   fmt.Sprintf("%s lock %slocks[%s]", d.dialect, d.prefix, appID),
 	}, nil
 }

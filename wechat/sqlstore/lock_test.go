@@ -320,6 +320,62 @@ func TestOpenWhileDown(t *testing.T) {
 	})
 }
 
+// TestMigrateWaiters: a caller whose context ends while the migration is
+// in flight returns its context's error, uncounted, and leaves the attempt
+// running for the others: a caller that waits for it succeeds, and the DB
+// makes no other attempt. PostgreSQL only: its pools have no read timeout,
+// so a table lock holds the migration as long as the test needs (MySQL's
+// read_timeout would end it after 2 s).
+func TestMigrateWaiters(t *testing.T) {
+	srv := sqltest.Postgres(t)
+	prefix := fmt.Sprintf("wait%d_", apps.Add(1))
+	first := open(t, srv.URL(), sqlstore.WithPrefix(prefix))
+	if err := first.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the schema table: the next DB's migration blocks reading it.
+	tx, err := first.SQL().BeginTx(testCtx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(testCtx(t), "LOCK TABLE "+prefix+"schema IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	db := open(t, srv.URL(), sqlstore.WithPrefix(prefix))
+	s := store(t, db, newAppID())
+	gone, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	if _, err := s.Load(gone, wechat.KindAccessToken); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Load with a canceled context during the migration = %v, want context.Canceled", err)
+	}
+	if n := sqlstore.MigrationAttempts(db); n != 1 {
+		t.Fatalf("%d migration attempts after the first use, want 1", n)
+	}
+	if n := db.Errors(); n != 0 {
+		t.Errorf("DB.Errors = %d after a caller gave up, want 0", n)
+	}
+
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := s.Load(testCtx(t), wechat.KindAccessToken)
+		loaded <- err
+	}()
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-loaded; err != nil {
+		t.Fatalf("Load waiting for the migration: %v", err)
+	}
+	if n := sqlstore.MigrationAttempts(db); n != 1 {
+		t.Errorf("%d migration attempts in all, want 1", n)
+	}
+	if n := db.Errors(); n != 0 {
+		t.Errorf("DB.Errors = %d, want 0", n)
+	}
+}
+
 // TestOutage stops the database: every method fails promptly with an
 // error that is counted and passed to the hook, and the same DB works
 // again once the database is back.

@@ -31,12 +31,15 @@
 //
 // # Schema
 //
-// Open and New create the tables on first use, under a prefix (WithPrefix,
-// default "wxcentral_"), and record the schema's version. They may run on
-// several hosts at once: every table is created with CREATE TABLE IF NOT
-// EXISTS, the version is inserted with a statement that tolerates a
-// duplicate (INSERT IGNORE; ON CONFLICT DO NOTHING), and a step that
-// collides with another host's is run again. On PostgreSQL the tables and
+// The first use of a DB (any method of any of its stores, or DB.Ping)
+// creates or upgrades the tables, under a prefix (WithPrefix, default
+// "wxcentral_"), and records the schema's version; Open and New do not
+// contact the database. A DB migrates once: concurrent first uses share one
+// attempt, and after a failed one the next use tries again. The migration
+// may run on several hosts at once: every table is created with CREATE
+// TABLE IF NOT EXISTS, the version is inserted with a statement that
+// tolerates a duplicate (INSERT IGNORE; ON CONFLICT DO NOTHING), and a
+// step that collides with another host's is run again. On PostgreSQL the tables and
 // their version are created in one transaction. A DBA may create the tables
 // beforehand instead, as below (MySQL types in brackets; MySQL tables are
 // InnoDB, utf8mb4 with the binary collation utf8mb4_bin, so that kinds and
@@ -109,12 +112,23 @@
 // atomic upsert (n = n + k) that returns the new count, so counts are exact
 // across hosts even without the lock.
 //
+// On MySQL, saves and count updates run in READ COMMITTED transactions,
+// which MySQL refuses when binlog_format is STATEMENT (error 1665: InnoDB
+// logs such transactions by row only), so that every Save and AddCount
+// fails. ROW and MIXED, the defaults of MySQL and MariaDB, are fine.
+//
 // # Outages
 //
-// Every method returns an error promptly when the database cannot be
-// reached: pools built by Open dial for at most 2 s (and on MySQL read and
+// Open and New do not contact the database, so a server started while its
+// database is down starts, and serves what it can (its health check says
+// the store fails) until the database is back; a program that would rather
+// not start then calls DB.Ping after Open. Every method returns an error
+// promptly when the database cannot be reached: pools built by Open dial for at most 2 s (and on MySQL read and
 // write for at most 2 s), and every operation is bounded by OpTimeout;
-// none of them waits for the database to come back. Each failure is
+// none of them waits for the database to come back. A method that finds
+// the tables not yet prepared prepares them first (see Schema); while the
+// database is down that fails, as op "migrate", and the next call tries
+// again. Each failure is
 // logged, counted (Store.Errors, and DB.Errors for all of a DB's stores;
 // both satisfy the ErrorCounter of package wechat/central) and passed to
 // the hook set with WithErrorHook. The same DB works again as soon as the

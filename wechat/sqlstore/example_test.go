@@ -91,6 +91,21 @@ func ExampleNew() {
 	defer db.Close()
 }
 
+// Open does not contact the database: a program that must not start
+// without it pings it after Open, which also prepares the tables.
+func ExampleDB_Ping() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := sqlstore.Open(ctx, "mysql://wx:password@10.0.0.5:3306/wxcentral")
+	if err != nil {
+		log.Fatal(err) // a URL or an option it cannot use
+	}
+	defer db.Close()
+	if err := db.Ping(ctx); err != nil {
+		log.Fatal(err) // the database is down, or the tables cannot be created
+	}
+}
+
 // Redact a URL before printing it.
 func ExampleRedact() {
 	u := "mysql://wx:s3cret@db.internal:3306/wxcentral"

@@ -77,6 +77,9 @@ func (s *Store) tryLock(ctx context.Context, owner string) (sent time.Time, ok b
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, false, fmt.Errorf("sqlstore: waiting for the lock of app %s: %w", s.appID, ctxErr(ctx))
 	}
+	if err := s.ready(ctx); err != nil {
+		return time.Now(), false, err
+	}
 	octx, cancel := opContext(ctx)
 	defer cancel()
 	ttl := s.d.lockTTL.Microseconds()

@@ -3,15 +3,81 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // schemaVersion is the version of the tables this package writes.
 const schemaVersion = 1
 
-// migrateTimeout bounds the migration of Open and New whose context has no
-// earlier deadline.
+// migrateTimeout bounds one attempt at the migration.
 const migrateTimeout = 30 * time.Second
+
+// migration is a DB's record of its migration: done once an attempt has
+// succeeded, and the attempt in flight, if any.
+type migration struct {
+	done atomic.Bool
+
+	mu      sync.Mutex
+	running *migrateAttempt // nil when no attempt is in flight
+
+	attempts atomic.Int64 // attempts started, for tests
+}
+
+// A migrateAttempt is one run of migrate; err is set before done closes.
+type migrateAttempt struct {
+	done chan struct{}
+	err  error
+}
+
+// ready runs the migration unless an earlier call has run it: the first
+// use of any store of the DB prepares the tables. Concurrent callers share
+// one attempt, and each waits for it or for its own ctx. A failed attempt
+// is not retried by itself: the next call makes a new one, so a database
+// that is down costs one attempt per use, not a loop.
+func (d *DB) ready(ctx context.Context) error {
+	if d.mig.done.Load() {
+		return nil
+	}
+	d.mig.mu.Lock()
+	if d.mig.done.Load() {
+		d.mig.mu.Unlock()
+		return nil
+	}
+	a := d.mig.running
+	if a == nil {
+		a = &migrateAttempt{done: make(chan struct{})}
+		d.mig.running = a
+		d.mig.attempts.Add(1)
+		go d.runMigration(a)
+	}
+	d.mig.mu.Unlock()
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return fmt.Errorf("sqlstore: waiting for the tables %s* to be prepared: %w", d.prefix, ctxErr(ctx))
+	}
+}
+
+// runMigration runs attempt a on a context of its own, which Close
+// cancels: a caller that gives up waiting does not end the attempt that
+// others wait for.
+func (d *DB) runMigration(a *migrateAttempt) {
+	err := d.migrate(d.life)
+	if err != nil && d.name != "" {
+		err = fmt.Errorf("%w (database %s)", err, d.name)
+	}
+	d.mig.mu.Lock()
+	a.err = err
+	if err == nil {
+		d.mig.done.Store(true)
+	}
+	d.mig.running = nil
+	d.mig.mu.Unlock()
+	close(a.done)
+}
 
 // migrate creates the tables, or brings them to schemaVersion. Several
 // hosts may run it at once: every table is created with IF NOT EXISTS,

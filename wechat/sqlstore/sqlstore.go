@@ -66,6 +66,12 @@ type DB struct {
 	logger  *slog.Logger
 	onError func(op string, err error)
 
+	name string // the redacted URL of a DB built by Open, for errors
+
+	mig  migration
+	life context.Context // the migration's context, canceled by Close
+	stop context.CancelFunc
+
 	errors atomic.Uint64
 
 	closed    chan struct{} // closed by Close: held locks stop renewing
@@ -107,18 +113,24 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
-// WithErrorHook sets a function called with every failure of the stores
-// of the DB: op is "load", "save", "lock", "renew", "unlock", "count" or
+// WithErrorHook sets a function called with every failure of the DB and
+// its stores: op is "migrate" (preparing the tables, see DB.Ping),
+// "ping", "load", "save", "lock", "renew", "unlock", "count" or
 // "add_count". It is meant for a metrics counter; it must be quick and safe
 // for concurrent use.
 func WithErrorHook(f func(op string, err error)) Option {
 	return func(c *config) { c.onError = f }
 }
 
-// Open connects to the database named by rawURL (see the package doc for
-// the forms), creates or upgrades the tables (see Schema) and returns a DB
-// that owns the connection pool: call Close when done. Its errors never
-// contain the password.
+// Open returns a DB on the database named by rawURL (see the package doc
+// for the forms) that owns its connection pool: call Close when done. It
+// does not contact the database, so a server whose database is down still
+// starts, and its stores fail until the database is back (see Outages);
+// the first use of a store creates or upgrades the tables (see Schema),
+// and DB.Ping does it at once for a caller that wants to fail fast. Open
+// fails only on a URL or an option it cannot use, and its errors (as all
+// of the DB's) never contain the password. ctx is not used, as no I/O is
+// done.
 func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 	c, err := parseURL(rawURL)
 	if err != nil {
@@ -146,11 +158,14 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("%w (database %s)", err, Redact(rawURL))
 	}
 	d.ownDB = true
+	d.name = Redact(rawURL)
 	return d, nil
 }
 
 // New returns a DB on db, which the caller keeps: Close does not close it.
-// It creates or upgrades the tables as Open does. db should time out its
+// Like Open it does not contact the database: the first use of a store,
+// or DB.Ping, creates or upgrades the tables. ctx is not used. db should
+// time out its
 // connections promptly (as Open's do, see DefaultDialTimeout), or an
 // unreachable database makes each operation wait for OpTimeout.
 func New(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*DB, error) {
@@ -180,9 +195,7 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*DB,
 		onError: c.onError,
 		closed:  make(chan struct{}),
 	}
-	if err := d.migrate(ctx); err != nil {
-		return nil, err
-	}
+	d.life, d.stop = context.WithCancel(context.Background())
 	return d, nil
 }
 
@@ -204,19 +217,63 @@ func (p driverLogger) Print(v ...any) {
 }
 
 // Close stops renewing the locks held through the DB's stores (they expire
-// within the lock TTL), and closes the connection pool if the DB was built
-// by Open; a *sql.DB given to New stays open.
+// within the lock TTL), ends a migration in flight, and closes the
+// connection pool if the DB was built by Open; a *sql.DB given to New
+// stays open.
 func (d *DB) Close() error {
-	d.closeOnce.Do(func() { close(d.closed) })
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		d.stop()
+	})
 	if !d.ownDB {
 		return nil
 	}
 	return d.db.Close()
 }
 
-// Errors returns how many operations of the DB's stores have failed since
-// it was built. A metrics layer can export it as a counter.
+// Errors returns how many operations of the DB and its stores have failed
+// since it was built. A metrics layer can export it as a counter.
 func (d *DB) Errors() uint64 { return d.errors.Load() }
+
+// Ping prepares the tables, if no use of the DB has done so yet, and
+// checks that the database answers. Open and New do not contact the
+// database, so a program that would rather not start while its database
+// is down (or lacks the privilege to create the tables) calls Ping after
+// Open and stops on its error; one that serves anyway, as the central
+// server does, need not call it, and may call it from a health check. A
+// failure is counted and passed to the error hook, as op "migrate" or
+// "ping", unless ctx ended first.
+func (d *DB) Ping(ctx context.Context) error {
+	if !d.mig.done.Load() {
+		if err := d.ready(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return d.fail(d.logger, "migrate", err)
+		}
+		return nil // the migration just talked to the database
+	}
+	octx, cancel := opContext(ctx)
+	defer cancel()
+	if err := d.db.PingContext(octx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("sqlstore: ping: %w", ctxErr(ctx))
+		}
+		return d.fail(d.logger, "ping", fmt.Errorf("sqlstore: ping the database: %w", err))
+	}
+	return nil
+}
+
+// fail counts err as a failure of the DB, logs it and passes it to the
+// hook.
+func (d *DB) fail(logger *slog.Logger, op string, err error) error {
+	d.errors.Add(1)
+	logger.Warn("sql store failed", "op", op, "err", err)
+	if d.onError != nil {
+		d.onError(op, err)
+	}
+	return err
+}
 
 // SQL returns the connection pool the DB uses.
 func (d *DB) SQL() *sql.DB { return d.db }
@@ -272,12 +329,20 @@ func (s *Store) Errors() uint64 { return s.errors.Load() }
 // fail counts, logs and returns err.
 func (s *Store) fail(op string, err error) error {
 	s.errors.Add(1)
-	s.d.errors.Add(1)
-	s.logger.Warn("sql store failed", "op", op, "err", err)
-	if s.d.onError != nil {
-		s.d.onError(op, err)
+	return s.d.fail(s.logger, op, err)
+}
+
+// ready prepares the tables on the store's first use (see DB.ready). Its
+// error is counted as op "migrate", unless ctx ended first.
+func (s *Store) ready(ctx context.Context) error {
+	if s.d.mig.done.Load() {
+		return nil
 	}
-	return err
+	err := s.d.ready(ctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	return s.fail("migrate", err)
 }
 
 // opContext bounds ctx by OpTimeout.
@@ -300,6 +365,9 @@ func checkKind(kind wechat.Kind) error {
 // there is none.
 func (s *Store) Load(ctx context.Context, kind wechat.Kind) (wechat.Credential, error) {
 	if err := checkKind(kind); err != nil {
+		return wechat.Credential{}, err
+	}
+	if err := s.ready(ctx); err != nil {
 		return wechat.Credential{}, err
 	}
 	octx, cancel := opContext(ctx)
@@ -331,6 +399,9 @@ func (s *Store) Load(ctx context.Context, kind wechat.Kind) (wechat.Credential, 
 // microsecond.
 func (s *Store) Save(ctx context.Context, kind wechat.Kind, c wechat.Credential) error {
 	if err := checkKind(kind); err != nil {
+		return err
+	}
+	if err := s.ready(ctx); err != nil {
 		return err
 	}
 	octx, cancel := opContext(ctx)
@@ -420,6 +491,9 @@ func (s *Store) Count(ctx context.Context, c wechat.Counter) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := s.ready(ctx); err != nil {
+		return 0, err
+	}
 	octx, cancel := opContext(ctx)
 	defer cancel()
 	var n int
@@ -445,6 +519,9 @@ func (s *Store) AddCount(ctx context.Context, c wechat.Counter, n int) (int, err
 	}
 	bucket, err := checkCounter(c)
 	if err != nil {
+		return 0, err
+	}
+	if err := s.ready(ctx); err != nil {
 		return 0, err
 	}
 	octx, cancel := opContext(ctx)

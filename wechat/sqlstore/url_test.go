@@ -65,9 +65,6 @@ func TestOpenErrors(t *testing.T) {
 		{"mysql://wx:" + pw + "@/wx", "no host"},
 		{"postgres://wx:" + pw + "@h/wx?sslmode=sometimes", "sslmode"},
 		{"postgres://wx:" + pw + "@h/wx?dial_timeout=never", "dial_timeout"},
-		// Nothing listens on port 1: the dial fails, at once.
-		{"postgres://wx:" + pw + "@127.0.0.1:1/wx?sslmode=disable", "prepare the tables"},
-		{"mysql://wx:" + pw + "@127.0.0.1:1/wx", "prepare the tables"},
 	}
 	for _, tt := range tests {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -84,6 +81,42 @@ func TestOpenErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Open(%q) = %v, want an error about %q", sqlstore.Redact(tt.url), err, tt.want)
 		}
+	}
+}
+
+// TestPingUnreachable: Open does not contact the database, so it succeeds
+// on one that nobody serves; Ping then fails at once with an error that
+// says what it was doing and never holds the password.
+func TestPingUnreachable(t *testing.T) {
+	const pw = "PW-must-not-leak"
+	for _, url := range []string{
+		// Nothing listens on port 1: the dial fails, at once.
+		"postgres://wx:" + pw + "@127.0.0.1:1/wx?sslmode=disable",
+		"mysql://wx:" + pw + "@127.0.0.1:1/wx",
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		db, err := sqlstore.Open(ctx, url, sqlstore.WithLogger(quiet))
+		if err != nil {
+			cancel()
+			t.Errorf("Open(%q) = %v, want no error: it must not contact the database", sqlstore.Redact(url), err)
+			continue
+		}
+		err = db.Ping(ctx)
+		switch {
+		case err == nil:
+			t.Errorf("Ping on %q succeeded, want an error", sqlstore.Redact(url))
+		case ctx.Err() != nil:
+			t.Errorf("Ping on %q = %v: it waited for its context to end", sqlstore.Redact(url), err)
+		case strings.Contains(err.Error(), pw):
+			t.Errorf("Ping on %q error contains the password: %v", sqlstore.Redact(url), err)
+		case !strings.Contains(err.Error(), "prepare the tables") || !strings.Contains(err.Error(), sqlstore.Redact(url)):
+			t.Errorf("Ping on %q = %v, want an error about preparing the tables of the database", sqlstore.Redact(url), err)
+		}
+		if got := db.Errors(); got != 1 {
+			t.Errorf("DB.Errors = %d after a failed Ping, want 1", got)
+		}
+		db.Close()
+		cancel()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/wxcentral/wxcentral/config"
@@ -53,5 +54,30 @@ func TestServeSQLStore(t *testing.T) {
 	}
 	if n := fake.Stats().Fetches[wechattest.PathToken]; n != 2 {
 		t.Errorf("%d token fetches for two apps on two hosts, want 2", n)
+	}
+}
+
+// A server whose database is unreachable starts anyway, as with Redis:
+// /healthz says 503 and why, the token route answers an error naming no
+// password, and the keeper keeps trying.
+func TestServeSQLStoreUnreachable(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	cfg := serveConfig(t, fake.URL)
+	cfg.Store = "postgres://wx:s3cret-db-password@127.0.0.1:1/wxcentral?connect_timeout=1"
+	st := startServe(t, cfg, Options{})
+	for _, path := range []string{"/healthz", "/v1/token"} {
+		res, err := http.Get("http://" + st.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode < 500 || strings.Contains(string(b), "s3cret-db-password") {
+			t.Errorf("GET %s with the database down = %d %s, want a 5xx without the password", path, res.StatusCode, b)
+		}
+	}
+	if n := fake.Stats().Fetches[wechattest.PathToken]; n != 0 {
+		t.Errorf("%d token fetches without the store's lock, want 0", n)
 	}
 }

@@ -5,8 +5,9 @@
 // Admin is an http.Handler serving the admin API (GET /v1/token, POST
 // /v1/token/refresh, GET /v1/ticket/jsapi, GET /v1/jssdk/config, GET
 // /healthz, GET /metrics) on top of a token keeper (*wechat.Wechat, or
-// any Keeper), with an optional bearer key and Prometheus metrics on a
-// registry of its own. Without a key it answers only requests whose Host
+// any Keeper), or of many (SetApps: one App per account, each at
+// /v1/apps/{app_id}/…, listed by GET /v1/apps), with an optional bearer
+// key and Prometheus metrics on a registry of their own. Without a key it answers only requests whose Host
 // is localhost, a loopback address or a name in AdminOptions.AllowedHosts
 // (WECHAT_ADMIN_HOSTS), and refuses others with 403: a web page could
 // otherwise read the token through a DNS rebinding name that resolves to

@@ -51,3 +51,50 @@ func ExampleNewAdmin() {
 	fmt.Println(res.Get("ip_list").IsArray())
 	// Output: true
 }
+
+// One admin API for several accounts: an official account and a Mini
+// Program, each with its keeper; a business server picks its app with
+// RemoteOptions.App.
+func ExampleAdmin_SetApps() {
+	fake := wechattest.NewServer(
+		wechattest.WithApp("wx00000000000000a1", "oa-secret"),
+		wechattest.WithAppKind("wx00000000000000b1", "mp-secret", wechattest.KindMiniProgram))
+	defer fake.Close()
+	dir, _ := os.MkdirTemp("", "central")
+	defer os.RemoveAll(dir)
+
+	ctx := context.Background()
+	var apps []central.App
+	for _, a := range []struct{ id, secret, name, kind string }{
+		{"wx00000000000000a1", "oa-secret", "main", central.KindOfficialAccount},
+		{"wx00000000000000b1", "mp-secret", "shop", central.KindMiniProgram},
+	} {
+		store := wechat.NewFileStore(filepath.Join(dir, a.id+".txt"), nil)
+		keeper, err := wechat.Open(ctx, wechat.Options{AppID: a.id, AppSecret: a.secret, APIBase: fake.URL, Store: store})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer keeper.Close()
+		go keeper.Run(ctx)
+		apps = append(apps, central.App{ID: a.id, Name: a.name, Kind: a.kind, Keeper: keeper, Store: store})
+	}
+	admin := central.NewAdmin(nil, central.AdminOptions{})
+	if err := admin.SetApps(apps); err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(admin)
+	defer srv.Close()
+
+	shop, err := wechat.NewRemote(srv.URL, "", wechat.RemoteOptions{App: "wx00000000000000b1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tok, err := shop.AccessToken(ctx)
+	fmt.Println(tok != "", err)
+	res, _ := http.Get(srv.URL + "/v1/apps/wx00000000000000b1/ticket/jsapi")
+	res.Body.Close()
+	fmt.Println(res.StatusCode) // a Mini Program has no jsapi_ticket
+	// Output:
+	// true <nil>
+	// 400
+}

@@ -10,9 +10,12 @@
 //     middleware.Verify, with safe mode when an EncodingAESKey is set and
 //     retry dedupe through the store's Redis when the store is Redis, in
 //     front of Options.Handler, by default ReferenceHandler), the admin
-//     listener (central.Admin), and the background refresh of one token
-//     keeper built by wechat.Open on the store WECHAT_STORE names (a file
-//     path, or a Redis URL through wechat/redisstore). The listeners run
+//     listener (central.Admin), and the background refresh of a token
+//     keeper per app (one app from the environment, or the [[app]] tables
+//     of a config file, reloaded on SIGHUP or POST /v1/reload), each built
+//     by wechat.Open on the store WECHAT_STORE names (a file path or a
+//     directory of files, a Redis URL through wechat/redisstore, a MySQL
+//     or PostgreSQL URL through wechat/sqlstore). The listeners run
 //     in one errgroup; when ctx ends, or a listener fails, they stop
 //     accepting, requests in flight have half of Options.ShutdownTimeout
 //     to finish, and those still waiting are answered 503

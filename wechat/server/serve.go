@@ -98,24 +98,36 @@ const (
 // done, then shuts down gracefully (in-flight requests finish) and
 // returns nil.
 //
-// The public listener (cfg.Listen) answers WeChat at cfg.CallbackPath
-// through middleware.Verify, with o.Handler (the echo bot ReferenceHandler
-// by default) behind it
-// (retry dedupe on Redis when the store is Redis). When an AppID or AppSecret is configured,
-// Serve also keeps the access token (one wechat.Open keeper on cfg.Store, a
-// file path or a Redis URL, and Wechat.Run for the life of the server) and
-// serves the admin API (see central.Admin) on cfg.AdminListen; with the callback
-// token alone it serves callbacks only. If the first token cannot be had,
-// the listeners serve anyway (/healthz says 503 and why) while the same
-// keeper keeps trying under its guards (back-off, credential cooldown).
-// Without WECHAT_ADMIN_KEY the admin API answers only loopback Host names
-// and those of cfg.AdminHosts (see central.AdminOptions.AllowedHosts).
+// Serve keeps every app of cfg (cfg.AppList: the [[app]] tables of a
+// config file, or the one app of the environment settings): for each, a
+// token keeper built by wechat.Open on its store (cfg.StoreFor: a file
+// per app, or the app's keys in Redis or rows in a database, one client
+// or pool shared by all) with Wechat.Run for the life of the server, and
+// its callbacks at its callback path on the public listener (cfg.Listen)
+// through the callback middleware with its token and safe-mode keys, in
+// front of o.Handler (the echo bot ReferenceHandler by default), with
+// retry dedupe on Redis when the store is Redis. The admin API (see
+// central.Admin) serves them all on cfg.AdminListen. With the callback
+// token alone and no app, it serves callbacks only, at cfg.CallbackPath.
+// If a first token cannot be had, the listeners serve anyway (/healthz
+// says 503 and why) while the keeper keeps trying under its guards
+// (back-off, credential cooldown). Without WECHAT_ADMIN_KEY the admin API
+// answers only loopback Host names and those of cfg.AdminHosts (see
+// central.AdminOptions.AllowedHosts).
+//
+// With a config file (cfg.ConfigFile) and o.Reload, POST /v1/reload and
+// every value from o.ReloadOn re-read it: apps added start, apps removed
+// stop (their stored tokens stay), an app whose secret, token API or
+// refresh window changed gets a new keeper that adopts its stored token,
+// and other changes apply at once; a reload alone fetches nothing, and a
+// bad file is refused and logged with the running apps kept. The apps of
+// a config file spread their refreshes (wechat.Options.SpreadRefresh).
 //
 // A configuration problem makes Serve return at once with every problem
 // listed, as *config.VarError values (errors.As finds them). That includes
 // a file store that cannot work: its directory missing or not writable, or
-// the path naming a directory. An unreachable Redis is not one: Serve
-// serves, /healthz says 503, and the keeper retries.
+// the path naming a directory. An unreachable Redis or database is not
+// one: Serve serves, /healthz says 503, and the keepers retry.
 //
 // When ctx is done the listeners stop accepting; requests in flight get
 // half the shutdown timeout to finish, then those still waiting are

@@ -89,12 +89,24 @@ func newMAFiles(t *testing.T) *maFiles {
 }
 
 // write writes the config file: the global settings, then the tables.
-func (f *maFiles) write(t *testing.T, apiBase string, tables ...string) {
+func (f *maFiles) write(t *testing.T, apiBase string, tables ...string) string {
 	t.Helper()
 	text := fmt.Sprintf("api_base = %q\nstore = %q\nadmin_listen = \"127.0.0.1:0\"\n\n%s", apiBase, f.store, strings.Join(tables, "\n"))
 	if err := os.WriteFile(f.path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return text
+}
+
+// lastLineOf returns the line of text on which the last occurrence of
+// part starts.
+func lastLineOf(t *testing.T, text, part string) int {
+	t.Helper()
+	i := strings.LastIndex(text, part)
+	if i < 0 {
+		t.Fatalf("%q is not in the config file", part)
+	}
+	return strings.Count(text[:i], "\n") + 1
 }
 
 // load reads the configuration as the serve command does: config.Load
@@ -135,6 +147,7 @@ type maFake struct {
 	registered map[string]string // AppID → the secret the platform has
 	current    map[string]string // AppID → the secret WeChat now accepts
 	used       map[string][]string
+	held       map[string]chan struct{} // AppID → closed to let its token requests through
 }
 
 func newMAFake(t *testing.T, opts ...wechattest.Option) *maFake {
@@ -161,6 +174,16 @@ func (f *maFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		id, s := q.Get("appid"), q.Get("secret")
 		f.mu.Lock()
+		gate := f.held[id]
+		f.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		f.mu.Lock()
 		f.used[id] = append(f.used[id], s)
 		if cur, ok := f.current[id]; ok {
 			if s == cur {
@@ -173,6 +196,24 @@ func (f *maFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawQuery = q.Encode()
 	}
 	f.Platform.ServeHTTP(w, r)
+}
+
+// hold makes id's token requests wait until release is called: the
+// platform answers none of them, and counts none, meanwhile.
+func (f *maFake) hold(id string) (release func()) {
+	gate := make(chan struct{})
+	f.mu.Lock()
+	if f.held == nil {
+		f.held = map[string]chan struct{}{}
+	}
+	f.held[id] = gate
+	f.mu.Unlock()
+	return sync.OnceFunc(func() {
+		f.mu.Lock()
+		delete(f.held, id)
+		f.mu.Unlock()
+		close(gate)
+	})
 }
 
 // rotate makes secret the one WeChat accepts for id, as resetting the
@@ -446,4 +487,209 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// maReloadDone is the result of a reload, as Options.reloaded reports it.
+type maReloadDone struct {
+	res reloadResult
+	err error
+}
+
+// maSignal asks for a reload on hup, as SIGHUP does, and returns its
+// result.
+func maSignal(t *testing.T, hup chan<- os.Signal, done <-chan maReloadDone) maReloadDone {
+	t.Helper()
+	hup <- os.Interrupt // any value asks for a reload
+	select {
+	case d := <-done:
+		return d
+	case <-time.After(30 * time.Second):
+		t.Fatal("the reload signal was not acted on")
+	}
+	panic("unreachable")
+}
+
+// maPost asks for a reload by POST /v1/reload, and returns its answer and
+// the result the server reports.
+func maPost(t *testing.T, admin string, done <-chan maReloadDone) (int, map[string]any, maReloadDone) {
+	t.Helper()
+	code, m := maJSON(t, "POST", admin+"/v1/reload", "")
+	select {
+	case d := <-done:
+		return code, m, d
+	case <-time.After(30 * time.Second):
+		t.Fatal("POST /v1/reload reported no reload")
+	}
+	panic("unreachable")
+}
+
+// A reload, by POST /v1/reload and by a value on Options.ReloadOn (what
+// SIGHUP is to the serve command): an added app starts, the reload itself
+// fetching nothing, and is fetched once; a removed one's routes go, its
+// stored token stays; a changed secret rebuilds the keeper without a
+// fetch, and the next fetch uses the new secret; a broken file (bad
+// syntax, or a duplicate app_id) is refused with its line, and the
+// running apps keep answering.
+func TestMultiAppReload(t *testing.T) {
+	fake := newMAFake(t, wechattest.WithClock(maT0))
+	files := newMAFiles(t)
+	files.write(t, fake.URL(), maApp(maOA1), maApp(maOA2))
+	hup := make(chan os.Signal)
+	done := make(chan maReloadDone, 1)
+	st := startServe(t, files.mustLoad(t), Options{Clock: fake, Reload: files.load, ReloadOn: hup,
+		reloaded: func(res reloadResult, err error) { done <- maReloadDone{res, err} }})
+	admin := "http://" + st.admin
+	oa1Tok, oa2Tok := maToken(t, st.admin, maOA1), maToken(t, st.admin, maOA2)
+	if code, _ := maDo(t, "GET", admin+"/v1/apps/"+maMini+"/token", ""); code != 404 {
+		t.Fatalf("GET /v1/apps/%s/token before it is configured: %d, want 404", maMini, code)
+	}
+	ctx := context.Background()
+	if err := maCallback(st.public, "/wx/mini", maMiniCB).Verify(ctx); maStatus(err) != 404 {
+		t.Fatalf("the Mini Program's callback before it is configured: %v, want 404", err)
+	}
+
+	// Add the Mini Program (POST /v1/reload). WeChat's token endpoint
+	// holds its requests meanwhile: the reload answers without waiting for
+	// a fetch, and none has been made once it has.
+	release := fake.hold(maMini)
+	defer release()
+	before := fake.fetches()
+	files.write(t, fake.URL(), maApp(maOA1), maApp(maOA2), maApp(maMini))
+	code, m, d := maPost(t, admin, done)
+	if apps, _ := m["apps"].([]any); code != 200 || len(apps) != 3 || d.err != nil ||
+		fmt.Sprint(d.res.Added) != "["+maMini+"]" || len(d.res.Removed)+len(d.res.Rebuilt)+len(d.res.Updated) != 0 {
+		t.Fatalf("POST /v1/reload adding an app: %d %v, result %+v %v; want 200, 3 apps, %s added", code, m, d.res, d.err, maMini)
+	}
+	if after := fake.fetches(); !mapsEqual(after, before) {
+		t.Errorf("fetches %v right after the reload, %v before: the reload fetched", after, before)
+	}
+	release()
+	miniTok := maToken(t, st.admin, maMini)
+	if want, _ := fake.Token(maMini); miniTok != want {
+		t.Errorf("the added app's token %q, want WeChat's %q", miniTok, want)
+	}
+	maToken(t, st.admin, maMini)
+	if n := fake.fetches()[maMini]; n != 1 {
+		t.Errorf("the added app: %d fetches, want 1", n)
+	}
+	if err := maCallback(st.public, "/wx/mini", maMiniCB).Verify(ctx); err != nil {
+		t.Errorf("the added app's callback: %v", err)
+	}
+	if got1, got2 := maToken(t, st.admin, maOA1), maToken(t, st.admin, maOA2); got1 != oa1Tok || got2 != oa2Tok {
+		t.Errorf("the kept apps' tokens changed with the reload: %q %q, want %q %q", got1, got2, oa1Tok, oa2Tok)
+	}
+
+	// Remove the second account (the reload signal): its routes go, its
+	// stored token stays.
+	before = fake.fetches()
+	files.write(t, fake.URL(), maApp(maOA1), maApp(maMini))
+	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Removed) != "["+maOA2+"]" ||
+		len(d.res.Added)+len(d.res.Rebuilt)+len(d.res.Updated) != 0 {
+		t.Fatalf("reload removing an app: %+v %v, want %s removed", d.res, d.err, maOA2)
+	}
+	for _, p := range []string{"/token", "/ticket/jsapi", "/jssdk/config?url=https%3A%2F%2Fexample.com%2F"} {
+		if code, m := maJSON(t, "GET", admin+"/v1/apps/"+maOA2+p, ""); code != 404 {
+			t.Errorf("GET /v1/apps/%s%s after its removal: %d %v, want 404", maOA2, p, code, m)
+		}
+	}
+	if code, m := maJSON(t, "POST", admin+"/v1/apps/"+maOA2+"/token/refresh", fmt.Sprintf(`{"stale":%q}`, oa2Tok)); code != 404 {
+		t.Errorf("POST /v1/apps/%s/token/refresh after its removal: %d %v, want 404", maOA2, code, m)
+	}
+	if err := maCallback(st.public, "/wx/oa2", maOA2Token).Verify(ctx); maStatus(err) != 404 {
+		t.Errorf("the removed app's callback: %v, want 404", err)
+	}
+	if code, m := maJSON(t, "GET", admin+"/v1/apps", ""); code != 200 || len(m["apps"].([]any)) != 2 {
+		t.Errorf("GET /v1/apps after a removal: %d %v, want 2 apps", code, m)
+	}
+	if b, err := os.ReadFile(filepath.Join(files.store, maOA2+".txt")); err != nil || !bytes.Contains(b, []byte(oa2Tok)) {
+		t.Errorf("the removed app's store: %v; holds its token: %v", err, bytes.Contains(b, []byte(oa2Tok)))
+	}
+	if after := fake.fetches(); !mapsEqual(after, before) {
+		t.Errorf("fetches %v after removing an app, %v before", after, before)
+	}
+
+	// A new AppSecret for the first account (reset on the platform, then
+	// in the file): the keeper is rebuilt and adopts the stored token; the
+	// next fetch, a passive refresh, uses the new secret.
+	newSecret := maEnv["WX_OA1_SECRET_V2"]
+	fake.rotate(maOA1, newSecret)
+	before = fake.fetches()
+	files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), maApp(maMini))
+	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Rebuilt) != "["+maOA1+"]" ||
+		len(d.res.Added)+len(d.res.Removed)+len(d.res.Updated) != 0 {
+		t.Fatalf("reload with a new secret: %+v %v, want %s rebuilt", d.res, d.err, maOA1)
+	}
+	if after := fake.fetches(); !mapsEqual(after, before) {
+		t.Errorf("fetches %v after the secret changed, %v before: the rebuild fetched", after, before)
+	}
+	if got := maToken(t, st.admin, maOA1); got != oa1Tok {
+		t.Errorf("the rebuilt keeper's token %q, want the stored %q", got, oa1Tok)
+	}
+	fake.Advance(10 * time.Minute) // past the guard against refreshing a token just fetched
+	code, m = maJSON(t, "POST", admin+"/v1/apps/"+maOA1+"/token/refresh", fmt.Sprintf(`{"stale":%q}`, oa1Tok))
+	if newTok, _ := m["access_token"].(string); code != 200 || newTok == "" || newTok == oa1Tok {
+		t.Fatalf("passive refresh after the secret changed: %d %v, want a new token", code, m)
+	}
+	if used := fake.secrets(maOA1); len(used) != 2 || used[0] != maOA1Secret || used[1] != newSecret {
+		t.Errorf("the first account's token requests used %d secrets; want the old one, then the new one (match: %v)",
+			len(used), len(used) == 2 && used[0] == maOA1Secret && used[1] == newSecret)
+	}
+	if n := fake.fetches()[maOA1]; n != before[maOA1]+1 {
+		t.Errorf("the first account: %d fetches, want %d", n, before[maOA1]+1)
+	}
+
+	// Broken files: refused with the problem at its line; every running
+	// app keeps its token, and nothing is fetched.
+	held := map[string]string{maOA1: maToken(t, st.admin, maOA1), maMini: maToken(t, st.admin, maMini)}
+	before = fake.fetches()
+	good := files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), maApp(maMini))
+	dupTable := "[[app]]\nname = \"dup\"\napp_id = \"" + maMini + "\"\nsecret_env = \"WX_MINI_SECRET\"\n"
+	for _, tt := range []struct {
+		name, text, at, want string
+		signal               bool
+	}{
+		{"syntax error", good + "[[app]]\napp_id = \"wx44444\n", "app_id = \"wx44444", "", false},
+		{"syntax error, by signal", good + "[[app]]\napp_id = \"wx44444\n", "app_id = \"wx44444", "", true},
+		{"duplicate app_id", good + "\n" + dupTable, "app_id = \"" + maMini + "\"", "already the app_id", false},
+		{"duplicate app_id, by signal", good + "\n" + dupTable, "app_id = \"" + maMini + "\"", "already the app_id", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(files.path, []byte(tt.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The bad key is the last of its text (the duplicate's).
+			at := fmt.Sprintf("%s:%d", files.path, lastLineOf(t, tt.text, tt.at))
+			var msg string
+			if tt.signal {
+				d := maSignal(t, hup, done)
+				if d.err == nil {
+					t.Fatalf("the reload signal with a broken file: result %+v, no error", d.res)
+				}
+				msg = d.err.Error()
+			} else {
+				code, m, d := maPost(t, admin, done)
+				msg, _ = m["error"].(string)
+				if code != 422 || m["reason"] != "reload_refused" || d.err == nil {
+					t.Errorf("POST /v1/reload with a broken file: %d %v, want 422 reload_refused", code, m)
+				}
+			}
+			if !strings.Contains(msg, at) || !strings.Contains(msg, tt.want) {
+				t.Errorf("the refusal %q does not name %s %q", msg, at, tt.want)
+			}
+			for id, tok := range held {
+				if got := maToken(t, st.admin, id); got != tok {
+					t.Errorf("app %s after a refused reload: token %q, want %q", id, got, tok)
+				}
+			}
+			if code, m := maJSON(t, "GET", admin+"/v1/apps", ""); code != 200 || len(m["apps"].([]any)) != 2 {
+				t.Errorf("GET /v1/apps after a refused reload: %d %v, want the 2 running apps", code, m)
+			}
+			if err := maCallback(st.public, "/wx/oa1", maOA1Token).Verify(ctx); err != nil {
+				t.Errorf("a running app's callback after a refused reload: %v", err)
+			}
+			if after := fake.fetches(); !mapsEqual(after, before) {
+				t.Errorf("fetches %v after a refused reload, %v before", after, before)
+			}
+		})
+	}
 }

@@ -227,6 +227,11 @@ func TestMultiAppTwoProcessesOneStore(t *testing.T) {
 	if failed.Load() != 0 || calls.Load() < 100 {
 		t.Errorf("%d of %d business calls failed", failed.Load(), calls.Load())
 	}
+	for code, n := range st.Rejected {
+		if n != 0 {
+			t.Errorf("WeChat rejected %d business calls with %d", n, code)
+		}
+	}
 	for _, id := range ids {
 		a := st.Apps[id]
 		if n := a.Rejected[40001] + a.Rejected[42001]; n != 0 {

@@ -41,8 +41,7 @@ var maEnv = map[string]string{
 	"WX_OA1_SECRET_V2": "oa1-ROTATED-0123456789abcdef",
 }
 
-// maApp returns the [[app]] table of one of the three accounts; oa1Secret
-// names the variable holding the first account's secret.
+// maApp returns the [[app]] table of one of the three accounts.
 func maApp(id string) string {
 	switch id {
 	case maOA1:
@@ -604,26 +603,58 @@ func TestMultiAppReload(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(files.store, maOA2+".txt")); err != nil || !bytes.Contains(b, []byte(oa2Tok)) {
 		t.Errorf("the removed app's store: %v; holds its token: %v", err, bytes.Contains(b, []byte(oa2Tok)))
 	}
+	if code, body := maDo(t, "GET", admin+"/metrics", ""); code != 200 || strings.Contains(body, `app_id="`+maOA2+`"`) ||
+		!strings.Contains(body, `wxcentral_app_info{app_id="`+maMini+`",kind="mini_program",name="mini"} 1`) {
+		t.Errorf("GET /metrics after a removal: %d; series of the removed app %v, want none and the Mini Program's", code,
+			strings.Contains(body, `app_id="`+maOA2+`"`))
+	}
 	if after := fake.fetches(); !mapsEqual(after, before) {
 		t.Errorf("fetches %v after removing an app, %v before", after, before)
 	}
 
+	// Back again, it adopts the token it stored: no fetch.
+	files.write(t, fake.URL(), maApp(maOA1), maApp(maMini), maApp(maOA2))
+	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Added) != "["+maOA2+"]" {
+		t.Fatalf("reload adding an app again: %+v %v, want %s added", d.res, d.err, maOA2)
+	}
+	if got := maToken(t, st.admin, maOA2); got != oa2Tok {
+		t.Errorf("the app added again: token %q, want the one it stored, %q", got, oa2Tok)
+	}
+	if err := maCallback(st.public, "/wx/oa2", maOA2Token).Verify(ctx); err != nil {
+		t.Errorf("the callback of the app added again: %v", err)
+	}
+	if after := fake.fetches(); !mapsEqual(after, before) {
+		t.Errorf("fetches %v after adding an app again, %v before", after, before)
+	}
+	files.write(t, fake.URL(), maApp(maOA1), maApp(maMini))
+	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Removed) != "["+maOA2+"]" {
+		t.Fatalf("reload removing an app again: %+v %v, want %s removed", d.res, d.err, maOA2)
+	}
+
 	// A new AppSecret for the first account (reset on the platform, then
-	// in the file): the keeper is rebuilt and adopts the stored token; the
-	// next fetch, a passive refresh, uses the new secret.
+	// in the file), and a new refresh window for the Mini Program: both
+	// keepers are rebuilt and adopt their stored tokens; the first
+	// account's next fetch, a passive refresh, uses the new secret.
 	newSecret := maEnv["WX_OA1_SECRET_V2"]
 	fake.rotate(maOA1, newSecret)
 	before = fake.fetches()
-	files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), maApp(maMini))
-	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Rebuilt) != "["+maOA1+"]" ||
+	miniRB := strings.Replace(maApp(maMini), "[[app]]\n", "[[app]]\nrefresh_before = \"7m\"\n", 1)
+	files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), miniRB)
+	if d := maSignal(t, hup, done); d.err != nil || fmt.Sprint(d.res.Rebuilt) != "["+maOA1+" "+maMini+"]" ||
 		len(d.res.Added)+len(d.res.Removed)+len(d.res.Updated) != 0 {
-		t.Fatalf("reload with a new secret: %+v %v, want %s rebuilt", d.res, d.err, maOA1)
+		t.Fatalf("reload with a new secret and refresh window: %+v %v, want %s and %s rebuilt", d.res, d.err, maOA1, maMini)
 	}
 	if after := fake.fetches(); !mapsEqual(after, before) {
 		t.Errorf("fetches %v after the secret changed, %v before: the rebuild fetched", after, before)
 	}
 	if got := maToken(t, st.admin, maOA1); got != oa1Tok {
 		t.Errorf("the rebuilt keeper's token %q, want the stored %q", got, oa1Tok)
+	}
+	if got := maToken(t, st.admin, maMini); got != miniTok {
+		t.Errorf("the rebuilt Mini Program keeper's token %q, want the stored %q", got, miniTok)
+	}
+	if err := maCallback(st.public, "/wx/oa1", maOA1Token).Verify(ctx); err != nil {
+		t.Errorf("the rebuilt app's callback: %v", err)
 	}
 	fake.Advance(10 * time.Minute) // past the guard against refreshing a token just fetched
 	code, m = maJSON(t, "POST", admin+"/v1/apps/"+maOA1+"/token/refresh", fmt.Sprintf(`{"stale":%q}`, oa1Tok))
@@ -642,7 +673,7 @@ func TestMultiAppReload(t *testing.T) {
 	// app keeps its token, and nothing is fetched.
 	held := map[string]string{maOA1: maToken(t, st.admin, maOA1), maMini: maToken(t, st.admin, maMini)}
 	before = fake.fetches()
-	good := files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), maApp(maMini))
+	good := files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), miniRB)
 	dupTable := "[[app]]\nname = \"dup\"\napp_id = \"" + maMini + "\"\nsecret_env = \"WX_MINI_SECRET\"\n"
 	for _, tt := range []struct {
 		name, text, at, want string

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wxcentral/wxcentral/wechat"
 )
@@ -93,7 +94,15 @@ func (a *Admin) SetApps(apps []App) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	a.apps.Store(set)
+	old := a.apps.Swap(set)
+	// A removed app's callback counts go with it, as its keeper's series do.
+	if old != nil {
+		for id := range old.byID {
+			if set.byID[id] == nil {
+				a.metrics.callbacks.DeletePartialMatch(prometheus.Labels{"app_id": id})
+			}
+		}
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
@@ -217,6 +218,9 @@ func TestAdminReload(t *testing.T) {
 		}
 		return e.admin.SetApps(apps[:2])
 	}})
+	for _, app := range apps {
+		e.admin.CallbackResultFor(app.ID)(httptest.NewRequest("GET", "/", nil), middleware.Result{Outcome: middleware.OutcomeEcho})
+	}
 	code, _, raw := e.do(t, "POST", "/v1/reload", testKey, "", "")
 	var list appsJSON
 	if err := json.Unmarshal([]byte(raw), &list); code != 200 || err != nil || len(list.Apps) != 2 {
@@ -224,6 +228,13 @@ func TestAdminReload(t *testing.T) {
 	}
 	if code, _, _ := e.do(t, "GET", "/v1/apps/"+apps[2].ID+"/token", testKey, "", ""); code != 404 {
 		t.Errorf("a removed app's token = %d, want 404", code)
+	}
+	_, _, text := e.do(t, "GET", "/metrics", "-", "", "")
+	if strings.Contains(text, `app_id="`+apps[2].ID+`"`) {
+		t.Errorf("/metrics still has series of the removed app %s", apps[2].ID)
+	}
+	if !strings.Contains(text, `wxcentral_callback_checks_total{app_id="`+apps[0].ID+`",outcome="echo"} 1`) {
+		t.Errorf("/metrics lost the callback count of the kept app %s", apps[0].ID)
 	}
 	fail = errors.New("wxcentral.toml:3: [[app]] #1: app_id: missing")
 	code, m, raw := e.do(t, "POST", "/v1/reload", testKey, "", "")

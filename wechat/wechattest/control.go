@@ -3,6 +3,7 @@ package wechattest
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +87,27 @@ func (p *Platform) Invalidate(appID string) error {
 	return nil
 }
 
+// SetSecret gives appID a new AppSecret, as resetting it on the platform
+// (重置 AppSecret) does: from now on only secret fetches its tokens, and
+// the old one is answered as a wrong secret. Tokens already issued stay
+// valid. With secret "" a random one is made. It returns the secret set,
+// or ErrUnknownApp for an AppID that is not registered; Reset restores the
+// secret of the options.
+func (p *Platform) SetSecret(appID, secret string) (string, error) {
+	if secret == "" {
+		secret = hex.EncodeToString(randomBytes(16))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.apps[appID]
+	if a == nil {
+		return "", fmt.Errorf("%w %q", ErrUnknownApp, appID)
+	}
+	a.secret = secret
+	p.log.Info("wechattest: the AppSecret was reset", "app", appID)
+	return secret, nil
+}
+
 // Reset restores the state NewPlatform started with: the clock, tokens,
 // tickets, quotas used and set, frozen secrets, faults, counters and every
 // business object (menus, tags, media, QR codes, messages sent).
@@ -108,6 +130,7 @@ var controlRoutes = map[string]map[string]func(p *Platform, w http.ResponseWrite
 	"clock":      {http.MethodGet: (*Platform).ctlClockGet, http.MethodPost: (*Platform).ctlClock},
 	"fail":       {http.MethodPost: (*Platform).ctlFail, http.MethodDelete: (*Platform).ctlClearFaults},
 	"invalidate": {http.MethodPost: (*Platform).ctlInvalidate},
+	"secret":     {http.MethodPost: (*Platform).ctlSecret},
 	"reset":      {http.MethodPost: (*Platform).ctlReset},
 	"messages":   {http.MethodGet: (*Platform).ctlMessages},
 }
@@ -121,6 +144,7 @@ var controlDoc = map[string]string{
 	"POST /_fake/fail":           `inject a fault: {"path","errcode","errmsg","status","body","delay_ms","drop","times"}`,
 	"DELETE /_fake/fail":         "drop every queued fault (?path= for one path)",
 	"POST /_fake/invalidate":     `kill an app's current tokens (next use: 40001): {"appid"}`,
+	"POST /_fake/secret":         `reset an app's AppSecret (the old one is refused from then on): {"appid","secret"}; without secret a random one, answered`,
 	"POST /_fake/reset":          "back to the start state",
 	"GET /_fake/messages?appid=": "messages the app sent (custom and template)",
 	"GET /_fake/media/{id}":      "the bytes of uploaded media, also at /_media/{id} without the control plane's checks (video_url, material url and down_url point there)",
@@ -402,6 +426,26 @@ func (p *Platform) ctlInvalidate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"ok": true, "appid": req.AppID})
+}
+
+func (p *Platform) ctlSecret(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		AppID  string `json:"appid"`
+		Secret string `json:"secret"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if req.AppID == "" || strings.ContainsAny(req.Secret, " \t\r\n") {
+		ctlFail(w, http.StatusBadRequest, `/_fake/secret: want {"appid":"…"} and, if set, a secret without white space`)
+		return
+	}
+	secret, err := p.SetSecret(req.AppID, req.Secret)
+	if err != nil {
+		ctlFail(w, http.StatusNotFound, "/_fake/secret: no app %q is registered (apps: %s)", req.AppID, strings.Join(p.Apps(), ", "))
+		return
+	}
+	writeJSON(w, map[string]any{"ok": true, "appid": req.AppID, "secret": secret})
 }
 
 func (p *Platform) ctlReset(w http.ResponseWriter, r *http.Request) {

@@ -414,3 +414,43 @@ func TestControlLocalOnly(t *testing.T) {
 		t.Errorf("with the key, Host %s: HTTP %d %s", req.Host, rec.Code, rec.Body)
 	}
 }
+
+// Resetting the AppSecret: the new one fetches, the old one is a wrong
+// secret on both token endpoints, tokens already issued keep working, and
+// Reset restores the secret of the options.
+func TestControlSecret(t *testing.T) {
+	srv := newTestServer(t)
+	old := getToken(t, srv).AccessToken
+	c := ctl(t, srv, "POST", "/_fake/secret", `{"appid":"`+testApp+`","secret":"new-secret-0123"}`, 200)
+	if c["secret"] != "new-secret-0123" {
+		t.Errorf("answer %v, want the secret set", c)
+	}
+	fetch := func(secret string) reply {
+		return call(t, srv, "GET", PathToken, url.Values{"grant_type": {"client_credential"}, "appid": {testApp}, "secret": {secret}}, "")
+	}
+	if r := fetch(testSecret); r.Errcode == 0 {
+		t.Errorf("the old secret still fetches: %+v", r)
+	}
+	if r := call(t, srv, "POST", PathStableToken, nil, `{"grant_type":"client_credential","appid":"`+testApp+`","secret":"`+testSecret+`"}`); r.Errcode == 0 {
+		t.Errorf("the old secret still fetches a stable token: %+v", r)
+	}
+	if r := fetch("new-secret-0123"); r.Errcode != 0 || r.AccessToken == "" {
+		t.Errorf("the new secret: %+v", r)
+	}
+	if code := business(t, srv, old); code != 0 {
+		t.Errorf("a token issued before the reset: errcode %d, want 0", code)
+	}
+	random := ctl(t, srv, "POST", "/_fake/secret", `{"appid":"`+testApp+`"}`, 200)["secret"].(string)
+	if len(random) < 16 || fetch(random).Errcode != 0 {
+		t.Errorf("a random secret %q does not fetch", random)
+	}
+	ctl(t, srv, "POST", "/_fake/secret", `{"appid":"wxnope"}`, 404)
+	ctl(t, srv, "POST", "/_fake/secret", `{}`, 400)
+	srv.Reset()
+	if r := fetch(testSecret); r.Errcode != 0 {
+		t.Errorf("after Reset the options' secret: %+v", r)
+	}
+	if _, err := srv.SetSecret("wxnope", "x"); err == nil {
+		t.Error("SetSecret of an unknown app succeeded")
+	}
+}

@@ -133,33 +133,24 @@ func (f *maFiles) mustLoad(t *testing.T) config.Config {
 	return c
 }
 
-// maFake is the fake WeChat platform behind an HTTP server that can
-// rotate an app's AppSecret (the platform takes one secret per app for
-// its life): a token request with the app's current secret reaches the
-// platform with the secret it was registered with, any other with a
-// wrong one. It records the secret of every token request.
+// maFake is the fake WeChat platform behind an HTTP server that records
+// the secret of every token request and can hold an app's token requests.
 type maFake struct {
 	*wechattest.Platform
 	srv *httptest.Server
 
-	mu         sync.Mutex
-	registered map[string]string // AppID → the secret the platform has
-	current    map[string]string // AppID → the secret WeChat now accepts
-	used       map[string][]string
-	held       map[string]chan struct{} // AppID → closed to let its token requests through
+	mu   sync.Mutex
+	used map[string][]string
+	held map[string]chan struct{} // AppID → closed to let its token requests through
 }
 
 func newMAFake(t *testing.T, opts ...wechattest.Option) *maFake {
 	t.Helper()
-	reg := map[string]string{maOA1: maOA1Secret, maOA2: maOA2Secret, maMini: maMiniSecret}
 	opts = append([]wechattest.Option{
 		wechattest.WithApp(maOA1, maOA1Secret), wechattest.WithApp(maOA2, maOA2Secret),
 		wechattest.WithAppKind(maMini, maMiniSecret, wechattest.KindMiniProgram),
 	}, opts...)
-	f := &maFake{Platform: wechattest.NewPlatform(opts...), registered: reg, current: map[string]string{}, used: map[string][]string{}}
-	for id, s := range reg {
-		f.current[id] = s
-	}
+	f := &maFake{Platform: wechattest.NewPlatform(opts...), used: map[string][]string{}}
 	f.srv = httptest.NewServer(f)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -184,15 +175,7 @@ func (f *maFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Lock()
 		f.used[id] = append(f.used[id], s)
-		if cur, ok := f.current[id]; ok {
-			if s == cur {
-				q.Set("secret", f.registered[id])
-			} else {
-				q.Set("secret", "not-"+f.registered[id])
-			}
-		}
 		f.mu.Unlock()
-		r.URL.RawQuery = q.Encode()
 	}
 	f.Platform.ServeHTTP(w, r)
 }
@@ -213,14 +196,6 @@ func (f *maFake) hold(id string) (release func()) {
 		f.mu.Unlock()
 		close(gate)
 	})
-}
-
-// rotate makes secret the one WeChat accepts for id, as resetting the
-// AppSecret on the platform does.
-func (f *maFake) rotate(id, secret string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.current[id] = secret
 }
 
 // secrets returns the secrets of id's token requests, in order.
@@ -636,7 +611,9 @@ func TestMultiAppReload(t *testing.T) {
 	// keepers are rebuilt and adopt their stored tokens; the first
 	// account's next fetch, a passive refresh, uses the new secret.
 	newSecret := maEnv["WX_OA1_SECRET_V2"]
-	fake.rotate(maOA1, newSecret)
+	if _, err := fake.SetSecret(maOA1, newSecret); err != nil {
+		t.Fatal(err)
+	}
 	before = fake.fetches()
 	miniRB := strings.Replace(maApp(maMini), "[[app]]\n", "[[app]]\nrefresh_before = \"7m\"\n", 1)
 	files.write(t, fake.URL(), maOA1Table("WX_OA1_SECRET_V2"), miniRB)

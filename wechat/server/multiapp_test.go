@@ -701,3 +701,37 @@ func TestMultiAppReload(t *testing.T) {
 		})
 	}
 }
+
+// A reload that corrects a secret WeChat rejected ends the credential
+// cooldown the wrong one started: the next token request fetches at once
+// with the new secret, instead of answering 503 until the pause ends.
+func TestReloadNewSecretEndsCooldown(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	const wrong = "a-wrong-secret-0123456789"
+	cfgWith := func(secret string) config.Config {
+		c := config.Default().WithApps(config.App{Name: "main", Kind: config.OfficialAccount, AppID: testAppID,
+			Secret: config.Secret(secret), TokenAPI: "token"})
+		c.APIBase, c.ConfigFile = fake.URL, "wxcentral.toml"
+		return c
+	}
+	store := t.TempDir() + string(filepath.Separator)
+	first, next := cfgWith(wrong), cfgWith(testSecret)
+	first.Store, next.Store = store, store
+	st := startServe(t, first, Options{Reload: func() (config.Config, error) { return next, nil }})
+	tokenURL := "http://" + st.admin + "/v1/apps/" + testAppID + "/token"
+	for range 2 {
+		if code, body := maDo(t, "GET", tokenURL, ""); code != http.StatusServiceUnavailable && code != http.StatusBadGateway {
+			t.Fatalf("with the wrong secret: %d %s, want a 5xx", code, body)
+		}
+	}
+	if code, body := maDo(t, "GET", tokenURL, ""); !strings.Contains(body, "cooldown") {
+		t.Fatalf("with the wrong secret, again: %d %s, want the cooldown", code, body)
+	}
+	if code, body := maDo(t, "POST", "http://"+st.admin+"/v1/reload", ""); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if code, body := maDo(t, "GET", tokenURL, ""); code != 200 {
+		t.Errorf("after the reload with the right secret: %d %s, want 200 at once", code, body)
+	}
+}

@@ -81,17 +81,17 @@ func hint(code int) string {
 	case 40002:
 		return "grant_type must be client_credential"
 	case 40013:
-		return "the AppID is wrong: check WECHAT_APP_ID"
+		return "the AppID is wrong: check WECHAT_APP_ID (or the app's app_id in the config file)"
 	case 40125:
-		return "the AppSecret is wrong: check WECHAT_APP_SECRET, or reset it on the official account platform"
+		return "the AppSecret is wrong: check WECHAT_APP_SECRET (or the app's secret in the config file, then reload), or reset it on the official account platform"
 	case 40164:
 		return "this server's IP is not in the API IP whitelist: add the IP named in the message on the official account platform"
 	case 40243:
 		return "the AppSecret is frozen: unfreeze or reset it on the official account platform"
 	case 41002:
-		return "the AppID is missing: set WECHAT_APP_ID"
+		return "the AppID is missing: set WECHAT_APP_ID (or the app's app_id in the config file)"
 	case 41004:
-		return "the AppSecret is missing: set WECHAT_APP_SECRET"
+		return "the AppSecret is missing: set WECHAT_APP_SECRET (or the app's secret in the config file)"
 	case 45009:
 		return "the daily quota is exhausted; it resets at 00:00 Beijing time, or use clear_quota"
 	case 45011:

@@ -22,7 +22,8 @@
 //	postgresql://…                                           the same
 //
 // The scheme is case-insensitive. Options of both: max_open_conns=N (the
-// pool's size, default 10) and dial_timeout=2s. MySQL also takes
+// pool's size, default 10), table_prefix=name_ (the tables' prefix, as
+// WithPrefix sets it, which wins over it) and dial_timeout=2s. MySQL also takes
 // read_timeout=2s and write_timeout=2s (Go durations; the defaults are
 // DefaultReadTimeout and DefaultWriteTimeout) and tls=true|false|skip-verify|preferred.
 // PostgreSQL takes what pgx (libpq) takes: sslmode, sslrootcert,

@@ -152,6 +152,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*DB, error) {
 	db.SetMaxOpenConns(c.maxOpenConns)
 	db.SetMaxIdleConns(c.maxOpenConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
+	if c.tablePrefix != "" {
+		opts = append([]Option{WithPrefix(c.tablePrefix)}, opts...) // an explicit WithPrefix wins
+	}
 	d, err := New(ctx, db, c.dialect, opts...)
 	if err != nil {
 		db.Close()
@@ -176,8 +179,8 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*DB,
 		return nil, fmt.Errorf("sqlstore: unknown dialect %q: want %q or %q", dialect, MySQL, Postgres)
 	}
 	c := buildConfig(opts)
-	if !validPrefix.MatchString(c.prefix) || len(c.prefix) > maxPrefix {
-		return nil, fmt.Errorf("sqlstore: table prefix %q: want 1 to %d of a-z, 0-9 and _, not starting with a digit", c.prefix, maxPrefix)
+	if err := checkPrefix(c.prefix); err != nil {
+		return nil, fmt.Errorf("sqlstore: table prefix: %v", err)
 	}
 	if c.lockTTL < MinLockTTL {
 		return nil, fmt.Errorf("sqlstore: lock TTL %v is too short: it must be at least %v, to be renewed in time", c.lockTTL, MinLockTTL)
@@ -197,6 +200,14 @@ func New(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*DB,
 	}
 	d.life, d.stop = context.WithCancel(context.Background())
 	return d, nil
+}
+
+// checkPrefix checks a table name prefix.
+func checkPrefix(p string) error {
+	if !validPrefix.MatchString(p) || len(p) > maxPrefix {
+		return fmt.Errorf("%q: want 1 to %d of a-z, 0-9 and _, not starting with a digit", p, maxPrefix)
+	}
+	return nil
 }
 
 func buildConfig(opts []Option) config {

@@ -88,6 +88,7 @@ func Redact(rawURL string) string {
 type connConfig struct {
 	dialect      Dialect
 	maxOpenConns int
+	tablePrefix  string // table_prefix; "" for the default
 	mysql        *mysql.Config // for MySQL
 	pgx          *pgx.ConnConfig
 }
@@ -117,6 +118,13 @@ func parseURL(rawURL string) (*connConfig, error) {
 		c.maxOpenConns = n
 	}
 	q.Del("max_open_conns")
+	if v, ok := q["table_prefix"]; ok {
+		if err := checkPrefix(v[0]); err != nil {
+			return nil, fmt.Errorf("sqlstore: database URL %s: table_prefix: %v", Redact(rawURL), err)
+		}
+		c.tablePrefix = v[0]
+	}
+	q.Del("table_prefix")
 	if d == MySQL {
 		c.mysql, err = mysqlConfig(u, q)
 	} else {
@@ -168,7 +176,7 @@ func mysqlConfig(u *url.URL, q url.Values) (*mysql.Config, error) {
 				err = errors.New("want true, false, skip-verify or preferred")
 			}
 		default:
-			return nil, fmt.Errorf("unknown option %q (want dial_timeout, read_timeout, write_timeout, tls, max_open_conns)", k)
+			return nil, fmt.Errorf("unknown option %q (want dial_timeout, read_timeout, write_timeout, tls, max_open_conns, table_prefix)", k)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("option %s=%q: %v", k, v, err)

@@ -65,6 +65,8 @@ func TestOpenErrors(t *testing.T) {
 		{"mysql://wx:" + pw + "@/wx", "no host"},
 		{"postgres://wx:" + pw + "@h/wx?sslmode=sometimes", "sslmode"},
 		{"postgres://wx:" + pw + "@h/wx?dial_timeout=never", "dial_timeout"},
+		{"postgres://wx:" + pw + "@h/wx?table_prefix=Bad-", "table_prefix"},
+		{"mysql://wx:" + pw + "@h/wx?table_prefix=", "table_prefix"},
 	}
 	for _, tt := range tests {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -155,5 +157,33 @@ func TestNewRejects(t *testing.T) {
 				t.Errorf("New = %v, want an error about %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// table_prefix in the URL names the tables, as WithPrefix does, and an
+// explicit WithPrefix wins over it.
+func TestTablePrefixOption(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		opts []sqlstore.Option
+		want string
+	}{
+		{"postgres://h/wx?table_prefix=acme_wx_", nil, "acme_wx_locks[wx1]"},
+		{"mysql://h/wx?table_prefix=acme_wx_&max_open_conns=2", nil, "acme_wx_locks[wx1]"},
+		{"postgres://h/wx?table_prefix=acme_wx_", []sqlstore.Option{sqlstore.WithPrefix("mine_")}, "mine_locks[wx1]"},
+		{"postgres://h/wx", nil, sqlstore.DefaultPrefix + "locks[wx1]"},
+	} {
+		db, err := sqlstore.Open(t.Context(), tt.url, tt.opts...)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", tt.url, err)
+		}
+		s, err := db.Store("wx1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(s.String(), tt.want) {
+			t.Errorf("Open(%q): store %q, want it to end in %q", tt.url, s, tt.want)
+		}
+		db.Close()
 	}
 }

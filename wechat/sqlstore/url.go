@@ -88,7 +88,7 @@ func Redact(rawURL string) string {
 type connConfig struct {
 	dialect      Dialect
 	maxOpenConns int
-	tablePrefix  string // table_prefix; "" for the default
+	tablePrefix  string        // table_prefix; "" for the default
 	mysql        *mysql.Config // for MySQL
 	pgx          *pgx.ConnConfig
 }

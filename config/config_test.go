@@ -242,6 +242,7 @@ func TestValidate(t *testing.T) {
 		{"store unknown scheme", 0, func(c *config.Config) { c.Store = "memcached://localhost:11211" }, []string{"WECHAT_STORE"}},
 		{"store without host", 0, func(c *config.Config) { c.Store = "redis://:pw@/0" }, []string{"WECHAT_STORE"}},
 		{"store missing slashes", 0, func(c *config.Config) { c.Store = "redis:localhost:6379" }, []string{"WECHAT_STORE"}},
+		{"database store without host", 0, func(c *config.Config) { c.Store = "postgres://wx:pw@/wxcentral" }, []string{"WECHAT_STORE"}},
 		{"token api", 0, func(c *config.Config) { c.TokenAPI = "classic" }, []string{"WECHAT_TOKEN_API"}},
 		{"listen without port", 0, func(c *config.Config) { c.Listen = "localhost" }, []string{"WECHAT_LISTEN"}},
 		{"listen port out of range", 0, func(c *config.Config) { c.Listen = ":70000" }, []string{"WECHAT_LISTEN"}},
@@ -393,6 +394,40 @@ func TestRedactedStore(t *testing.T) {
 		c := config.Config{Store: tt.store}
 		if got := c.RedactedStore(); got != tt.want {
 			t.Errorf("RedactedStore(%q) = %q, want %q", tt.store, got, tt.want)
+		}
+	}
+}
+
+// A database URL names a database store, and passes Validate, password
+// and all; IsRedisStore and IsSQLStore never both hold.
+func TestIsSQLStore(t *testing.T) {
+	for _, tt := range []struct {
+		store string
+		want  bool
+	}{
+		{"mysql://wx:pw@db:3306/wxcentral", true},
+		{"MariaDB://db/wxcentral", true},
+		{"postgres://wx:pw@db/wxcentral?sslmode=require&table_prefix=acme_", true},
+		{"postgresql://db/wxcentral", true},
+		{"redis://db:6379", false},
+		{"wechat.txt", false},
+		{"mysql:db", false},
+	} {
+		if got := config.IsSQLStore(tt.store); got != tt.want {
+			t.Errorf("IsSQLStore(%q) = %v, want %v", tt.store, got, tt.want)
+		}
+		if config.IsSQLStore(tt.store) && config.IsRedisStore(tt.store) {
+			t.Errorf("%q is both a Redis and a database store", tt.store)
+		}
+		if tt.want {
+			c := config.Default()
+			c.Store = tt.store
+			if err := c.Validate(0); err != nil {
+				t.Errorf("Validate with store %q: %v", c.RedactedStore(), err)
+			}
+			if strings.Contains(c.RedactedStore(), ":pw@") {
+				t.Errorf("RedactedStore(%q) shows the password", tt.store)
+			}
 		}
 	}
 }

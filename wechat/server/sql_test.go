@@ -9,6 +9,7 @@ import (
 
 	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/wechat/internal/sqltest"
+	"github.com/wxcentral/wxcentral/wechat/sqlstore"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
 
@@ -79,5 +80,18 @@ func TestServeSQLStoreUnreachable(t *testing.T) {
 	}
 	if n := fake.Stats().Fetches[wechattest.PathToken]; n != 0 {
 		t.Errorf("%d token fetches without the store's lock, want 0", n)
+	}
+}
+
+// config and sqlstore agree on which values name a database store, so
+// that Serve never hands sqlstore a URL it refuses, nor a file path.
+func TestStoreSchemesAgree(t *testing.T) {
+	for _, s := range []string{
+		"mysql://h/db", "MYSQL://h/db", "mariadb://h/db", "postgres://h/db", "PostgreSQL://h/db",
+		"redis://h:6379", "rediss+cluster://h:1", "wechat.txt", "tokens/", "mysql:h", "sqlite://x", "",
+	} {
+		if a, b := config.IsSQLStore(s), sqlstore.IsURL(s); a != b {
+			t.Errorf("%q: config.IsSQLStore = %v, sqlstore.IsURL = %v", s, a, b)
+		}
 	}
 }

@@ -10,14 +10,8 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/wechat"
-)
-
-// The kinds of account an App can be, as the config file names them.
-const (
-	KindOfficialAccount = "official_account" // 公众号; also the kind of an App with no Kind
-	KindMiniProgram     = "mini_program"     // 小程序
-	KindMiniGame        = "mini_game"        // 小游戏
 )
 
 // An App is one account an Admin serves: its token keeper, and what the
@@ -28,10 +22,10 @@ type App struct {
 	// Name is a label for people (GET /v1/apps, the metrics' app_info);
 	// default ID.
 	Name string
-	// Kind is KindOfficialAccount (also for ""), KindMiniProgram or
-	// KindMiniGame. Only an official account has a jsapi_ticket: the
-	// ticket and JS-SDK routes answer 400 for the others.
-	Kind string
+	// Kind is config.OfficialAccount (also for ""), config.MiniProgram
+	// or config.MiniGame. Only an official account has a jsapi_ticket:
+	// the ticket and JS-SDK routes answer 400 for the others.
+	Kind config.AppKind
 	// Keeper keeps the account's token.
 	Keeper Keeper
 	// Store, if it is an ErrorCounter, is exported as the app's
@@ -40,12 +34,12 @@ type App struct {
 }
 
 // hasJSAPI reports whether the app has a jsapi_ticket.
-func (app *App) hasJSAPI() bool { return app.Kind == "" || app.Kind == KindOfficialAccount }
+func (app *App) hasJSAPI() bool { return app.kind().HasJSAPI() }
 
-// kind is the app's Kind, KindOfficialAccount for "".
-func (app *App) kind() string {
+// kind is the app's Kind, config.OfficialAccount for "".
+func (app *App) kind() config.AppKind {
 	if app.Kind == "" {
-		return KindOfficialAccount
+		return config.OfficialAccount
 	}
 	return app.Kind
 }
@@ -79,10 +73,10 @@ func (a *Admin) SetApps(apps []App) error {
 			continue
 		}
 		switch app.Kind {
-		case "", KindOfficialAccount, KindMiniProgram, KindMiniGame:
+		case "", config.OfficialAccount, config.MiniProgram, config.MiniGame:
 		default:
 			errs = append(errs, fmt.Errorf("central: app %q: kind %q is not %s, %s or %s", app.ID, app.Kind,
-				KindOfficialAccount, KindMiniProgram, KindMiniGame))
+				config.OfficialAccount, config.MiniProgram, config.MiniGame))
 			continue
 		}
 		if app.Name == "" {
@@ -178,7 +172,7 @@ type appsJSON struct {
 // Stats: no I/O, so that listing a thousand apps stays cheap.
 func describe(app *App, now time.Time) appJSON {
 	s := app.Keeper.Stats()
-	out := appJSON{AppID: app.ID, Name: app.Name, Kind: app.kind(), State: string(wechat.StateInvalid),
+	out := appJSON{AppID: app.ID, Name: app.Name, Kind: string(app.kind()), State: string(wechat.StateInvalid),
 		QuotaUsed: s.QuotaUsed, QuotaBudget: s.QuotaBudget}
 	if s.QuotaDay != wechat.QuotaDay(now) {
 		out.QuotaUsed = 0

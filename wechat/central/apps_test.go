@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -48,7 +49,7 @@ func newFleetEnv(t *testing.T, o AdminOptions) (*adminEnv, []App) {
 			t.Fatal(err)
 		}
 		t.Cleanup(k.Close)
-		apps = append(apps, App{ID: a.id, Name: a.name, Kind: string(a.kind), Keeper: k, Store: store})
+		apps = append(apps, App{ID: a.id, Name: a.name, Kind: config.AppKind(a.kind), Keeper: k, Store: store})
 	}
 	o.Key, o.Clock = testKey, fake
 	a := NewAdmin(nil, o)

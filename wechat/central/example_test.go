@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/wxcentral/wxcentral/config"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
@@ -65,9 +66,12 @@ func ExampleAdmin_SetApps() {
 
 	ctx := context.Background()
 	var apps []central.App
-	for _, a := range []struct{ id, secret, name, kind string }{
-		{"wx00000000000000a1", "oa-secret", "main", central.KindOfficialAccount},
-		{"wx00000000000000b1", "mp-secret", "shop", central.KindMiniProgram},
+	for _, a := range []struct {
+		id, secret, name string
+		kind             config.AppKind
+	}{
+		{"wx00000000000000a1", "oa-secret", "main", config.OfficialAccount},
+		{"wx00000000000000b1", "mp-secret", "shop", config.MiniProgram},
 	} {
 		store := wechat.NewFileStore(filepath.Join(dir, a.id+".txt"), nil)
 		keeper, err := wechat.Open(ctx, wechat.Options{AppID: a.id, AppSecret: a.secret, APIBase: fake.URL, Store: store})

@@ -106,7 +106,7 @@ func (c *keeperCollector) Collect(ch chan<- prometheus.Metric) {
 // collectApp sends the series of one app.
 func collectApp(ch chan<- prometheus.Metric, app *App, now time.Time) {
 	id := app.ID
-	ch <- prometheus.MustNewConstMetric(descApp, prometheus.GaugeValue, 1, id, app.Name, app.kind())
+	ch <- prometheus.MustNewConstMetric(descApp, prometheus.GaugeValue, 1, id, app.Name, string(app.kind()))
 	if s, ok := app.Store.(ErrorCounter); ok {
 		ch <- prometheus.MustNewConstMetric(descStoreErrors, prometheus.CounterValue, float64(s.Errors()), id)
 	}

@@ -195,7 +195,7 @@ func (f *fleet) publish(cfg config.Config) error {
 	router := mux.NewRouter()
 	for _, app := range f.ordered(cfg) {
 		ra := f.apps[app.AppID]
-		apps = append(apps, central.App{ID: app.AppID, Name: app.Name, Kind: string(app.Kind), Keeper: ra.keeper, Store: ra.store})
+		apps = append(apps, central.App{ID: app.AppID, Name: app.Name, Kind: app.Kind, Keeper: ra.keeper, Store: ra.store})
 		if app.CallbackPath == "" {
 			continue
 		}

@@ -2,16 +2,15 @@ package sqlstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/wxcentral/wxcentral/wechat"
-	"github.com/wxcentral/wxcentral/wechat/internal/e2e"
 	"github.com/wxcentral/wxcentral/wechat/internal/serial"
 	"github.com/wxcentral/wxcentral/wechat/internal/sqltest"
+	"github.com/wxcentral/wxcentral/wechat/internal/storee2e"
 	"github.com/wxcentral/wxcentral/wechat/sqlstore"
 	"github.com/wxcentral/wxcentral/wechat/wechattest"
 )
@@ -23,17 +22,7 @@ const (
 	envDB       = "WXS_DB"       // the database URL
 	envPrefix   = "WXS_PREFIX"   // the table prefix
 	envDuration = "WXS_DURATION" // how long a worker runs
-
-	e2eAppID  = "wx0123456789abcdef"
-	e2eSecret = "S3CRET-must-never-leak-0123456789"
 )
-
-// workerReport is what a worker prints on stdout when done.
-type workerReport struct {
-	Calls, Failed int
-	StoreErrors   uint64
-	Stats         wechat.Stats
-}
 
 // worker runs one keeper on the SQL store with 16 goroutines that get
 // tokens and make business calls until the duration is over.
@@ -51,59 +40,24 @@ func worker() int {
 		return 1
 	}
 	defer db.Close()
-	store, err := db.Store(e2eAppID)
+	store, err := db.Store(storee2e.AppID)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Store:", err)
 		return 1
 	}
-	w, err := wechat.New(ctx, wechat.Options{
-		AppID: e2eAppID, AppSecret: e2eSecret, Store: store,
-		APIBase: os.Getenv(envAPI), MaxFetchesPerHour: 10000,
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "New:", err)
+	if err := storee2e.Work(ctx, store, store.Errors, os.Getenv(envAPI), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go w.Run(ctx)
-	c := &wechat.Client{Source: w, APIBase: os.Getenv(envAPI)}
-	calls, failed := e2e.Hammer(ctx, 16, 40*time.Millisecond, func(ctx context.Context) error {
-		_, err := c.Get(ctx, wechattest.PathAPIDomainIP, nil)
-		return err
-	}, os.Stderr)
-	json.NewEncoder(os.Stdout).Encode(workerReport{
-		Calls: calls, Failed: failed, StoreErrors: store.Errors(), Stats: w.Stats(),
-	})
 	return 0
 }
 
 // startWorkers starts n worker processes on the tables under prefix;
 // wait collects their reports.
-func startWorkers(t *testing.T, n int, api, dbURL, prefix string, d time.Duration) (wait func() []workerReport) {
+func startWorkers(t *testing.T, n int, api, dbURL, prefix string, d time.Duration) (wait func() []storee2e.Report) {
 	t.Helper()
-	return e2e.Start[workerReport](t, n, envHelper+"=worker", envAPI+"="+api, envDB+"="+dbURL,
+	return storee2e.Start(t, n, envHelper+"=worker", envAPI+"="+api, envDB+"="+dbURL,
 		envPrefix+"="+prefix, envDuration+"="+d.String())
-}
-
-type e2eResult struct {
-	fetches, keeperFetches, rejected, failed, calls int
-	storeErrors                                     uint64
-}
-
-func summarize(srv *wechattest.Server, reports []workerReport) e2eResult {
-	st := srv.Stats()
-	r := e2eResult{fetches: st.Fetches[wechattest.PathToken]}
-	for _, n := range st.Rejected {
-		r.rejected += n
-	}
-	for _, w := range reports {
-		r.calls += w.Calls
-		r.failed += w.Failed
-		r.storeErrors += w.StoreErrors
-		for _, byOutcome := range w.Stats.Refreshes {
-			r.keeperFetches += int(byOutcome["fetched"])
-		}
-	}
-	return r
 }
 
 // newPrefix returns a table prefix of fresh, empty tables.
@@ -123,36 +77,11 @@ func TestMultiHost(t *testing.T) {
 			lifetime = 2 * time.Second
 			cycle    = lifetime / 2 // RefreshBefore is capped at half the lifetime
 		)
-		srv := wechattest.NewServer(wechattest.WithApp(e2eAppID, e2eSecret),
-			wechattest.WithTokenLifetime(lifetime), wechattest.WithGrace(time.Second))
-		defer srv.Close()
+		srv := storee2e.NewServer(t, lifetime)
 
 		start := time.Now()
 		reports := startWorkers(t, 3, srv.URL, db.URL(), newPrefix(), 3*lifetime)()
-		elapsed := time.Since(start)
-		r := summarize(srv, reports)
-		// One fetch at start-up, then one per cycle; a cycle ends at the
-		// first call after the token turns stale, so the bound is generous
-		// by one.
-		maxFetches := int(elapsed/cycle) + 2
-		minFetches := int(elapsed/(2*cycle)) + 1
-		t.Logf("%v: %d fetches (want %d..%d), %d by keepers, %d calls accepted of %d, %d rejected, %d failed, %d store errors",
-			elapsed.Round(time.Millisecond), r.fetches, minFetches, maxFetches, r.keeperFetches, srv.Stats().Accepted, r.calls, r.rejected, r.failed, r.storeErrors)
-		if r.fetches > maxFetches || r.fetches < minFetches {
-			t.Errorf("%d fetches in %v, want one per refresh cycle: %d..%d", r.fetches, elapsed, minFetches, maxFetches)
-		}
-		if r.fetches != r.keeperFetches {
-			t.Errorf("the platform saw %d fetches, the keepers report %d", r.fetches, r.keeperFetches)
-		}
-		if r.rejected > 0 || r.failed > 0 {
-			t.Errorf("%d business calls rejected by the platform, %d failed in workers; want 0", r.rejected, r.failed)
-		}
-		if r.storeErrors != 0 {
-			t.Errorf("%d store errors with the database up", r.storeErrors)
-		}
-		if r.calls < 3*16*int(elapsed/time.Second) {
-			t.Errorf("only %d business calls made", r.calls)
-		}
+		storee2e.CheckMultiHost(t, srv, "the database", 3, cycle, time.Since(start), reports)
 	})
 }
 
@@ -172,9 +101,7 @@ func TestMultiHostOutage(t *testing.T) {
 			run      = 2 * lifetime
 			outage   = 2 * time.Second
 		)
-		srv := wechattest.NewServer(wechattest.WithApp(e2eAppID, e2eSecret),
-			wechattest.WithTokenLifetime(lifetime), wechattest.WithGrace(time.Second))
-		defer srv.Close()
+		srv := storee2e.NewServer(t, lifetime)
 		prefix := newPrefix()
 
 		start := time.Now()
@@ -194,36 +121,22 @@ func TestMultiHostOutage(t *testing.T) {
 		down := time.Since(stopped)
 		reports := wait()
 		elapsed := time.Since(start)
-		r := summarize(srv, reports)
+		r := storee2e.Summarize(srv, reports)
 
 		maxFetches := int(elapsed/cycle) + 2
 		t.Logf("%v: %d fetches (bound %d, %d while down for %v), %d by keepers, %d calls, %d rejected, %d failed, %d store errors",
-			elapsed.Round(time.Millisecond), r.fetches, maxFetches, fetchesDuring, down.Round(time.Millisecond),
-			r.keeperFetches, r.calls, r.rejected, r.failed, r.storeErrors)
-		if r.fetches > maxFetches {
-			t.Errorf("%d fetches in %v, want at most %d", r.fetches, elapsed, maxFetches)
-		}
+			elapsed.Round(time.Millisecond), r.Fetches, maxFetches, fetchesDuring, down.Round(time.Millisecond),
+			r.KeeperFetches, r.Calls, r.Rejected, r.Failed, r.StoreErrors)
+		storee2e.CheckOutage(t, r, elapsed, maxFetches)
 		if fetchesDuring > 0 {
 			t.Errorf("%d fetches while the database was down, want none: a fetch needs the lock", fetchesDuring)
-		}
-		if r.rejected > 0 || r.failed > 0 {
-			t.Errorf("%d business calls rejected, %d failed: a valid token must be served throughout", r.rejected, r.failed)
-		}
-		if r.storeErrors == 0 {
-			t.Error("no store errors counted: the outage did not reach the keepers")
 		}
 
 		// The keepers used the database again after the restart: the
 		// stored token was fetched after it, and every fetch was counted.
-		s := store(t, open(t, db.URL(), sqlstore.WithPrefix(prefix)), e2eAppID)
+		s := store(t, open(t, db.URL(), sqlstore.WithPrefix(prefix)), storee2e.AppID)
 		ctx := testCtx(t)
-		c, err := s.Load(ctx, wechat.KindAccessToken)
-		if err != nil || c.IsZero() {
-			t.Fatalf("after the restart the database holds %+v, %v; want the keepers' token", c, err)
-		}
-		if !c.FetchedAt.After(stopped) {
-			t.Errorf("stored token fetched at %v, before the outage ended", c.FetchedAt)
-		}
+		storee2e.CheckRestored(t, ctx, s, "the database", stopped)
 		counted := 0
 		for _, day := range uniqueDays(start, time.Now()) {
 			n, err := s.Count(ctx, wechat.DayCounter(wechat.APIToken, day))
@@ -232,8 +145,8 @@ func TestMultiHostOutage(t *testing.T) {
 			}
 			counted += n
 		}
-		if counted < r.fetches {
-			t.Errorf("%d fetches counted in the database, the platform saw %d: a fetch escaped the count", counted, r.fetches)
+		if counted < r.Fetches {
+			t.Errorf("%d fetches counted in the database, the platform saw %d: a fetch escaped the count", counted, r.Fetches)
 		}
 	})
 }

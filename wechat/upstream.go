@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -150,14 +151,18 @@ func upstreamClient(hc *http.Client) *http.Client {
 }
 
 // defaultHTTPClient is the upstream client without Options.HTTPClient: a
-// 10 s overall timeout and 5 s dial and TLS handshake timeouts.
-func defaultHTTPClient() *http.Client {
+// 10 s overall timeout and 5 s dial and TLS handshake timeouts. It is one
+// client for the whole process, so that the keepers of a server of many
+// apps share one pool of connections to WeChat (a thousand keepers held a
+// thousand connections, and a TLS handshake each per refresh, with one
+// transport each); upstreamClient copies it.
+var defaultHTTPClient = sync.OnceValue(func() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 5 * time.Second
 	t.ResponseHeaderTimeout = 10 * time.Second
 	return &http.Client{Timeout: 10 * time.Second, Transport: t}
-}
+})
 
 // doUpstream sends req with hc (an upstreamClient). A refused redirect is
 // its *RedirectError, naming api; any other error is redacted, for the

@@ -423,3 +423,32 @@ func TestBackoffRange(t *testing.T) {
 		}
 	}
 }
+
+// Keepers built without Options.HTTPClient share one transport, so that a
+// server of many apps holds one pool of connections to WeChat, not one
+// per app; one given a client keeps its own.
+func TestDefaultClientShared(t *testing.T) {
+	srv := newFake(t)
+	base := func(w *Wechat) http.RoundTripper {
+		return w.opts.HTTPClient.Transport.(*redirectRefuser).base
+	}
+	var keepers []*Wechat
+	for range 3 {
+		e := newEnv(t, srv)
+		e.opts.HTTPClient = nil
+		keepers = append(keepers, openKeeper(t, e))
+	}
+	if base(keepers[0]) != base(keepers[1]) || base(keepers[1]) != base(keepers[2]) {
+		t.Error("keepers without an HTTPClient have transports of their own")
+	}
+	e := newEnv(t, srv)
+	own := openKeeper(t, e)
+	if base(own) == base(keepers[0]) {
+		t.Error("a keeper given an HTTPClient uses the shared transport")
+	}
+	for _, w := range keepers {
+		if _, err := w.AccessToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -67,7 +67,9 @@ type Options struct {
 	// were fetched in the same second (at its start, after an outage) do
 	// not all refresh in the same second again: WeChat sees a trickle, not
 	// a burst. A credential still turns stale at least half its window
-	// before it expires. Default off: stale RefreshBefore before expiry.
+	// before it expires. Run's re-reads of the Store (SyncInterval) are
+	// spread too: each app's interval is shortened by a stable share of
+	// up to a tenth. Default off: stale RefreshBefore before expiry.
 	SpreadRefresh bool
 
 	// Logger receives one line per event that matters: a failure repeated

@@ -14,9 +14,18 @@ type schedParams struct {
 	RetryDelay   time.Duration // the pause after one failed background refresh (bgRetryDelay)
 }
 
-// schedParams returns the parameters of w's schedule.
+// schedParams returns the parameters of w's schedule. With
+// Options.SpreadRefresh the SyncInterval is shortened by a stable per-app
+// share of up to a tenth of it, so that the keepers of a server's many
+// apps, started together, do not all re-read their stores in the same
+// instant every SyncInterval: their periods differ, and they drift apart.
 func (w *Wechat) schedParams() schedParams {
-	return schedParams{SyncInterval: w.opts.SyncInterval, RetryDelay: w.bgRetryDelay()}
+	sync := w.opts.SyncInterval
+	if w.opts.SpreadRefresh {
+		share := spreadFraction(w.opts.AppID, "sync") / maxSpread // [0, 1)
+		sync -= time.Duration(share * float64(sync) / 10)
+	}
+	return schedParams{SyncInterval: sync, RetryDelay: w.bgRetryDelay()}
 }
 
 // nextWake is Run's schedule: how long Run waits, at now, holding h (nil:

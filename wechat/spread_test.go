@@ -109,3 +109,30 @@ func TestSpreadRefreshKeepers(t *testing.T) {
 		t.Errorf("without SpreadRefresh: stale at %v, want %v", sp.StaleAt, want)
 	}
 }
+
+// With SpreadRefresh, keepers of different apps re-read their stores at
+// different intervals within the last tenth below SyncInterval, so that
+// keepers started together drift apart; without it the interval is
+// SyncInterval.
+func TestSpreadSyncInterval(t *testing.T) {
+	srv := newFake(t)
+	const si = 30 * time.Second
+	seen := map[time.Duration]bool{}
+	for i := range 20 {
+		e := newEnv(t, srv)
+		e.opts.AppID = fmt.Sprintf("wx%016x", i)
+		e.opts.SpreadRefresh = true
+		w := openKeeper(t, e)
+		got := w.schedParams().SyncInterval
+		if got > si || got < si-si/10 {
+			t.Fatalf("%s: SyncInterval %v, want within [%v, %v]", e.opts.AppID, got, si-si/10, si)
+		}
+		seen[got] = true
+	}
+	if len(seen) < 18 {
+		t.Errorf("20 apps have %d distinct sync intervals, want them spread", len(seen))
+	}
+	if got := openKeeper(t, newEnv(t, srv)).schedParams().SyncInterval; got != si {
+		t.Errorf("without SpreadRefresh: SyncInterval %v, want %v", got, si)
+	}
+}

@@ -31,8 +31,11 @@ package main
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -87,6 +90,7 @@ type Options struct {
 	Refresh    time.Duration // every app's RefreshBefore in the simulated stretch
 	Sim        time.Duration // fake time simulated
 	SharedHTTP bool          // give every keeper one upstream client (server.Options.HTTPClient)
+	RunJitter  bool          // simulated stretch: ask each stale token later by a jitter of up to RefreshBefore/10, as Run waits
 	MemProfile string        // if set, the heap profile of the largest fleet at rest is written there
 
 	Logger *slog.Logger // the servers' log; nil: discard
@@ -209,10 +213,16 @@ type Day struct {
 	FirstCycleMean float64     `json:"first_cycle_mean"`
 	BusySeconds    int         `json:"busy_seconds"` // seconds with at least one fetch
 	Histogram      []Bucket    `json:"histogram"`
-	Invalid        int         `json:"invalid"` // app-seconds seen without a valid token (should be 0)
-	Late           int         `json:"late"`    // refreshes that did not happen within a second of staleness
+	RunJitter      bool        `json:"run_jitter"` // each fetch later by Run's jitter, as on an idle server
+	Invalid        int         `json:"invalid"`    // token requests not answered 200 (should be 0)
+	Late           int         `json:"late"`       // refreshes not served within 5 s of real time (should be 0)
 	Wall           Duration    `json:"wall_time"`
 	perSecond      map[int]int // by fake second since the start
+}
+
+// simCounts are the problems seen while apps refresh.
+type simCounts struct {
+	invalid, late atomic.Int64
 }
 
 // A Bucket counts the seconds whose fetches were in [Min, Max].
@@ -249,6 +259,7 @@ func main() {
 	flag.DurationVar(&o.Sim, "sim", 2*time.Hour, "fake time simulated")
 	flag.BoolVar(&o.SharedHTTP, "shared-upstream", false, "give every keeper one upstream HTTP client (the serve command gives each its own)")
 	flag.StringVar(&o.MemProfile, "memprofile", "", "write the heap profile of the largest fleet at rest to this file")
+	flag.BoolVar(&o.RunJitter, "run-jitter", false, "simulated stretch: ask each stale token after Run's jitter (an idle server) instead of at once (steady traffic)")
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	flag.BoolVar(&verbose, "v", false, "log the servers' warnings to standard error")
 	flag.Parse()
@@ -747,20 +758,58 @@ func listApps(ctx context.Context, cl *http.Client, admin string) (map[string]ti
 // Beijing midnight, so that a quota day lies ahead.
 var simStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
 
+// A simApp is one app of the simulated stretch: when it turns stale, when
+// the bench asks its token (the same instant, or later by Run's jitter),
+// and the token it holds.
+type simApp struct {
+	id      string
+	spread  time.Duration // the SpreadRefresh share of its window
+	staleAt time.Time
+	due     time.Time
+	token   string
+}
+
+// simQueue orders apps by due.
+type simQueue []*simApp
+
+func (q simQueue) Len() int           { return len(q) }
+func (q simQueue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q simQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *simQueue) Push(x any)        { *q = append(*q, x.(*simApp)) }
+func (q *simQueue) Pop() any {
+	old := *q
+	a := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return a
+}
+
+// spreadOf is the instant by which wechat.Options.SpreadRefresh holds an
+// app's token fresh beyond the start of its window w: the fraction in
+// [0, 0.5) of w that a hash of the AppID and the credential kind gives
+// (wechat's spreadFraction). The bench checks its result against every
+// app's refresh_at in GET /v1/apps, so a change in the server's rule is
+// an error, not a wrong figure.
+func spreadOf(appID string, w time.Duration) time.Duration {
+	sum := sha256.Sum256([]byte(appID + "\x00" + "access_token"))
+	frac := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53) * 0.5
+	return time.Duration(frac * float64(w))
+}
+
 // simulate runs n apps on the fake's frozen clock, with tokens of life
 // Options.Life refreshed Options.Refresh ahead, through Options.Sim of fake
-// time, and counts the fake's token fetches in each fake second.
+// time, and counts the fake's token calls in each fake second.
 //
 // The keepers' Run loops sleep on real timers (util.Clock has none), so on
 // a fake clock they would notice a token turning stale only at their next
-// real wake (at most SyncInterval, 30 s, later). So the bench does what
-// steady business traffic does: at each fake second it asks the token of
-// every app whose refresh_at (GET /v1/apps) has passed, which starts that
-// app's background refresh, waits until those apps hold fresh tokens, and
-// then counts. A fetch thus lands in the first whole second after its app
-// turned stale: the spread the server gives, without Run's own jitter of
-// up to RefreshBefore/10 (which would only spread fetches further).
-// Seconds in which no app can turn stale are jumped over.
+// real wake (at most SyncInterval, 30 s, later). So the bench is the
+// traffic that notices: it moves the fake clock from one app's stale
+// instant to the next, exactly, asks that app's token (GET
+// /v1/apps/{app_id}/token, which starts its background refresh), and waits
+// until the app holds the new token before it moves on. Each fetch thus
+// lands at the very instant its app turned stale: the spread the server
+// gives, without the jitter of up to RefreshBefore/10 that Run adds on an
+// idle server (Options.RunJitter adds it), so the maximum is the one under
+// steady traffic. Seconds without a stale app are jumped over.
 func (b *bench) simulate(ctx context.Context, phase byte, n int) (*Day, error) {
 	started := time.Now()
 	o := b.o
@@ -776,8 +825,8 @@ func (b *bench) simulate(ctx context.Context, phase byte, n int) (*Day, error) {
 	}
 	window := min(o.Refresh, o.Life/2)
 	day := &Day{Apps: n, Simulated: Duration(o.Sim), Life: Duration(o.Life), RefreshBefore: Duration(o.Refresh),
-		Cycles:         float64(o.Sim) / float64(o.Life-window/2),
-		FirstCycleMean: float64(n) / (0.5 * window.Seconds()), perSecond: map[int]int{}}
+		Cycles:         float64(o.Sim) / float64(o.Life-window*3/4),
+		FirstCycleMean: float64(n) / (0.5 * window.Seconds()), RunJitter: o.RunJitter, perSecond: map[int]int{}}
 	srv, err := serve(ctx, cfg, fk.Platform, b.upstream, b.o.Logger)
 	if err != nil {
 		return nil, err
@@ -785,58 +834,73 @@ func (b *bench) simulate(ctx context.Context, phase byte, n int) (*Day, error) {
 	defer srv.stop()
 	cl := newClient(o.Pool)
 	defer cl.CloseIdleConnections()
-	if _, err := firstTokens(ctx, cl, srv.admin, ids, o.Pool); err != nil {
+
+	// The cold start, all at simStart.
+	apps := make([]*simApp, n)
+	for i, id := range ids {
+		apps[i] = &simApp{id: id, spread: spreadOf(id, window)}
+	}
+	if err := b.each(apps, func(a *simApp) error {
+		tok, err := b.token(ctx, cl, srv.admin, a.id)
+		a.token = tok
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	fetched := func() int { return fk.Stats().Fetches[wechattest.PathToken] }
-	prev := fetched()
-	day.ColdStart = prev
+	day.ColdStart = int(fk.tokenCalls.Load())
+	now := simStart
+	q := make(simQueue, 0, n)
+	for _, a := range apps {
+		b.schedule(a, now, window)
+		q = append(q, a)
+	}
+	heap.Init(&q)
+	if err := b.checkModel(ctx, cl, srv.admin, apps); err != nil {
+		return nil, err
+	}
 	b.say("simulating %v of fake time: %d apps, token life %v, refresh_before %v", o.Sim, n, o.Life, o.Refresh)
 
-	refreshAt, _, err := listApps(ctx, cl, srv.admin)
-	if err != nil {
-		return nil, err
-	}
 	end := simStart.Add(o.Sim)
-	now := simStart
-	for now.Before(end) {
-		// Every app whose refresh_at (a whole second, truncated) is
-		// before now has turned stale: ask its token, as traffic would.
-		var due []string
-		for id, t := range refreshAt {
-			if t.IsZero() || t.Before(now) {
-				due = append(due, id)
-			}
-		}
-		if len(due) > 0 {
-			if err := b.poke(ctx, cl, srv.admin, due); err != nil {
-				return nil, err
-			}
-			if refreshAt, err = b.settle(ctx, cl, srv.admin, due, now, day); err != nil {
-				return nil, err
-			}
-		}
-		f := fetched()
-		if d := f - prev; d > 0 {
-			sec := int(now.Sub(simStart) / time.Second)
-			day.perSecond[sec] += d
-			day.Fetches += d
-		}
-		prev = f
-		// Jump to the first second in which an app can be stale.
-		next := now.Add(time.Second)
-		if t := earliest(refreshAt).Add(time.Second); t.After(next) {
-			next = t
-		}
+	prev := fk.tokenCalls.Load()
+	var batch []*simApp
+	var bad simCounts
+	for q.Len() > 0 && q[0].due.Before(end) {
+		next := q[0].due
 		fk.Advance(next.Sub(now))
 		now = next
+		batch = batch[:0]
+		for q.Len() > 0 && !q[0].due.After(now) {
+			batch = append(batch, heap.Pop(&q).(*simApp))
+		}
+		if err := b.each(batch, func(a *simApp) error { return b.refreshed(ctx, cl, srv.admin, a, &bad) }); err != nil {
+			return nil, err
+		}
+		calls := fk.tokenCalls.Load()
+		if d := int(calls - prev); d > 0 {
+			day.perSecond[int(now.Sub(simStart)/time.Second)] += d
+			day.Fetches += d
+		}
+		prev = calls
+		for _, a := range batch {
+			b.schedule(a, now, window)
+			heap.Push(&q, a)
+		}
+	}
+	day.Invalid, day.Late = int(bad.invalid.Load()), int(bad.late.Load())
+	if err := b.checkModel(ctx, cl, srv.admin, apps); err != nil {
+		return nil, err
+	}
+	if st := fk.Stats(); st.Fetches[wechattest.PathToken] != int(fk.tokenCalls.Load()) {
+		day.Late++ // a call that issued no token: counted, and flagged
+		b.say("simulated: %d token calls but %d tokens issued", fk.tokenCalls.Load(), st.Fetches[wechattest.PathToken])
 	}
 	for sec, k := range day.perSecond {
 		if sec == 0 {
 			continue
 		}
-		if k > day.MaxPerSecond || k == day.MaxPerSecond && Duration(time.Duration(sec)*time.Second) < day.MaxAt {
-			day.MaxPerSecond, day.MaxAt = k, Duration(time.Duration(sec)*time.Second)
+		at := Duration(time.Duration(sec) * time.Second)
+		if k > day.MaxPerSecond || k == day.MaxPerSecond && at < day.MaxAt {
+			day.MaxPerSecond, day.MaxAt = k, at
 		}
 		day.BusySeconds++
 	}
@@ -847,74 +911,102 @@ func (b *bench) simulate(ctx context.Context, phase byte, n int) (*Day, error) {
 	return day, srv.stop()
 }
 
-// earliest is the earliest of ts; far in the future for none.
-func earliest(ts map[string]time.Time) time.Time {
-	first := time.Unix(1<<40, 0)
-	for _, t := range ts {
-		if t.Before(first) {
-			first = t
-		}
+// schedule sets a's stale instant for a token fetched at now (the fake's
+// expires_in is the life in whole seconds), and when the bench asks for
+// it: then, or later by a jitter as Run's.
+func (b *bench) schedule(a *simApp, now time.Time, window time.Duration) {
+	a.staleAt = now.Add(b.o.Life - window + a.spread)
+	a.due = a.staleAt
+	if b.o.RunJitter {
+		a.due = a.due.Add(mrand.N(b.o.Refresh/10 + 1))
 	}
-	return first
 }
 
-// poke asks the token of each app of ids, b.o.Pool at a time.
-func (b *bench) poke(ctx context.Context, cl *http.Client, admin string, ids []string) error {
+// checkModel checks the bench's stale instants against refresh_at of GET
+// /v1/apps (whole seconds).
+func (b *bench) checkModel(ctx context.Context, cl *http.Client, admin string, apps []*simApp) error {
+	at, _, err := listApps(ctx, cl, admin)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, a := range apps {
+		if got, want := at[a.id], a.staleAt.Truncate(time.Second); !got.Equal(want) {
+			bad = append(bad, fmt.Sprintf("%s: refresh_at %v, the bench expects %v", a.id, got.UTC().Format(time.RFC3339), want.UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("manyapps: the server's refresh instants differ from the bench's model of SpreadRefresh (%d of %d apps), e.g. %s",
+			len(bad), len(apps), bad[0])
+	}
+	return nil
+}
+
+// refreshed asks a's token, stale now, which starts its background
+// refresh, then asks again until the new token is served.
+func (b *bench) refreshed(ctx context.Context, cl *http.Client, admin string, a *simApp, bad *simCounts) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tok, err := b.token(ctx, cl, admin, a.id)
+		if err != nil {
+			bad.invalid.Add(1)
+			return err
+		}
+		if tok != a.token {
+			a.token = tok
+			return nil
+		}
+		if time.Now().After(deadline) {
+			bad.late.Add(1)
+			return nil
+		}
+		select {
+		case <-time.After(200 * time.Microsecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// token returns the token GET /v1/apps/{id}/token answers.
+func (b *bench) token(ctx context.Context, cl *http.Client, admin, id string) (string, error) {
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	code, err := get(ctx, cl, admin+"/v1/apps/"+id+"/token", &body)
+	if err != nil || code != http.StatusOK || body.AccessToken == "" {
+		return "", fmt.Errorf("manyapps: app %s: GET token: HTTP %d, %v", id, code, err)
+	}
+	return body.AccessToken, nil
+}
+
+// each runs fn on every app of apps, b.o.Pool at a time, and returns
+// their errors.
+func (b *bench) each(apps []*simApp, fn func(*simApp) error) error {
+	if len(apps) == 1 {
+		return fn(apps[0])
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	next := make(chan string)
-	for range min(b.o.Pool, len(ids)) {
+	next := make(chan *simApp)
+	for range min(b.o.Pool, len(apps)) {
 		wg.Go(func() {
-			for id := range next {
-				if code, err := get(ctx, cl, admin+"/v1/apps/"+id+"/token", nil); code != http.StatusOK {
+			for a := range next {
+				if err := fn(a); err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("manyapps: app %s: HTTP %d, %v", id, code, err))
+					errs = append(errs, err)
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	for _, id := range ids {
-		next <- id
+	for _, a := range apps {
+		next <- a
 	}
 	close(next)
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// settle waits until none of due is stale any more at now (their
-// background refreshes have saved), and returns every app's refresh_at.
-// An app that does not refresh within a few seconds of real time counts
-// as late; one without a valid token, as invalid.
-func (b *bench) settle(ctx context.Context, cl *http.Client, admin string, due []string, now time.Time, day *Day) (map[string]time.Time, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		at, state, err := listApps(ctx, cl, admin)
-		if err != nil {
-			return nil, err
-		}
-		var waiting []string
-		for _, id := range due {
-			if state[id] != "fresh" {
-				waiting = append(waiting, id)
-			}
-		}
-		if len(waiting) == 0 || time.Now().After(deadline) {
-			for _, id := range waiting {
-				if state[id] == "invalid" {
-					day.Invalid++
-				}
-			}
-			day.Late += len(waiting)
-			return at, nil
-		}
-		select {
-		case <-time.After(time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // histogram buckets the busy seconds other than the first (the cold
@@ -949,6 +1041,8 @@ type fakeServer struct {
 	srv   *http.Server
 	conns atomic.Int64
 	once  sync.Once
+	// tokenCalls counts the calls of /cgi-bin/token answered.
+	tokenCalls atomic.Int64
 }
 
 // startFake serves a Platform of opts; idle keep-alive connections close
@@ -959,7 +1053,13 @@ func startFake(idle time.Duration, opts ...wechattest.Option) (*fakeServer, erro
 		return nil, err
 	}
 	f := &fakeServer{Platform: wechattest.NewPlatform(opts...), URL: "http://" + l.Addr().String()}
-	f.srv = &http.Server{Handler: f.Platform, IdleTimeout: idle, ReadHeaderTimeout: 5 * time.Second,
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Platform.ServeHTTP(w, r)
+		if r.URL.Path == wechattest.PathToken {
+			f.tokenCalls.Add(1)
+		}
+	})
+	f.srv = &http.Server{Handler: h, IdleTimeout: idle, ReadHeaderTimeout: 5 * time.Second,
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:

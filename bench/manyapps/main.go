@@ -271,6 +271,9 @@ func main() {
 		o.Steps = append(o.Steps, n)
 	}
 	o.Store, o.RedisURL = store, redisURL
+	if o.MemProfile != "" {
+		runtime.MemProfileRate = 4 << 10 // fine enough to attribute a few KiB per app
+	}
 	if verbose {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -923,7 +926,7 @@ func (b *bench) schedule(a *simApp, now time.Time, window time.Duration) {
 }
 
 // checkModel checks the bench's stale instants against refresh_at of GET
-// /v1/apps (whole seconds).
+// /v1/apps (whole seconds, and the store's milliseconds).
 func (b *bench) checkModel(ctx context.Context, cl *http.Client, admin string, apps []*simApp) error {
 	at, _, err := listApps(ctx, cl, admin)
 	if err != nil {
@@ -931,7 +934,10 @@ func (b *bench) checkModel(ctx context.Context, cl *http.Client, admin string, a
 	}
 	var bad []string
 	for _, a := range apps {
-		if got, want := at[a.id], a.staleAt.Truncate(time.Second); !got.Equal(want) {
+		// A keeper that adopts its own token back from the store holds
+		// it at the store's millisecond precision.
+		got, want := at[a.id], a.staleAt.Truncate(time.Second)
+		if !got.Equal(want) && !got.Equal(a.staleAt.Add(-time.Millisecond).Truncate(time.Second)) {
 			bad = append(bad, fmt.Sprintf("%s: refresh_at %v, the bench expects %v", a.id, got.UTC().Format(time.RFC3339), want.UTC().Format(time.RFC3339)))
 		}
 	}

@@ -86,6 +86,7 @@ type Options struct {
 	Pool       int           // concurrent requests of the first-token phase
 	Clients    int           // concurrent keep-alive clients of the throughput phase
 	Load       time.Duration // how long each throughput run lasts
+	Rounds     int           // throughput runs of each route, taking turns
 	Life       time.Duration // token lifetime of the simulated stretch
 	Refresh    time.Duration // every app's RefreshBefore in the simulated stretch
 	Sim        time.Duration // fake time simulated
@@ -104,6 +105,7 @@ func (o Options) withDefaults() Options {
 	o.Pool = cmp.Or(o.Pool, 64)
 	o.Clients = cmp.Or(o.Clients, 16)
 	o.Load = cmp.Or(o.Load, 3*time.Second)
+	o.Rounds = cmp.Or(o.Rounds, 3)
 	o.Life = cmp.Or(o.Life, 10*time.Minute)
 	o.Refresh = cmp.Or(o.Refresh, 2*time.Minute)
 	o.Sim = cmp.Or(o.Sim, 2*time.Hour)
@@ -131,6 +133,7 @@ type Report struct {
 	Apps       int        `json:"apps"`
 	SharedHTTP bool       `json:"shared_upstream_client"`
 	GoMaxProcs int        `json:"gomaxprocs"`
+	LoadAvg    string     `json:"loadavg,omitempty"` // /proc/loadavg at the end: the machine's other load
 	Memory     []MemPoint `json:"memory"`
 	PerApp     PerApp     `json:"per_app"`
 	FirstToken FirstToken `json:"first_token"`
@@ -190,10 +193,14 @@ type Idle struct {
 type Throughput struct {
 	Clients  int      `json:"clients"`
 	Duration Duration `json:"duration"`
-	PerApp   float64  `json:"per_app_rps"` // GET /v1/apps/{app_id}/token, random apps
-	Single   float64  `json:"single_rps"`  // GET /v1/token, one-app server
+	Rounds   int      `json:"rounds"`
+	PerApp   float64  `json:"per_app_rps"` // GET /v1/apps/{app_id}/token, random apps: the median
+	Single   float64  `json:"single_rps"`  // GET /v1/token, one-app server: the median
 	Ratio    float64  `json:"ratio"`
 	Failed   int64    `json:"failed"`
+
+	PerAppRounds []float64 `json:"per_app_rounds"`
+	SingleRounds []float64 `json:"single_rounds"`
 }
 
 // Day is the simulated stretch on the fake's clock.
@@ -254,6 +261,7 @@ func main() {
 	flag.IntVar(&o.Pool, "pool", 64, "concurrent requests while waiting for the first tokens")
 	flag.IntVar(&o.Clients, "clients", 16, "concurrent keep-alive clients of the throughput runs")
 	flag.DurationVar(&o.Load, "load", 3*time.Second, "duration of each throughput run")
+	flag.IntVar(&o.Rounds, "rounds", 3, "throughput runs of each route, taking turns (the medians are reported)")
 	flag.DurationVar(&o.Life, "life", 10*time.Minute, "token lifetime of the simulated stretch (whole seconds)")
 	flag.DurationVar(&o.Refresh, "refresh-before", 2*time.Minute, "every app's refresh_before in the simulated stretch")
 	flag.DurationVar(&o.Sim, "sim", 2*time.Hour, "fake time simulated")
@@ -356,6 +364,9 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("simulated stretch: %d app-seconds without a valid token, %d refreshes late", rep.Day.Invalid, rep.Day.Late))
 	}
 	rep.Wall = Duration(time.Since(started).Round(time.Millisecond))
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		rep.LoadAvg = strings.Join(strings.Fields(string(la))[:3], " ")
+	}
 	return rep, nil
 }
 
@@ -543,17 +554,15 @@ func (b *bench) idle(ctx context.Context, fk *fakeServer) (Idle, error) {
 }
 
 // throughput loads GET /v1/apps/{app_id}/token on the fleet at admin
-// (random apps), then GET /v1/token on a second server of one app.
+// (random apps) and GET /v1/token on a second server of one app, taking
+// turns Options.Rounds times so that a change in the machine's load hits
+// both alike, and reports the medians.
 func (b *bench) throughput(ctx context.Context, ids []string, admin string) (Throughput, error) {
-	out := Throughput{Clients: b.o.Clients, Duration: Duration(b.o.Load)}
+	out := Throughput{Clients: b.o.Clients, Duration: Duration(b.o.Load), Rounds: b.o.Rounds}
 	urls := make([]string, len(ids))
 	for i, id := range ids {
 		urls[i] = admin + "/v1/apps/" + id + "/token"
 	}
-	var failed int64
-	out.PerApp, failed = load(urls, b.o.Clients, b.o.Load)
-	out.Failed += failed
-
 	one := b.appIDs('y', 1)
 	fk, err := startFake(b.o.FakeIdle, fakeOptions(one)...)
 	if err != nil {
@@ -574,12 +583,32 @@ func (b *bench) throughput(ctx context.Context, ids []string, admin string) (Thr
 	if _, err := firstTokens(ctx, cl, srv.admin, one, 1); err != nil {
 		return out, err
 	}
-	out.Single, failed = load([]string{srv.admin + "/v1/token"}, b.o.Clients, b.o.Load)
-	out.Failed += failed
+	single := []string{srv.admin + "/v1/token"}
+	var many, alone []float64
+	for range b.o.Rounds {
+		rps, failed := load(urls, b.o.Clients, b.o.Load)
+		many, out.Failed = append(many, rps), out.Failed+failed
+		rps, failed = load(single, b.o.Clients, b.o.Load)
+		alone, out.Failed = append(alone, rps), out.Failed+failed
+	}
+	out.PerApp, out.Single = median(many), median(alone)
+	out.PerAppRounds, out.SingleRounds = many, alone
 	if out.Single > 0 {
 		out.Ratio = out.PerApp / out.Single
 	}
 	return out, srv.stop()
+}
+
+// median returns the median of xs.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // A served is a running server.Serve.
@@ -1216,8 +1245,8 @@ func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 // Print writes the report as a compact table.
 func (r *Report) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "wxcentral manyapps: %d apps, %s store, GOMAXPROCS %d, upstream client %s, wall %v\n",
-		r.Apps, r.Store, r.GoMaxProcs, map[bool]string{false: "per keeper", true: "shared"}[r.SharedHTTP], r.Wall)
+	fmt.Fprintf(tw, "wxcentral manyapps: %d apps, %s store, GOMAXPROCS %d, load average %s, upstream client %s, wall %v\n",
+		r.Apps, r.Store, r.GoMaxProcs, cmp.Or(r.LoadAvg, "?"), map[bool]string{false: "per keeper", true: "shared"}[r.SharedHTTP], r.Wall)
 	fmt.Fprintln(tw, "\nmemory at rest (after GC)\tapps\tserver heap+stack\tgoroutines\tprocess heap\tprocess sys\tafter first tokens (upstream conns)")
 	for _, p := range r.Memory {
 		fmt.Fprintf(tw, "\t%d\t%s\t%d\t%s\t%s\t%s (%d)\n", p.Apps, mib(uint64(max(0, p.ServerHeap+p.ServerStack))),
@@ -1255,8 +1284,8 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(tw, "  problems\t%d app-seconds without a token, %d late refreshes\n", d.Invalid, d.Late)
 	}
 	t := r.Throughput
-	fmt.Fprintf(tw, "\nthroughput, %d clients, %v each\tGET /v1/apps/{id}/token %.0f req/s\tGET /v1/token (1 app) %.0f req/s\tratio %.2f\tfailed %d\n",
-		t.Clients, t.Duration, t.PerApp, t.Single, t.Ratio, t.Failed)
+	fmt.Fprintf(tw, "\nthroughput, %d clients, median of %d × %v\tGET /v1/apps/{id}/token %.0f req/s\tGET /v1/token (1 app) %.0f req/s\tratio %.2f\tfailed %d\n",
+		t.Clients, t.Rounds, t.Duration, t.PerApp, t.Single, t.Ratio, t.Failed)
 	for _, n := range r.Notes {
 		fmt.Fprintf(tw, "note\t%s\n", n)
 	}

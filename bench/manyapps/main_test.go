@@ -21,7 +21,7 @@ import (
 // window of a second, a simulated hour of ten-minute tokens.
 func small(store string) Options {
 	return Options{Apps: 20, Steps: []int{5}, Store: store, Idle: time.Second, FakeIdle: 200 * time.Millisecond,
-		Pool: 8, Clients: 4, Load: 300 * time.Millisecond, Life: 10 * time.Minute, Refresh: 2 * time.Minute, Sim: time.Hour}
+		Pool: 8, Clients: 4, Load: 200 * time.Millisecond, Rounds: 2, Life: 10 * time.Minute, Refresh: 2 * time.Minute, Sim: time.Hour}
 }
 
 // needRedis skips the test without redis-server on PATH, and fails it
@@ -90,8 +90,8 @@ func checkReport(t *testing.T, o Options, rep *Report) {
 	if rep.Idle.Fetches != 0 {
 		t.Errorf("%d fetches while idle with every token fresh, want none", rep.Idle.Fetches)
 	}
-	if tp := rep.Throughput; tp.Failed != 0 || tp.PerApp <= 0 || tp.Single <= 0 {
-		t.Errorf("throughput: %+v, want both routes answering and none failed", tp)
+	if tp := rep.Throughput; tp.Failed != 0 || tp.PerApp <= 0 || tp.Single <= 0 || len(tp.PerAppRounds) != o.Rounds || len(tp.SingleRounds) != o.Rounds {
+		t.Errorf("throughput: %+v, want both routes answering in %d rounds and none failed", tp, o.Rounds)
 	}
 
 	d := rep.Day
@@ -129,6 +129,17 @@ func checkReport(t *testing.T, o Options, rep *Report) {
 	for sec, k := range d.perSecond {
 		if sec > 0 && time.Duration(sec)*time.Second < o.Life-window {
 			t.Errorf("simulated: %d fetches at +%ds, before any token could turn stale", k, sec)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.xs); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.xs, got, tc.want)
 		}
 	}
 }

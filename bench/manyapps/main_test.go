@@ -124,6 +124,9 @@ func checkReport(t *testing.T, o Options, rep *Report) {
 	if d.MaxPerSecond < 1 || d.MaxPerSecond > o.Apps {
 		t.Errorf("simulated: at most %d fetches in a second, want 1 to %d", d.MaxPerSecond, o.Apps)
 	}
+	if d.LaterMax < 1 || d.LaterMax > d.MaxPerSecond {
+		t.Errorf("simulated: at most %d fetches in a second after two lives, want 1 to the overall %d", d.LaterMax, d.MaxPerSecond)
+	}
 	// No refresh falls in the first refresh window's first part: a
 	// token fetched at 0 is fresh until life−window at least.
 	for sec, k := range d.perSecond {

@@ -8,16 +8,17 @@
 //   - the time from Serve's start on an empty store until every app's
 //     GET /v1/apps/{app_id}/token has answered 200;
 //   - the largest number of upstream token fetches in any one second of a
-//     simulated stretch of days on the fake's clock, with short-lived
-//     tokens so that many refresh cycles pass;
+//     simulated stretch on the fake's clock, with short-lived tokens so
+//     that many refresh cycles pass;
 //   - the throughput of GET /v1/apps/{app_id}/token next to GET /v1/token
 //     of a second server that keeps one app.
 //
 // Usage:
 //
 //	go run ./bench/manyapps [-apps 1000] [-store file|redis] [-redis URL]
-//	    [-steps 1,100,1000] [-idle 60s] [-clients 16] [-load 3s]
-//	    [-life 10m] [-refresh-before 2m] [-sim 2h] [-json]
+//	    [-steps 1,100,1000] [-idle 60s] [-clients 16] [-load 3s] [-rounds 3]
+//	    [-life 10m] [-refresh-before 2m] [-sim 2h] [-run-jitter]
+//	    [-shared-upstream] [-memprofile FILE] [-json] [-v]
 //
 // With -store redis and no -redis, it starts its own redis-server (from
 // PATH) on a free port in a temporary directory. The apps of every phase
@@ -26,7 +27,16 @@
 //
 // The fake serves on its own http.Server whose idle keep-alive
 // connections close after -fake-idle, as a real API front end closes
-// them: memory "at rest" is measured once they have closed.
+// them: memory "at rest" is measured once they have closed, and the
+// figure right after the first tokens, with them open, is printed beside
+// it.
+//
+// The simulated stretch moves the fake's frozen clock from one app's
+// stale instant to the next and asks that app's token there, as steady
+// traffic would (see bench.simulate); -run-jitter asks it later by Run's
+// jitter instead, as on an idle server. -shared-upstream gives every
+// keeper one HTTP client (server.Options.HTTPClient), where the serve
+// command lets each keeper build its own.
 package main
 
 import (

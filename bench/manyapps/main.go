@@ -18,7 +18,7 @@
 //	go run ./bench/manyapps [-apps 1000] [-store file|redis] [-redis URL]
 //	    [-steps 1,100,1000] [-idle 60s] [-clients 16] [-load 3s] [-rounds 3]
 //	    [-life 10m] [-refresh-before 2m] [-sim 2h] [-run-jitter]
-//	    [-shared-upstream] [-memprofile FILE] [-json] [-v]
+//	    [-memprofile FILE] [-json] [-v]
 //
 // With -store redis and no -redis, it starts its own redis-server (from
 // PATH) on a free port in a temporary directory. The apps of every phase
@@ -34,9 +34,8 @@
 // The simulated stretch moves the fake's frozen clock from one app's
 // stale instant to the next and asks that app's token there, as steady
 // traffic would (see bench.simulate); -run-jitter asks it later by Run's
-// jitter instead, as on an idle server. -shared-upstream gives every
-// keeper one HTTP client (server.Options.HTTPClient), where the serve
-// command lets each keeper build its own.
+// jitter instead, as on an idle server. The keepers share the
+// process's one upstream client, as in the serve command.
 package main
 
 import (
@@ -100,7 +99,6 @@ type Options struct {
 	Life       time.Duration // token lifetime of the simulated stretch
 	Refresh    time.Duration // every app's RefreshBefore in the simulated stretch
 	Sim        time.Duration // fake time simulated
-	SharedHTTP bool          // give every keeper one upstream client (server.Options.HTTPClient)
 	RunJitter  bool          // simulated stretch: ask each stale token later by a jitter of up to RefreshBefore/10, as Run waits
 	MemProfile string        // if set, the heap profile of the largest fleet at rest is written there
 
@@ -141,7 +139,6 @@ func (o Options) withDefaults() Options {
 type Report struct {
 	Store      string     `json:"store"`
 	Apps       int        `json:"apps"`
-	SharedHTTP bool       `json:"shared_upstream_client"`
 	GoMaxProcs int        `json:"gomaxprocs"`
 	LoadAvg    string     `json:"loadavg,omitempty"` // /proc/loadavg at the end: the machine's other load
 	Memory     []MemPoint `json:"memory"`
@@ -280,7 +277,6 @@ func main() {
 	flag.DurationVar(&o.Life, "life", 10*time.Minute, "token lifetime of the simulated stretch (whole seconds)")
 	flag.DurationVar(&o.Refresh, "refresh-before", 2*time.Minute, "every app's refresh_before in the simulated stretch")
 	flag.DurationVar(&o.Sim, "sim", 2*time.Hour, "fake time simulated")
-	flag.BoolVar(&o.SharedHTTP, "shared-upstream", false, "give every keeper one upstream HTTP client (the serve command gives each its own)")
 	flag.StringVar(&o.MemProfile, "memprofile", "", "write the heap profile of the largest fleet at rest to this file")
 	flag.BoolVar(&o.RunJitter, "run-jitter", false, "simulated stretch: ask each stale token after Run's jitter (an idle server) instead of at once (steady traffic)")
 	flag.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -331,7 +327,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 	defer os.RemoveAll(dir)
 
 	b := &bench{o: o, dir: dir, tag: randomHex(3), say: say}
-	rep := &Report{Store: o.Store, Apps: o.Apps, SharedHTTP: o.SharedHTTP, GoMaxProcs: runtime.GOMAXPROCS(0)}
+	rep := &Report{Store: o.Store, Apps: o.Apps, GoMaxProcs: runtime.GOMAXPROCS(0)}
 	if o.Store == "redis" {
 		if b.redisURL = o.RedisURL; b.redisURL == "" {
 			rs, err := startRedis(ctx, filepath.Join(dir, "redis"))
@@ -352,9 +348,6 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("manyapps: Redis: %w", err)
 		}
 		defer b.cleanRedis(context.WithoutCancel(ctx))
-	}
-	if o.SharedHTTP {
-		b.upstream = &http.Client{Timeout: 10 * time.Second}
 	}
 
 	for i, n := range o.Steps {
@@ -394,7 +387,6 @@ type bench struct {
 	redis    *redisServer  // the redis-server Run started, if any
 	redisURL string        // the store of -store redis
 	rc       *redis.Client // for INFO and the clean-up
-	upstream *http.Client  // server.Options.HTTPClient; nil: the keepers' own
 }
 
 // appIDs returns n made-up AppIDs of the phase: wx, the run's tag, the
@@ -469,7 +461,7 @@ func (b *bench) fleetPhase(ctx context.Context, rep *Report, phase byte, n int, 
 	defer cl.CloseIdleConnections()
 
 	t0 := time.Now()
-	srv, err := serve(ctx, cfg, nil, b.upstream, b.o.Logger)
+	srv, err := serve(ctx, cfg, nil, b.o.Logger)
 	if err != nil {
 		return MemPoint{}, err
 	}
@@ -523,9 +515,6 @@ func (b *bench) fleetPhase(ctx context.Context, rep *Report, phase byte, n int, 
 		return p, err
 	}
 	fk.Close()
-	if b.upstream != nil {
-		b.upstream.CloseIdleConnections()
-	}
 	after := memNow()
 	p.ServerHeap = int64(p.HeapInuse) - int64(after.HeapInuse)
 	p.ServerStack = int64(p.StackInuse) - int64(after.StackInuse)
@@ -588,7 +577,7 @@ func (b *bench) throughput(ctx context.Context, ids []string, admin string) (Thr
 	if err != nil {
 		return out, err
 	}
-	srv, err := serve(ctx, cfg, nil, b.upstream, b.o.Logger)
+	srv, err := serve(ctx, cfg, nil, b.o.Logger)
 	if err != nil {
 		return out, err
 	}
@@ -643,7 +632,7 @@ func (s *served) stop() error {
 
 // serve runs server.Serve on cfg with listeners on loopback, and returns
 // once it is ready.
-func serve(ctx context.Context, cfg config.Config, clock util.Clock, upstream *http.Client, logger *slog.Logger) (*served, error) {
+func serve(ctx context.Context, cfg config.Config, clock util.Clock, logger *slog.Logger) (*served, error) {
 	pub, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -658,7 +647,7 @@ func serve(ctx context.Context, cfg config.Config, clock util.Clock, upstream *h
 	errc := make(chan error, 1)
 	go func() {
 		errc <- server.Serve(ctx, cfg, server.Options{
-			Logger: logger, PublicListener: pub, AdminListener: adm, Clock: clock, HTTPClient: upstream,
+			Logger: logger, PublicListener: pub, AdminListener: adm, Clock: clock,
 			ShutdownTimeout: 10 * time.Second,
 			Ready:           func(_, admin net.Addr) { ready <- admin },
 		})
@@ -874,7 +863,7 @@ func (b *bench) simulate(ctx context.Context, phase byte, n int) (*Day, error) {
 	day := &Day{Apps: n, Simulated: Duration(o.Sim), Life: Duration(o.Life), RefreshBefore: Duration(o.Refresh),
 		Cycles:         float64(o.Sim) / float64(o.Life-window*3/4),
 		FirstCycleMean: float64(n) / (0.5 * window.Seconds()), RunJitter: o.RunJitter, perSecond: map[int]int{}}
-	srv, err := serve(ctx, cfg, fk.Platform, b.upstream, b.o.Logger)
+	srv, err := serve(ctx, cfg, fk.Platform, b.o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -1279,8 +1268,8 @@ func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 // Print writes the report as a compact table.
 func (r *Report) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "wxcentral manyapps: %d apps, %s store, GOMAXPROCS %d, load average %s, upstream client %s, wall %v\n",
-		r.Apps, r.Store, r.GoMaxProcs, cmp.Or(r.LoadAvg, "?"), map[bool]string{false: "per keeper", true: "shared"}[r.SharedHTTP], r.Wall)
+	fmt.Fprintf(tw, "wxcentral manyapps: %d apps, %s store, GOMAXPROCS %d, load average %s, wall %v\n",
+		r.Apps, r.Store, r.GoMaxProcs, cmp.Or(r.LoadAvg, "?"), r.Wall)
 	fmt.Fprintln(tw, "\nmemory at rest (after GC)\tapps\tserver heap+stack\tgoroutines\tprocess heap+stack\tprocess sys\tprocess RSS\tafter first tokens (upstream conns)")
 	for _, p := range r.Memory {
 		fmt.Fprintf(tw, "\t%d\t%s\t%d\t%s\t%s\t%s\t%s (%d)\n", p.Apps, mib(uint64(max(0, p.ServerHeap+p.ServerStack))),

@@ -175,7 +175,7 @@ func BenchmarkAppToken(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv, err := serve(context.Background(), cfg, nil, nil, bn.o.Logger)
+			srv, err := serve(context.Background(), cfg, nil, bn.o.Logger)
 			if err != nil {
 				b.Fatal(err)
 			}

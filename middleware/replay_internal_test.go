@@ -23,12 +23,12 @@ func TestReplayMemoryBounded(t *testing.T) {
 	now := time.Unix(1714036504, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	h := Verify(token, WithClock(util.ClockFunc(clock)), WithLogger(slog.New(slog.DiscardHandler)))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).(*handler)
-	mem, ok := h.s.replay.(*dedupe.Memory)
-	if !ok || mem.MaxEntries != 2*ReplayMaxEntries {
-		t.Fatalf("replay store %T %+v, want a Memory of at most ReplayMaxEntries triples (two entries each)", h.s.replay, h.s.replay)
+	mem := h.s.replayMem
+	if mem == nil || mem.maxEntries != ReplayMaxEntries || h.s.replay != nil {
+		t.Fatalf("replay memory %+v, store %v: want a memory of its own of at most ReplayMaxEntries triples", mem, h.s.replay)
 	}
-	if mem == h.s.dedupe {
-		t.Fatal("the replay memory is the dedupe's: plain pushes would crowd out its entries")
+	if _, ok := h.s.dedupe.(*dedupe.Memory); !ok {
+		t.Fatalf("dedupe store %T, want the default Memory", h.s.dedupe)
 	}
 	send := func(nonce string) {
 		t.Helper()
@@ -43,14 +43,14 @@ func TestReplayMemoryBounded(t *testing.T) {
 	for _, n := range []string{"1", "2", "3"} {
 		send(n)
 	}
-	if got := mem.Len(); got != 6 {
-		t.Fatalf("%d entries remembered, want 6 (3 triples, each with its run claim)", got)
+	if got := mem.len(); got != 3 {
+		t.Fatalf("%d triples remembered, want 3", got)
 	}
 	mu.Lock()
 	now = now.Add(DefaultTimestampWindow + time.Second)
 	mu.Unlock()
 	send("4")
-	if got := mem.Len(); got != 2 {
-		t.Errorf("%d entries remembered after the window, want 2 (one triple)", got)
+	if got := mem.len(); got != 1 {
+		t.Errorf("%d triples remembered after the window, want 1", got)
 	}
 }

@@ -59,7 +59,10 @@ type settings struct {
 
 	trusted []netip.Prefix // WithTrustedProxies: masked, IPv4 unmapped
 
-	replay dedupe.Store // plain mode's accepted triples; see checkReplay
+	// The replay check's accepted triples (see checkReplay): in a shared
+	// store, or in a memory of this Verify's own; one of the two is set.
+	replay    dedupe.Store
+	replayMem *replayMemory
 }
 
 // WithPreviousToken also accepts signatures made with token, the callback
@@ -227,7 +230,7 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 		// must outlive its push's triple (see dedupeTTL).
 		s.dedupe = &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: ReplayMaxEntries}
 	}
-	s.replay = s.replayStore()
+	s.replayStore()
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("middleware: the handler Verify wraps is nil")

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/internal/pushctx"
 	"github.com/wxcentral/wxcentral/middleware/internal/respbuf"
-	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
 )
@@ -340,12 +340,17 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 			s.log(r, slog.LevelError, "wechat callback reply lookup failed; handler run again", slog.String("error", err.Error()))
 		}
 	}
-	r = r.WithContext(message.NewContext(ctx, in.msg))
-	// The body and the writer the next handler gets, in one allocation.
+	// The request the next handler gets, with the message in its context
+	// (as message.NewContext puts it there), its body and its writer, in
+	// one allocation.
 	p := &struct {
-		rb bufferedBody
-		sw statusWriter
-	}{sw: statusWriter{ResponseWriter: w}}
+		req http.Request
+		ctx pushctx.Context
+		rb  bufferedBody
+		sw  statusWriter
+	}{ctx: pushctx.Context{Context: ctx, V: in.msg}, sw: statusWriter{ResponseWriter: w}}
+	p.req = *r.WithContext(&p.ctx) // a copy on the stack, where WithContext is inlined
+	r = &p.req
 	rb, sw := &p.rb, &p.sw
 	rb.Reset(in.plain)
 	r.Body = rb

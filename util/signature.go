@@ -88,12 +88,18 @@ func sortedSum(parts []string) [sha1.Size]byte {
 	var arr [maxInlineParts]string
 	var sorted []string
 	if len(parts) <= maxInlineParts {
+		// A few parts: an insertion sort, without slices.Sort's calls.
 		sorted = arr[:len(parts)]
 		copy(sorted, parts)
+		for i := 1; i < len(sorted); i++ {
+			for j := i; j > 0 && sorted[j] < sorted[j-1]; j-- {
+				sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+			}
+		}
 	} else {
 		sorted = slices.Clone(parts)
+		slices.Sort(sorted)
 	}
-	slices.Sort(sorted)
 
 	n := 0
 	for _, p := range sorted {

@@ -184,8 +184,18 @@ func (s *settings) dedupeTTL() time.Duration {
 var errReplyGone = errors.New("middleware: the reply to a replayed callback is no longer kept")
 
 // appendLower appends s to b with ASCII letters in lower case, as
-// strings.ToLower does for the hex digits of a signature.
+// strings.ToLower does for the hex digits of a signature. A signature in
+// lower case already, as WeChat sends it, is appended as it is.
 func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return appendLowerFrom(append(b, s[:i]...), s[i:])
+		}
+	}
+	return append(b, s...)
+}
+
+func appendLowerFrom(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= utf8.RuneSelf {

@@ -54,3 +54,21 @@ func TestReplayMemoryBounded(t *testing.T) {
 		t.Errorf("%d triples remembered after the window, want 1", got)
 	}
 }
+
+// TestAppendLower checks the replay key's signatures in lower case: as
+// they are when they are, folded from the first upper-case letter on, and
+// through strings.ToLower beyond ASCII.
+func TestAppendLower(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"0a9f", "0a9f"},
+		{"0A9F", "0a9f"},
+		{"ab0CdE", "ab0cde"},
+		{"aBÀ", "abà"},
+		{"ÀB", "àb"},
+	} {
+		if got := string(appendLower([]byte("k|"), tt.in)); got != "k|"+tt.want {
+			t.Errorf("appendLower(%q) = %q, want %q", tt.in, got, "k|"+tt.want)
+		}
+	}
+}

@@ -11,8 +11,9 @@ import (
 // nonce) for the callback check and four (plus the ciphertext) for safe-mode
 // messages; typical inputs are well under a kilobyte.
 const (
-	maxInlineParts = 8
-	maxInlineBytes = 1024
+	maxInlineParts   = 8
+	maxInlineBytes   = 1024
+	smallInlineBytes = 128 // a token, a timestamp and a nonce
 )
 
 // SignatureLen is the length of a hex signature: sha1 is 20 bytes, 40 hex digits.
@@ -105,11 +106,18 @@ func sortedSum(parts []string) [sha1.Size]byte {
 	for _, p := range sorted {
 		n += len(p)
 	}
-	var buf [maxInlineBytes]byte
+	// The callback check's parts fit the small buffer; a safe-mode
+	// message's ciphertext needs the large one. Each is cleared only when
+	// it is used.
 	var joined []byte
-	if n <= len(buf) {
+	switch {
+	case n <= smallInlineBytes:
+		var buf [smallInlineBytes]byte
 		joined = buf[:0]
-	} else {
+	case n <= maxInlineBytes:
+		var buf [maxInlineBytes]byte
+		joined = buf[:0]
+	default:
 		joined = make([]byte, 0, n)
 	}
 	for _, p := range sorted {

@@ -1,6 +1,8 @@
 package middleware
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -70,5 +72,65 @@ func TestAppendLower(t *testing.T) {
 		if got := string(appendLower([]byte("k|"), tt.in)); got != "k|"+tt.want {
 			t.Errorf("appendLower(%q) = %q, want %q", tt.in, got, "k|"+tt.want)
 		}
+	}
+}
+
+// TestReplayWaitGivenUp sends a push twice at once: the second delivery
+// waits for the first one's run, and when WeChat hangs up on it, it
+// returns without running the handler, reporting or writing anything.
+// Once the first has answered, a third delivery gets its reply.
+func TestReplayWaitGivenUp(t *testing.T) {
+	const token = "tok"
+	now := time.Unix(1714036504, 0)
+	var mu sync.Mutex
+	var results []Result
+	entered, release := make(chan struct{}), make(chan struct{})
+	runs := 0
+	h := Verify(token,
+		WithClock(util.ClockFunc(func() time.Time { return now })),
+		WithLogger(slog.New(slog.DiscardHandler)),
+		WithResultFunc(func(_ *http.Request, res Result) { mu.Lock(); results = append(results, res); mu.Unlock() }),
+	)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		runs++ // one run at a time: the others are the test's checks
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "handled")
+	})).(*handler)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	target := "/?signature=" + util.Signature(token, ts, "n") + "&timestamp=" + ts + "&nonce=n"
+	const body = "<xml><MsgType>text</MsgType><MsgId>7</MsgId></xml>"
+	deliver := func(ctx context.Context) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequestWithContext(ctx, "POST", target, strings.NewReader(body)))
+		return w
+	}
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- deliver(context.Background()) }()
+	<-entered
+
+	waiting := make(chan struct{}, 1)
+	h.s.replayMem.mu.Lock()
+	h.s.replayMem.waiting = func() { waiting <- struct{}{} }
+	h.s.replayMem.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	second := make(chan *httptest.ResponseRecorder)
+	go func() { second <- deliver(ctx) }()
+	<-waiting
+	cancel()
+	if w := <-second; w.Body.Len() != 0 || len(w.Header()) != 0 {
+		t.Errorf("the delivery WeChat gave up on wrote %d %q %v", w.Code, w.Body, w.Header())
+	}
+	mu.Lock()
+	if len(results) != 1 {
+		t.Errorf("%d results reported, want the first delivery's only", len(results))
+	}
+	mu.Unlock()
+
+	release <- struct{}{}
+	if w := <-first; w.Body.String() != "handled" {
+		t.Fatalf("first delivery: %d %q", w.Code, w.Body)
+	}
+	if w := deliver(context.Background()); w.Body.String() != "handled" || runs != 1 {
+		t.Errorf("third delivery: %d %q, handler ran %d times; want the stored reply, 1", w.Code, w.Body, runs)
 	}
 }

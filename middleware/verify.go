@@ -309,7 +309,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	s := h.s
 	ctx := r.Context()
 	run, claimed := true, false // claimed: this delivery holds the run claim
-	if s.dedupe != nil && rp.key != "" {
+	if s.dedupe != nil && (rp.key != "" || rp.err != nil) {
 		var err error
 		claimed, err = s.claimRun(ctx, rp)
 		switch {

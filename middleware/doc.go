@@ -70,7 +70,7 @@
 //
 // The triples are kept in the dedupe store when it is shared (a
 // redisstore.Dedupe given with WithDedupe, so every host behind a load balancer sees the
-// triples the others accepted), and otherwise in a dedupe.Memory of each
+// triples the others accepted), and otherwise in a memory of each
 // Verify's own, of at most ReplayMaxEntries triples: when that fills up,
 // the oldest triples are forgotten first. Only
 // someone who can sign, that is WeChat or whoever holds the token, can

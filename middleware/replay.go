@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
-	"github.com/wxcentral/wxcentral/util"
 )
 
 // ReplayMaxEntries bounds the (signature, timestamp, nonce) triples the
@@ -26,19 +25,19 @@ const ReplayMaxEntries = 50000
 // the dedupe keys (message.Message.DedupeKey) that share it.
 const replayPrefix = "replay|"
 
-// replayStore returns the store the replay check keeps triples in: the
-// dedupe store when it is a shared one (redisstore.Dedupe, or any Store that is
-// not a dedupe.Memory), else a Memory of this Verify's own, so that plain
-// pushes' triples do not crowd the dedupe's replies out of a Memory's
-// bounds.
-func (s *settings) replayStore() dedupe.Store {
+// replayStore sets where the replay check keeps triples: in the dedupe
+// store when it is a shared one (redisstore.Dedupe, or any Store that is
+// not a dedupe.Memory), else in a replayMemory of this Verify's own, so
+// that plain pushes' triples do not crowd the dedupe's replies out of a
+// Memory's bounds.
+func (s *settings) replayStore() {
 	if s.dedupe != nil {
 		if _, isMemory := s.dedupe.(*dedupe.Memory); !isMemory {
-			return s.dedupe
+			s.replay = s.dedupe
+			return
 		}
 	}
-	// Two entries a triple: the body's hash and the run claim.
-	return &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: 2 * ReplayMaxEntries}
+	s.replayMem = &replayMemory{now: s.now, maxEntries: ReplayMaxEntries}
 }
 
 // replayTTL is how long the triple of a push with timestamp ts must be
@@ -53,17 +52,22 @@ func (s *settings) replayTTL(ts int64) time.Duration {
 }
 
 // A replay says what the replay check found for a POST: the keys of its
-// triple, and whether an accepted POST had the same triple and body.
+// triple, and, with a replayMemory, the run claim it took already.
 type replay struct {
-	key   string // the triple's key in s.replay; "" if the check failed
-	run   string // key + "|run", made with it in one allocation
-	again bool   // an accepted POST had this triple with this body
-	ttl   time.Duration
+	key string // the triple's key; "" if the check failed
+	run string // with a shared store: key + "|run", made with it in one allocation
+	ttl time.Duration
+
+	// With a replayMemory, which checks and claims in one step (s.dedupe
+	// is set, else no claim is asked):
+	seq     uint64 // the claim's, for settle
+	claimed bool   // this delivery holds the run claim
+	err     error  // the context ended while another delivery held it
 }
 
-// runKey is the key of the triple's run claim: held while a delivery of
-// the triple runs the next handler, finished once one has answered it,
-// abandoned when it failed (nothing written, or a 5xx).
+// runKey is the key of the triple's run claim in a shared store: held
+// while a delivery of the triple runs the next handler, finished once one
+// has answered it, abandoned when it failed (nothing written, or a 5xx).
 func (rp replay) runKey() string { return rp.run }
 
 // checkReplay refuses a POST whose signature, timestamp and nonce (and in
@@ -71,17 +75,17 @@ func (rp replay) runKey() string { return rp.run }
 // body. The plain-mode signature covers only the timestamp and nonce, so
 // without this a signed URL seen once would carry any body for the whole
 // window. The same triple with a byte-identical body is WeChat re-sending
-// the push (or someone replaying it), and passes with again set; see
-// claimRun for what happens to it then. Bodies are compared by their
-// SHA-256. In safe mode msg_signature covers the body already, so only
-// again matters there.
+// the push (or someone replaying it), and passes; see claimRun for what
+// happens to it then. Bodies are compared by their SHA-256. In safe mode msg_signature covers the body already, so only
+// the identical replay matters there.
 //
 // If the store fails, the POST is accepted and the failure logged: a lost
 // message is worse than the attack the signature and window still bound.
 func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte) (Result, string, replay) {
+	const otherBody = "signature already used with another body: refused as a replay"
 	ts, _ := parseSeconds(q.timestamp) // check has parsed it already
-	b := make([]byte, 0, len(replayPrefix)+len(q.signature)+len(q.timestamp)+len(q.nonce)+len(q.msgSignature)+sha256.Size+8)
-	b = append(b, replayPrefix...)
+	var buf [128]byte                  // room for a typical key on the stack
+	b := append(buf[:0], replayPrefix...)
 	b = appendLower(b, q.signature)
 	b = append(b, '|')
 	b = append(b, q.timestamp...)
@@ -91,19 +95,28 @@ func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte
 		b = append(b, '|')
 		b = appendLower(b, q.msgSignature)
 	}
+	sum := sha256.Sum256(body)
+	rp := replay{ttl: s.replayTTL(ts)}
+	if m := s.replayMem; m != nil {
+		key, seq, v, err := m.check(r.Context(), b, &sum, rp.ttl, s.dedupe != nil)
+		if v == verdictOtherBody {
+			res.Outcome = OutcomeReplay
+			return res, otherBody, replay{}
+		}
+		rp.key, rp.seq, rp.claimed, rp.err = key, seq, v == verdictRun, err
+		return res, "", rp
+	}
 	b = append(b, "|run"...)
 	run := string(b)
 	key := run[:len(run)-len("|run")]
-	sum := sha256.Sum256(body)
-	digest := append(b[:0], sum[:]...) // b is free again, and big enough
-	rp := replay{key: key, run: run, ttl: s.replayTTL(ts)}
+	digest := append([]byte(nil), sum[:]...) // sum and buf stay on the stack
+	rp.key, rp.run = key, run
 	first, shared, err := dedupe.Put(r.Context(), s.replay, key, rp.ttl, dedupe.Reply{Body: digest})
 	switch {
 	case err == nil && shared && !bytes.Equal(first.Body, digest):
 		res.Outcome = OutcomeReplay
-		return res, "signature already used with another body: refused as a replay", replay{}
+		return res, otherBody, replay{}
 	case err == nil:
-		rp.again = shared
 	case r.Context().Err() == nil:
 		s.log(r, slog.LevelError, "wechat callback replay check failed; accepted without it", slog.String("error", err.Error()))
 		fallthrough
@@ -122,6 +135,9 @@ func (s *settings) checkReplay(r *http.Request, q query, res Result, body []byte
 // returns false for every later one: it is answered from the dedupe's
 // reply, or refused, and never runs the handler again.
 func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
+	if s.replayMem != nil {
+		return rp.claimed, rp.err // check claimed it
+	}
 	for range 3 {
 		first, err := s.replay.Begin(ctx, rp.runKey(), rp.ttl)
 		if err != nil || first {
@@ -139,7 +155,12 @@ func (s *settings) claimRun(ctx context.Context, rp replay) (bool, error) {
 // so that a re-delivery runs it again. Like every settling of a claim it
 // must outlive WeChat hanging up, which the store sees to (dedupe.Store).
 func (s *settings) settleRun(ctx context.Context, rp replay, status int) {
-	if status > 0 && status < 500 {
+	answered := status > 0 && status < 500
+	if s.replayMem != nil {
+		s.replayMem.settle(rp.key, rp.seq, answered)
+		return
+	}
+	if answered {
 		s.replay.Finish(ctx, rp.runKey(), dedupe.Reply{})
 		return
 	}
@@ -163,8 +184,18 @@ func (s *settings) dedupeTTL() time.Duration {
 var errReplyGone = errors.New("middleware: the reply to a replayed callback is no longer kept")
 
 // appendLower appends s to b with ASCII letters in lower case, as
-// strings.ToLower does for the hex digits of a signature.
+// strings.ToLower does for the hex digits of a signature. A signature in
+// lower case already, as WeChat sends it, is appended as it is.
 func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || 'A' <= c && c <= 'Z' {
+			return appendLowerFrom(append(b, s[:i]...), s[i:])
+		}
+	}
+	return append(b, s...)
+}
+
+func appendLowerFrom(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= utf8.RuneSelf {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/wxcentral/wxcentral/middleware/dedupe"
+	"github.com/wxcentral/wxcentral/middleware/internal/pushctx"
 	"github.com/wxcentral/wxcentral/middleware/internal/respbuf"
-	"github.com/wxcentral/wxcentral/middleware/message"
 	"github.com/wxcentral/wxcentral/middleware/msgcrypt"
 	"github.com/wxcentral/wxcentral/util"
 )
@@ -59,7 +59,10 @@ type settings struct {
 
 	trusted []netip.Prefix // WithTrustedProxies: masked, IPv4 unmapped
 
-	replay dedupe.Store // plain mode's accepted triples; see checkReplay
+	// The replay check's accepted triples (see checkReplay): in a shared
+	// store, or in a memory of this Verify's own; one of the two is set.
+	replay    dedupe.Store
+	replayMem *replayMemory
 }
 
 // WithPreviousToken also accepts signatures made with token, the callback
@@ -227,7 +230,7 @@ func Verify(token string, opts ...Option) func(http.Handler) http.Handler {
 		// must outlive its push's triple (see dedupeTTL).
 		s.dedupe = &dedupe.Memory{Clock: util.ClockFunc(s.now), MaxEntries: ReplayMaxEntries}
 	}
-	s.replay = s.replayStore()
+	s.replayStore()
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("middleware: the handler Verify wraps is nil")
@@ -306,7 +309,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 	s := h.s
 	ctx := r.Context()
 	run, claimed := true, false // claimed: this delivery holds the run claim
-	if s.dedupe != nil && rp.key != "" {
+	if s.dedupe != nil && (rp.key != "" || rp.err != nil) {
 		var err error
 		claimed, err = s.claimRun(ctx, rp)
 		switch {
@@ -337,12 +340,17 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, q query, res Res
 			s.log(r, slog.LevelError, "wechat callback reply lookup failed; handler run again", slog.String("error", err.Error()))
 		}
 	}
-	r = r.WithContext(message.NewContext(ctx, in.msg))
-	// The body and the writer the next handler gets, in one allocation.
+	// The request the next handler gets, with the message in its context
+	// (as message.NewContext puts it there), its body and its writer, in
+	// one allocation.
 	p := &struct {
-		rb bufferedBody
-		sw statusWriter
-	}{sw: statusWriter{ResponseWriter: w}}
+		req http.Request
+		ctx pushctx.Context
+		rb  bufferedBody
+		sw  statusWriter
+	}{ctx: pushctx.Context{Context: ctx, V: in.msg}, sw: statusWriter{ResponseWriter: w}}
+	p.req = *r.WithContext(&p.ctx) // a copy on the stack, where WithContext is inlined
+	r = &p.req
 	rb, sw := &p.rb, &p.sw
 	rb.Reset(in.plain)
 	r.Body = rb

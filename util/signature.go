@@ -11,8 +11,9 @@ import (
 // nonce) for the callback check and four (plus the ciphertext) for safe-mode
 // messages; typical inputs are well under a kilobyte.
 const (
-	maxInlineParts = 8
-	maxInlineBytes = 1024
+	maxInlineParts   = 8
+	maxInlineBytes   = 1024
+	smallInlineBytes = 128 // a token, a timestamp and a nonce
 )
 
 // SignatureLen is the length of a hex signature: sha1 is 20 bytes, 40 hex digits.
@@ -88,22 +89,35 @@ func sortedSum(parts []string) [sha1.Size]byte {
 	var arr [maxInlineParts]string
 	var sorted []string
 	if len(parts) <= maxInlineParts {
+		// A few parts: an insertion sort, without slices.Sort's calls.
 		sorted = arr[:len(parts)]
 		copy(sorted, parts)
+		for i := 1; i < len(sorted); i++ {
+			for j := i; j > 0 && sorted[j] < sorted[j-1]; j-- {
+				sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+			}
+		}
 	} else {
 		sorted = slices.Clone(parts)
+		slices.Sort(sorted)
 	}
-	slices.Sort(sorted)
 
 	n := 0
 	for _, p := range sorted {
 		n += len(p)
 	}
-	var buf [maxInlineBytes]byte
+	// The callback check's parts fit the small buffer; a safe-mode
+	// message's ciphertext needs the large one. Each is cleared only when
+	// it is used.
 	var joined []byte
-	if n <= len(buf) {
+	switch {
+	case n <= smallInlineBytes:
+		var buf [smallInlineBytes]byte
 		joined = buf[:0]
-	} else {
+	case n <= maxInlineBytes:
+		var buf [maxInlineBytes]byte
+		joined = buf[:0]
+	default:
 		joined = make([]byte, 0, n)
 	}
 	for _, p := range sorted {

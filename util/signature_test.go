@@ -1,6 +1,7 @@
 package util
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -128,5 +129,32 @@ func BenchmarkSignature(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Signature("AAAAA", "1714036504", "1514711492")
+	}
+}
+
+// TestSignatureOrder checks that the parts are sorted whatever order they
+// come in, for every permutation of four parts (two of them equal, one a
+// prefix of another) and for more parts than are sorted inline.
+func TestSignatureOrder(t *testing.T) {
+	parts := []string{"1714036504", "tok", "nonce", "tok", "to"}
+	want := Signature(strings.Join(slices.Sorted(slices.Values(parts)), ""))
+	var permute func(p []string, k int)
+	permute = func(p []string, k int) {
+		if k == len(p) {
+			if got := Signature(p...); got != want {
+				t.Errorf("Signature%q = %s, want %s", p, got, want)
+			}
+			return
+		}
+		for i := k; i < len(p); i++ {
+			p[k], p[i] = p[i], p[k]
+			permute(p, k+1)
+			p[k], p[i] = p[i], p[k]
+		}
+	}
+	permute(slices.Clone(parts), 0)
+	many := []string{"j", "i", "h", "g", "f", "e", "d", "c", "b", "a"}
+	if got, want := Signature(many...), Signature("abcdefghij"); got != want {
+		t.Errorf("ten parts: %s, want %s", got, want)
 	}
 }

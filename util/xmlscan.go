@@ -119,7 +119,7 @@ func (s *XMLScanner) Value(name string, selfClosing bool) (string, bool) {
 			return "", false
 		}
 		v = rest[:k]
-		if strings.ContainsAny(v, "&]") {
+		if strings.IndexByte(v, '&') >= 0 || strings.IndexByte(v, ']') >= 0 {
 			return "", false
 		}
 		s.i += k

@@ -92,7 +92,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				}
 				return reply, nil
 			})
-			var failed *failedReply
+			failed, isFailed := errors.AsType[*failedReply](err)
 			switch {
 			case err == nil:
 			case errors.Is(err, errNoReply):
@@ -102,7 +102,7 @@ func Middleware(s Store, opts ...Option) func(http.Handler) http.Handler {
 				// its handler.
 				rec.PassLater()
 				return
-			case errors.As(err, &failed):
+			case isFailed:
 				reply = failed.r
 			case errors.Is(err, ErrNotStored):
 				o.logger.Warn("dedupe: reply not stored; a re-delivery will run the handler again", "key", key, "err", err)

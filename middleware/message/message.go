@@ -34,6 +34,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wxcentral/wxcentral/middleware/internal/pushctx"
 )
 
 // Message types (MsgType).
@@ -277,15 +279,13 @@ func (m *Message) DedupeKey() string {
 	return string(b)
 }
 
-type contextKey struct{}
-
 // NewContext returns a copy of ctx that carries m.
 func NewContext(ctx context.Context, m *Message) context.Context {
-	return context.WithValue(ctx, contextKey{}, m)
+	return context.WithValue(ctx, pushctx.Key{}, m)
 }
 
 // FromContext returns the message ctx carries, if any.
 func FromContext(ctx context.Context) (*Message, bool) {
-	m, ok := ctx.Value(contextKey{}).(*Message)
+	m, ok := ctx.Value(pushctx.Key{}).(*Message)
 	return m, ok && m != nil
 }

@@ -57,9 +57,32 @@ func scanInt64(s *util.XMLScanner, dst *int64, name string, selfClosing bool) bo
 		*dst = 0
 		return true
 	}
+	if n, ok := parseDigits(v); ok {
+		*dst = n
+		return true
+	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	*dst = n
 	return err == nil
+}
+
+// parseDigits parses the numbers WeChat sends (CreateTime, MsgId):
+// decimal digits only, at most 18 of them, which always fit an int64.
+// Anything else (a sign, spaces, more digits) reports false and is left
+// to strconv.ParseInt, which gives the same result for what this parses.
+func parseDigits(v string) (int64, bool) {
+	if len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 func scanInt(s *util.XMLScanner, dst *int, name string, selfClosing bool) bool {

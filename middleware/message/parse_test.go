@@ -3,6 +3,8 @@ package message
 import (
 	"encoding/xml"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,6 +112,39 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse(body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestParseDigits checks the numbers' fast path against strconv.ParseInt,
+// which every other number goes to: where it parses, it agrees, and it
+// leaves signs, spaces and over-long numbers alone.
+func TestParseDigits(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"0", true},
+		{"1714036504", true},
+		{"1234567890123456", true},
+		{"000000000000000042", true},
+		{"999999999999999999", true},
+		{"9223372036854775807", false}, // 19 digits: strconv decides
+		{"+1", false},
+		{"-1", false},
+		{" 1", false},
+		{"1 ", false},
+		{"1_000", false},
+		{"0x10", false},
+		{"١", false}, // an Arabic-Indic digit
+	} {
+		n, ok := parseDigits(tt.in)
+		if ok != tt.ok {
+			t.Errorf("parseDigits(%q) ok = %v, want %v", tt.in, ok, tt.ok)
+			continue
+		}
+		if want, err := strconv.ParseInt(strings.TrimSpace(tt.in), 10, 64); ok && (err != nil || n != want) {
+			t.Errorf("parseDigits(%q) = %d; strconv: %d, %v", tt.in, n, want, err)
 		}
 	}
 }

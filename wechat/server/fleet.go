@@ -75,8 +75,9 @@ func newFleet(ctx context.Context, cfg config.Config, o Options, log *slog.Logge
 		f.db = db
 	}
 	var errs []error
+	fromFile := len(cfg.Apps()) > 0
 	for _, app := range cfg.AppList() {
-		ra, err := f.build(cfg, app)
+		ra, err := f.build(cfg, app, fromFile)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -96,13 +97,15 @@ func newFleet(ctx context.Context, cfg config.Config, o Options, log *slog.Logge
 
 // build opens app's store and keeper. Open never fetches: the keeper
 // holds what the store holds, and fetches when Run or a caller needs it.
-func (f *fleet) build(cfg config.Config, app config.App) (*runningApp, error) {
+// fromFile says that cfg's apps come from a config file (cfg.Apps, which
+// copies them, is not asked again for each of a thousand apps).
+func (f *fleet) build(cfg config.Config, app config.App, fromFile bool) (*runningApp, error) {
 	log := f.log.With("app", app.Name, "app_id", app.AppID)
 	// The single app of the environment keeps its store as named (a
 	// directory there is a mistake checkStore reports); the apps of a
 	// config file each have their own (config.StoreFor).
 	path := cfg.Store
-	if len(cfg.Apps()) > 0 {
+	if fromFile {
 		path = cfg.StoreFor(app.AppID)
 	}
 	if err := checkStore(path); err != nil {
@@ -125,7 +128,7 @@ func (f *fleet) build(cfg config.Config, app config.App) (*runningApp, error) {
 	default:
 		ra.store = wechat.NewFileStore(path, log)
 	}
-	k, err := wechat.Open(f.runCtx, f.keeperOptions(cfg, app, ra.store, log))
+	k, err := wechat.Open(f.runCtx, f.keeperOptions(cfg, app, ra.store, log, fromFile))
 	if err != nil {
 		ra.closeStore()
 		return nil, fmt.Errorf("server: app %q: token keeper: %w", app.Name, err)
@@ -135,7 +138,7 @@ func (f *fleet) build(cfg config.Config, app config.App) (*runningApp, error) {
 }
 
 // keeperOptions returns the token keeper's options of app.
-func (f *fleet) keeperOptions(cfg config.Config, app config.App, store wechat.Store, log *slog.Logger) wechat.Options {
+func (f *fleet) keeperOptions(cfg config.Config, app config.App, store wechat.Store, log *slog.Logger, fromFile bool) wechat.Options {
 	return wechat.Options{
 		AppID:         app.AppID,
 		AppSecret:     string(app.Secret),
@@ -146,7 +149,7 @@ func (f *fleet) keeperOptions(cfg config.Config, app config.App, store wechat.St
 		RefreshBefore: app.RefreshBefore,
 		// The apps of a config file spread their refreshes; the single
 		// app of the environment refreshes as it always has.
-		SpreadRefresh: len(cfg.Apps()) > 0,
+		SpreadRefresh: fromFile,
 		Logger:        log,
 		Clock:         f.o.Clock,
 	}
@@ -193,7 +196,7 @@ func (ra *runningApp) halt() {
 func (f *fleet) publish(cfg config.Config) error {
 	var apps []central.App
 	router := mux.NewRouter()
-	for _, app := range f.ordered(cfg) {
+	for _, app := range cfg.AppList() {
 		ra := f.apps[app.AppID]
 		apps = append(apps, central.App{ID: app.AppID, Name: app.Name, Kind: app.Kind, Keeper: ra.keeper, Store: ra.store})
 		if app.CallbackPath == "" {
@@ -211,11 +214,6 @@ func (f *fleet) publish(cfg config.Config) error {
 	var h http.Handler = router
 	f.h.Store(&h)
 	return nil
-}
-
-// ordered is cfg's apps in the configuration's order.
-func (f *fleet) ordered(cfg config.Config) []config.App {
-	return cfg.AppList()
 }
 
 // callbacks returns app's callback handler: Options.Handler (the
@@ -282,6 +280,7 @@ func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
 	next := map[string]*runningApp{}
 	var built []*runningApp
 	var errs []error
+	fromFile := len(cfg.Apps()) > 0
 	for _, app := range cfg.AppList() {
 		old := f.apps[app.AppID]
 		if old != nil && !needsNewKeeper(old.app, app) {
@@ -292,7 +291,7 @@ func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
 			}
 			continue
 		}
-		ra, err := f.build(cfg, app)
+		ra, err := f.build(cfg, app, fromFile)
 		if err != nil {
 			errs = append(errs, err)
 			continue

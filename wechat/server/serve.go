@@ -74,6 +74,10 @@ type Options struct {
 	reloaded func(reloadResult, error)
 }
 
+// maxAppLines is the largest fleet whose apps Serve lists at INFO when it
+// starts; a larger one lists them at DEBUG.
+const maxAppLines = 20
+
 // Timeouts of the two HTTP servers. WeChat waits 5 s for a callback; an
 // admin request may wait for a refresh (RefreshTimeout, 30 s).
 const (
@@ -243,14 +247,20 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 	var adminAddr net.Addr
 	if adm != nil {
 		adminAddr = adm.Addr()
-		for _, app := range cfg.AppList() {
+		// One line per app, at INFO for a fleet small enough to read.
+		apps := cfg.AppList()
+		level := slog.LevelInfo
+		if len(apps) > maxAppLines {
+			level = slog.LevelDebug
+		}
+		for _, app := range apps {
 			attrs := []any{"app", app.Name, "app_id", app.AppID, "kind", string(app.Kind)}
 			if app.CallbackPath != "" {
 				attrs = append(attrs, "callback", "http://"+pub.Addr().String()+app.CallbackPath)
 			}
-			log.Info("server: keeping the app", attrs...)
+			log.Log(ctx, level, "server: keeping the app", attrs...)
 		}
-		log.Info("server: serving", "apps", len(cfg.AppList()), "public", "http://"+pub.Addr().String(),
+		log.Info("server: serving", "apps", len(apps), "public", "http://"+pub.Addr().String(),
 			"admin", "http://"+adm.Addr().String(), "store", cfg.RedactedStore(), "admin_key", cfg.AdminKey != "", "config", cfg.ConfigFile)
 	} else {
 		log.Info("server: serving callbacks only: WECHAT_APP_SECRET is not set, so there is no token keeper and no admin API",

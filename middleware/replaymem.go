@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/wxcentral/wxcentral/middleware/internal/fifo"
 )
 
 // replayMemory keeps the replay check's triples in this process, for a
@@ -14,28 +16,25 @@ import (
 // where a dedupe.Store takes a Put of the digest and a Begin of a second,
 // run key.
 //
-// The entries are kept in a FIFO ring in the order they were made, as
-// dedupe.Memory keeps its claims: their expiries (when the timestamp
-// leaves the window) come in nearly that order, and a full memory drops
-// its oldest entry for each new one without allocating.
+// The entries are kept in a FIFO ring (fifo.Ring) in the order they were
+// made, as dedupe.Memory keeps its claims: their expiries (when the
+// timestamp leaves the window) come in nearly that order, and a full
+// memory drops its oldest entry for each new one without allocating.
 type replayMemory struct {
 	now        func() time.Time
 	maxEntries int
 
-	mu      sync.Mutex
-	index   map[string]int // key → position in ring
-	ring    []replaySlot   // len is a power of two, or 0
-	head, n int            // the oldest slot, and how many are in use
-	seq     uint64
-	wake    chan struct{} // closed when a held run settles or is dropped; made by a waiter
+	mu   sync.Mutex
+	ring fifo.Ring[replaySlot] // the triples, by key, oldest first
+	seq  uint64
+	wake chan struct{} // closed when a held run settles or is dropped; made by a waiter
 
 	waiting func() // for tests: called, under the lock, when a check starts to wait
 }
 
-// A replaySlot is one triple. A removed triple stays in the ring, with no
-// key, until it reaches the head.
+// A replaySlot is one triple, kept in the ring under its key. A removed
+// triple stays in the ring, with no key, until it reaches the head.
 type replaySlot struct {
-	key     string
 	expires time.Time
 	digest  [sha256.Size]byte
 	seq     uint64 // tells a reused slot from the triple a delivery claimed
@@ -79,26 +78,27 @@ func (m *replayMemory) check(ctx context.Context, keyb []byte, digest *[sha256.S
 	for {
 		now := m.now()
 		m.expire(now)
-		e := m.lookup(keyb, now)
+		i, e := m.lookup(keyb, now)
 		if e == nil {
-			e = m.insert(string(keyb), ttl, now)
+			key := string(keyb)
+			e = m.insert(key, ttl, now)
 			e.digest = *digest
 			if !claim {
-				return e.key, e.seq, verdictAccepted, nil
+				return key, e.seq, verdictAccepted, nil
 			}
 			e.run = runHeld
-			return e.key, e.seq, verdictRun, nil
+			return key, e.seq, verdictRun, nil
 		}
 		switch {
 		case e.digest != *digest:
 			return "", 0, verdictOtherBody, nil
 		case !claim:
-			return e.key, e.seq, verdictAccepted, nil
+			return m.ring.Key(i), e.seq, verdictAccepted, nil
 		case e.run == runFree:
 			e.run = runHeld
-			return e.key, e.seq, verdictRun, nil
+			return m.ring.Key(i), e.seq, verdictRun, nil
 		case e.run == runDone:
-			return e.key, e.seq, verdictAnswered, nil
+			return m.ring.Key(i), e.seq, verdictAnswered, nil
 		case ctxDone:
 			return "", 0, 0, ctx.Err()
 		}
@@ -127,14 +127,18 @@ func (m *replayMemory) check(ctx context.Context, keyb []byte, digest *[sha256.S
 func (m *replayMemory) settle(key string, seq uint64, answered bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i, ok := m.index[key]
-	if !ok || m.ring[i].seq != seq || m.ring[i].run != runHeld {
+	i, ok := m.ring.Lookup(key)
+	if !ok {
+		return
+	}
+	e := m.ring.At(i)
+	if e.seq != seq || e.run != runHeld {
 		return
 	}
 	if answered {
-		m.ring[i].run = runDone
+		e.run = runDone
 	} else {
-		m.ring[i].run = runFree
+		e.run = runFree
 	}
 	m.settled()
 }
@@ -144,69 +148,41 @@ func (m *replayMemory) settle(key string, seq uint64, answered bool) {
 func (m *replayMemory) len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.index)
+	return m.ring.Len()
 }
 
-// lookup returns the live slot of key, removing it if it has expired.
-func (m *replayMemory) lookup(key []byte, now time.Time) *replaySlot {
-	i, ok := m.index[string(key)]
+// lookup returns the position and live slot of key, removing it if it
+// has expired; nil if there is none.
+func (m *replayMemory) lookup(key []byte, now time.Time) (int, *replaySlot) {
+	i, ok := m.ring.LookupBytes(key)
 	if !ok {
-		return nil
+		return 0, nil
 	}
-	e := &m.ring[i]
+	e := m.ring.At(i)
 	if !now.Before(e.expires) {
-		m.remove(e)
-		return nil
+		m.remove(i)
+		return 0, nil
 	}
-	return e
+	return i, e
 }
 
 // insert adds a free triple key for ttl, dropping the oldest one if the
-// memory is full, and returns its slot.
+// memory is full, and returns its slot. The ring grows up to the smallest
+// power of two that holds maxEntries.
 func (m *replayMemory) insert(key string, ttl time.Duration, now time.Time) *replaySlot {
-	for m.n > 0 && m.n >= m.maxEntries {
+	for m.ring.Used() > 0 && m.ring.Used() >= m.maxEntries {
 		m.pop()
 	}
-	if m.n == len(m.ring) {
-		m.grow()
-	}
-	if m.index == nil {
-		m.index = make(map[string]int)
-	}
-	i := (m.head + m.n) & (len(m.ring) - 1)
-	m.n++
 	m.seq++
-	m.ring[i] = replaySlot{key: key, expires: now.Add(ttl), seq: m.seq}
-	m.index[key] = i
-	return &m.ring[i]
-}
-
-// grow doubles the ring, keeping the order of its slots, up to the
-// smallest power of two that holds maxEntries.
-func (m *replayMemory) grow() {
-	size := 2 * len(m.ring)
-	if size == 0 {
-		size = 64
-	}
-	for size/2 >= m.maxEntries && size > 1 && size/2 >= m.n+1 {
-		size /= 2
-	}
-	ring := make([]replaySlot, size)
-	for k := range m.n {
-		e := m.ring[(m.head+k)&(len(m.ring)-1)]
-		ring[k] = e
-		if e.key != "" {
-			m.index[e.key] = k
-		}
-	}
-	m.ring, m.head = ring, 0
+	i := m.ring.Push(key, replaySlot{expires: now.Add(ttl), seq: m.seq}, m.maxEntries)
+	return m.ring.At(i)
 }
 
 // expire drops the oldest triples while their time is up.
 func (m *replayMemory) expire(now time.Time) {
-	for m.n > 0 {
-		e := &m.ring[m.head]
-		if e.key != "" && now.Before(e.expires) {
+	for m.ring.Used() > 0 {
+		i := m.ring.Oldest()
+		if m.ring.Key(i) != "" && now.Before(m.ring.At(i).expires) {
 			return
 		}
 		m.pop()
@@ -215,21 +191,19 @@ func (m *replayMemory) expire(now time.Time) {
 
 // pop drops the oldest slot.
 func (m *replayMemory) pop() {
-	e := &m.ring[m.head]
-	if e.key != "" {
-		m.remove(e)
+	if i := m.ring.Oldest(); m.ring.Key(i) != "" {
+		m.remove(i)
 	}
-	*e = replaySlot{}
-	m.head = (m.head + 1) & (len(m.ring) - 1)
-	m.n--
+	m.ring.Pop()
 }
 
-// remove drops e's triple, waking the deliveries that wait for its run.
-// Its slot stays until it is the oldest.
-func (m *replayMemory) remove(e *replaySlot) {
-	delete(m.index, e.key)
+// remove drops the triple in slot i, waking the deliveries that wait for
+// its run. Its slot stays until it is the oldest.
+func (m *replayMemory) remove(i int) {
+	e := m.ring.At(i)
+	m.ring.Remove(i)
 	held := e.run == runHeld
-	e.key, e.run = "", runFree
+	e.run = runFree
 	if held {
 		m.settled()
 	}

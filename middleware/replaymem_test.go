@@ -156,8 +156,8 @@ func TestReplayMemorySettleStale(t *testing.T) {
 func (m *replayMemory) runOf(key string) runState {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if i, ok := m.index[key]; ok {
-		return m.ring[i].run
+	if i, ok := m.ring.Lookup(key); ok {
+		return m.ring.At(i).run
 	}
 	return runFree
 }
@@ -180,7 +180,7 @@ func TestReplayMemoryBounds(t *testing.T) {
 	for i := range 3 * max {
 		k := []byte{byte(i >> 8), byte(i)}
 		m.mu.Lock()
-		_, held := m.index[string(k)]
+		_, held := m.ring.LookupBytes(k)
 		m.mu.Unlock()
 		if want := i >= 2*max; held != want {
 			t.Errorf("triple %d held %v, want %v", i, held, want)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wxcentral/wxcentral/middleware/internal/fifo"
 	"github.com/wxcentral/wxcentral/util"
 )
 
@@ -36,19 +37,16 @@ type Memory struct {
 	Clock      util.Clock // nil means util.SystemClock
 
 	mu      sync.Mutex
-	index   map[string]int // key → position in ring
-	ring    []slot         // len is a power of two, or 0
-	head, n int            // the oldest slot, and how many are in use
+	ring    fifo.Ring[slot] // the claims, by key, oldest first
 	bytes   int
 	seq     uint64
 	wake    chan struct{} // closed when a claim settles; made by a waiter
 	waiters int           // blocked in Wait; for tests
 }
 
-// A slot is one claim. A removed claim stays in the ring (abandoned, with
-// no key) until it reaches the head.
+// A slot is one claim, kept in the ring under its key. A removed claim
+// stays in the ring (abandoned, with no key) until it reaches the head.
 type slot struct {
-	key     string
 	expires time.Time
 	reply   Reply
 	seq     uint64 // tells a reused slot from the claim a waiter waits on
@@ -84,13 +82,13 @@ func (m *Memory) limits() (maxEntries, maxBytes int) {
 
 // lookup returns the live slot of key, removing it if it has expired.
 func (m *Memory) lookup(key string, now time.Time) *slot {
-	i, ok := m.index[key]
+	i, ok := m.ring.Lookup(key)
 	if !ok {
 		return nil
 	}
-	e := &m.ring[i]
+	e := m.ring.At(i)
 	if !now.Before(e.expires) {
-		m.remove(e)
+		m.remove(i)
 		return nil
 	}
 	return e
@@ -136,50 +134,22 @@ func (m *Memory) insert(key string, ttl time.Duration, now time.Time) int {
 		ttl = DefaultTTL
 	}
 	maxEntries, _ := m.limits()
-	for m.n > 0 && m.n >= maxEntries {
+	for m.ring.Used() > 0 && m.ring.Used() >= maxEntries {
 		m.pop()
 	}
-	if m.n == len(m.ring) {
-		m.grow(maxEntries)
-	}
-	if m.index == nil {
-		m.index = make(map[string]int)
-	}
-	i := (m.head + m.n) & (len(m.ring) - 1)
-	m.n++
 	m.seq++
-	m.ring[i] = slot{key: key, expires: now.Add(ttl), seq: m.seq, size: len(key) + entryOverhead}
-	m.index[key] = i
-	m.bytes += m.ring[i].size
+	size := len(key) + entryOverhead
+	i := m.ring.Push(key, slot{expires: now.Add(ttl), seq: m.seq, size: size}, maxEntries)
+	m.bytes += size
 	return i
-}
-
-// grow doubles the ring, keeping the order of its slots.
-func (m *Memory) grow(maxEntries int) {
-	size := 2 * len(m.ring)
-	if size == 0 {
-		size = 64
-	}
-	for size/2 >= maxEntries && size > 1 && size/2 >= m.n+1 {
-		size /= 2 // no more room than MaxEntries needs
-	}
-	ring := make([]slot, size)
-	for k := range m.n {
-		e := m.ring[(m.head+k)&(len(m.ring)-1)]
-		ring[k] = e
-		if e.key != "" {
-			m.index[e.key] = k
-		}
-	}
-	m.ring, m.head = ring, 0
 }
 
 // Finish implements Store.
 func (m *Memory) Finish(ctx context.Context, key string, r Reply) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i, ok := m.index[key]
-	if !ok || m.ring[i].state != pending {
+	i, ok := m.ring.Lookup(key)
+	if !ok || m.ring.At(i).state != pending {
 		return nil
 	}
 	m.finish(i, r)
@@ -190,7 +160,7 @@ func (m *Memory) Finish(ctx context.Context, key string, r Reply) error {
 
 // finish stores r, copied, as the reply of the pending claim in slot i.
 func (m *Memory) finish(i int, r Reply) {
-	e := &m.ring[i]
+	e := m.ring.At(i)
 	// The caller may reuse its buffer. make and copy, which the compiler
 	// turns into one call that does not clear the new bytes first.
 	if len(r.Body) > 0 {
@@ -209,8 +179,8 @@ func (m *Memory) finish(i int, r Reply) {
 func (m *Memory) Abandon(ctx context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if i, ok := m.index[key]; ok && m.ring[i].state == pending {
-		m.remove(&m.ring[i])
+	if i, ok := m.ring.Lookup(key); ok && m.ring.At(i).state == pending {
+		m.remove(i)
 	}
 	return nil
 }
@@ -245,11 +215,11 @@ func (m *Memory) Wait(ctx context.Context, key string) (Reply, error) {
 		}
 		m.mu.Lock()
 		m.waiters--
-		i, ok := m.index[key]
-		if !ok || m.ring[i].seq != seq {
+		i, ok := m.ring.Lookup(key)
+		if !ok || m.ring.At(i).seq != seq {
 			return Reply{}, ErrAbandoned // dropped, and maybe claimed anew
 		}
-		e = &m.ring[i]
+		e = m.ring.At(i)
 		if done && e.state == pending {
 			return Reply{}, ctx.Err()
 		}
@@ -261,7 +231,7 @@ func (m *Memory) Wait(ctx context.Context, key string) (Reply, error) {
 func (m *Memory) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.index)
+	return m.ring.Len()
 }
 
 // settled wakes the waiters: a claim was finished or abandoned.
@@ -274,9 +244,9 @@ func (m *Memory) settled() {
 
 // expire drops the oldest entries while their time is up.
 func (m *Memory) expire(now time.Time) {
-	for m.n > 0 {
-		e := &m.ring[m.head]
-		if e.key != "" && now.Before(e.expires) {
+	for m.ring.Used() > 0 {
+		i := m.ring.Oldest()
+		if m.ring.Key(i) != "" && now.Before(m.ring.At(i).expires) {
 			return
 		}
 		m.pop()
@@ -287,11 +257,11 @@ func (m *Memory) expire(now time.Time) {
 // slot just added or finished) unless it is alone over them.
 func (m *Memory) evict(keep int) {
 	maxEntries, maxBytes := m.limits()
-	for len(m.index) > 0 && (len(m.index) > maxEntries || m.bytes > maxBytes) {
+	for m.ring.Len() > 0 && (m.ring.Len() > maxEntries || m.bytes > maxBytes) {
 		victim := -1
-		for k := range m.n {
-			i := (m.head + k) & (len(m.ring) - 1)
-			if m.ring[i].key != "" && (i != keep || len(m.index) == 1) {
+		for k := range m.ring.Used() {
+			i := m.ring.Nth(k)
+			if m.ring.Key(i) != "" && (i != keep || m.ring.Len() == 1) {
 				victim = i
 				break
 			}
@@ -299,28 +269,26 @@ func (m *Memory) evict(keep int) {
 		if victim < 0 {
 			return
 		}
-		m.remove(&m.ring[victim])
+		m.remove(victim)
 	}
 }
 
 // pop drops the oldest slot.
 func (m *Memory) pop() {
-	e := &m.ring[m.head]
-	if e.key != "" {
-		m.remove(e)
+	if i := m.ring.Oldest(); m.ring.Key(i) != "" {
+		m.remove(i)
 	}
-	*e = slot{}
-	m.head = (m.head + 1) & (len(m.ring) - 1)
-	m.n--
+	m.ring.Pop()
 }
 
-// remove drops e's claim and, if it was pending, wakes its waiters with
-// ErrAbandoned. Its slot stays until it is the oldest.
-func (m *Memory) remove(e *slot) {
-	delete(m.index, e.key)
+// remove drops the claim in slot i and, if it was pending, wakes its
+// waiters with ErrAbandoned. Its slot stays until it is the oldest.
+func (m *Memory) remove(i int) {
+	e := m.ring.At(i)
+	m.ring.Remove(i)
 	m.bytes -= e.size
 	wasPending := e.state == pending
-	e.key, e.reply, e.size, e.state = "", Reply{}, 0, abandoned
+	e.reply, e.size, e.state = Reply{}, 0, abandoned
 	if wasPending {
 		m.settled()
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/redis/go-redis/v9"
@@ -53,6 +54,28 @@ type runningApp struct {
 	keeper     *wechat.Wechat
 	stop       context.CancelFunc // ends the keeper's Run
 	done       chan struct{}      // closed when Run has returned
+
+	// callback is the app's callback handler, built for callbackOf; a
+	// reload keeps it (and the retry dedupe and replay memory it holds in
+	// this process) while that stays the same.
+	callback   http.Handler
+	callbackOf callbackSettings
+}
+
+// callbackSettings are what an app's callback handler is built from.
+type callbackSettings struct {
+	name, appID            string
+	token, previousToken   config.Secret
+	aesKey, previousAESKey config.Secret
+	timestampWindow        time.Duration
+	trustedProxies         string
+}
+
+// callbackSettingsOf returns the settings of app's callback handler
+// under cfg.
+func callbackSettingsOf(cfg config.Config, app config.App) callbackSettings {
+	return callbackSettings{app.Name, app.AppID, app.CallbackToken, app.PreviousCallbackToken,
+		app.EncodingAESKey, app.PreviousEncodingAESKey, cfg.TimestampWindow, cfg.TrustedProxies}
 }
 
 // newFleet returns the fleet of cfg's apps, not yet running: start runs
@@ -202,11 +225,14 @@ func (f *fleet) publish(cfg config.Config) error {
 		if app.CallbackPath == "" {
 			continue
 		}
-		h, err := f.callbacks(cfg, app, ra.store)
-		if err != nil {
-			return err
+		if want := callbackSettingsOf(cfg, app); ra.callback == nil || ra.callbackOf != want {
+			h, err := f.callbacks(cfg, app, ra.store)
+			if err != nil {
+				return err
+			}
+			ra.callback, ra.callbackOf = h, want
 		}
-		router.Handle(app.CallbackPath, h)
+		router.Handle(app.CallbackPath, ra.callback)
 	}
 	if err := f.admin.SetApps(apps); err != nil {
 		return fmt.Errorf("server: %w", err)
@@ -285,7 +311,7 @@ func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
 		old := f.apps[app.AppID]
 		if old != nil && !needsNewKeeper(old.app, app) {
 			next[app.AppID] = &runningApp{app: app, store: old.store, closeStore: old.closeStore,
-				keeper: old.keeper, stop: old.stop, done: old.done}
+				keeper: old.keeper, stop: old.stop, done: old.done, callback: old.callback, callbackOf: old.callbackOf}
 			if !sameApp(old.app, app) {
 				res.Updated = append(res.Updated, app.AppID)
 			}
@@ -299,6 +325,9 @@ func (f *fleet) reload(cfg config.Config) (reloadResult, error) {
 		built = append(built, ra)
 		next[app.AppID] = ra
 		if old != nil {
+			// A new keeper, the same callbacks: publish keeps the handler
+			// if its settings are unchanged.
+			ra.callback, ra.callbackOf = old.callback, old.callbackOf
 			res.Rebuilt = append(res.Rebuilt, app.AppID)
 		} else {
 			res.Added = append(res.Added, app.AppID)

@@ -735,3 +735,72 @@ func TestReloadNewSecretEndsCooldown(t *testing.T) {
 		t.Errorf("after the reload with the right secret: %d %s, want 200 at once", code, body)
 	}
 }
+
+// A reload keeps the callback handler of an app whose callback settings
+// did not change, and with it the in-process retry dedupe and replay
+// memory: WeChat's re-delivery of a push answered before the reload is
+// answered from the dedupe, not run again. A changed callback token
+// builds a new handler.
+func TestReloadKeepsCallbackMemory(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret), wechattest.WithApp(maOA2, maOA2Secret))
+	defer fake.Close()
+	app := func(name, id, secret, token string) config.App {
+		return config.App{Name: name, Kind: config.OfficialAccount, AppID: id, Secret: config.Secret(secret),
+			TokenAPI: "token", CallbackPath: "/wx/" + name, CallbackToken: config.Secret(token)}
+	}
+	next := config.Default().WithApps(app("main", testAppID, testSecret, "cb-main"), app("other", maOA2, maOA2Secret, "cb-other"))
+	next.APIBase, next.Store, next.ConfigFile = fake.URL, t.TempDir()+string(filepath.Separator), "wxcentral.toml"
+	var mu sync.Mutex
+	runs := map[string]int{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		runs[r.URL.Path]++
+		mu.Unlock()
+		io.WriteString(w, "success")
+	})
+	current := next
+	st := startServe(t, next, Options{Handler: handler, Reload: func() (config.Config, error) { return current, nil }})
+	reload := func() {
+		t.Helper()
+		if code, body := maDo(t, "POST", "http://"+st.admin+"/v1/reload", ""); code != 200 {
+			t.Fatalf("reload: %d %s", code, body)
+		}
+	}
+	msg := wechattest.Message{MsgType: "text", Content: "hello", MsgID: 4242}
+	send := func(path, token string) {
+		t.Helper()
+		if _, err := maCallback(st.public, path, token).Send(t.Context(), msg); err != nil {
+			t.Fatalf("push to %s: %v", path, err)
+		}
+	}
+	send("/wx/main", "cb-main")
+	send("/wx/other", "cb-other")
+
+	// A reload that changes another app's name only.
+	current = config.Default().WithApps(app("main", testAppID, testSecret, "cb-main"), app("renamed", maOA2, maOA2Secret, "cb-other"))
+	current.APIBase, current.Store, current.ConfigFile = next.APIBase, next.Store, next.ConfigFile
+	reload()
+	send("/wx/main", "cb-main") // WeChat's re-delivery of the same push
+	mu.Lock()
+	if n := runs["/wx/main"]; n != 1 {
+		t.Errorf("the handler ran %d times for one push delivered before and after a reload, want 1", n)
+	}
+	mu.Unlock()
+	// A reload that changes main's secret (a new keeper) keeps its
+	// callbacks too.
+	current = config.Default().WithApps(app("main", testAppID, "a-new-secret-0123456789", "cb-main"), app("renamed", maOA2, maOA2Secret, "cb-other"))
+	current.APIBase, current.Store, current.ConfigFile = next.APIBase, next.Store, next.ConfigFile
+	reload()
+	send("/wx/main", "cb-main")
+	mu.Lock()
+	if n := runs["/wx/main"]; n != 1 {
+		t.Errorf("after a reload that rebuilt the keeper, the handler ran %d times for the one push, want 1", n)
+	}
+	mu.Unlock()
+	send("/wx/renamed", "cb-other") // the renamed app's path moved: a new route, a new push there
+	mu.Lock()
+	if n := runs["/wx/renamed"]; n != 1 {
+		t.Errorf("the renamed app's new path ran the handler %d times, want 1", n)
+	}
+	mu.Unlock()
+}

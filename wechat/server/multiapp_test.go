@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -803,4 +804,39 @@ func TestReloadKeepsCallbackMemory(t *testing.T) {
 		t.Errorf("the renamed app's new path ran the handler %d times, want 1", n)
 	}
 	mu.Unlock()
+}
+
+// Every log line of an app's keeper and of its callbacks names the app,
+// by name and AppID, so that a fleet's logs tell whose they are.
+func TestAppLogLines(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret))
+	defer fake.Close()
+	cfg := config.Default().WithApps(config.App{Name: "main", Kind: config.OfficialAccount, AppID: testAppID,
+		Secret: "a-wrong-secret-0123456789", TokenAPI: "token", CallbackPath: "/wx/main", CallbackToken: "cb-main"})
+	cfg.APIBase, cfg.Store = fake.URL, t.TempDir()+string(filepath.Separator)
+	var logs lockedBuffer
+	st := startServe(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	maDo(t, "GET", "http://"+st.admin+"/v1/apps/"+testAppID+"/token", "") // a rejected fetch: logged by the keeper
+	if err := maCallback(st.public, "/wx/main", "not-the-token").Verify(t.Context()); err == nil {
+		t.Fatal("a wrong callback token passed") // a refused check: logged by the middleware
+	}
+	var keeper, callback int
+	for line := range strings.Lines(logs.String()) {
+		named := strings.Contains(line, "app=main") && strings.Contains(line, "app_id="+testAppID)
+		switch {
+		case strings.Contains(line, `msg="wechat: `):
+			keeper++
+			if !named {
+				t.Errorf("a keeper line without the app: %s", line)
+			}
+		case strings.Contains(line, "wechat callback"):
+			callback++
+			if !named {
+				t.Errorf("a callback line without the app: %s", line)
+			}
+		}
+	}
+	if keeper == 0 || callback == 0 {
+		t.Errorf("%d keeper and %d callback lines, want some of each:\n%s", keeper, callback, logs.String())
+	}
 }

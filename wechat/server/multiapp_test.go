@@ -840,3 +840,45 @@ func TestAppLogLines(t *testing.T) {
 		t.Errorf("%d keeper and %d callback lines, want some of each:\n%s", keeper, callback, logs.String())
 	}
 }
+
+// A reload that changes an app's token_api fetches nothing itself; the
+// app's next fetch (here a passive refresh) goes to the new endpoint.
+func TestReloadTokenAPI(t *testing.T) {
+	fake := wechattest.NewServer(wechattest.WithApp(testAppID, testSecret), wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)))
+	defer fake.Close()
+	cfgWith := func(api string) config.Config {
+		c := config.Default().WithApps(config.App{Name: "main", Kind: config.OfficialAccount, AppID: testAppID,
+			Secret: testSecret, TokenAPI: api})
+		c.APIBase, c.ConfigFile = fake.URL, "wxcentral.toml"
+		return c
+	}
+	first, next := cfgWith("token"), cfgWith("stable")
+	first.Store = t.TempDir() + string(filepath.Separator)
+	next.Store = first.Store
+	st := startServe(t, first, Options{Clock: fake, Reload: func() (config.Config, error) { return next, nil }})
+	admin := "http://" + st.admin
+	tok := maToken(t, st.admin, testAppID)
+	fetches := func() (classic, stable int) {
+		s := fake.Stats().Fetches
+		return s[wechattest.PathToken], s[wechattest.PathStableToken]
+	}
+	if c, s := fetches(); c != 1 || s != 0 {
+		t.Fatalf("fetches before the reload: %d classic, %d stable; want 1, 0", c, s)
+	}
+	if code, body := maDo(t, "POST", admin+"/v1/reload", ""); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if c, s := fetches(); c != 1 || s != 0 {
+		t.Errorf("the reload fetched: %d classic, %d stable; want 1, 0", c, s)
+	}
+	if got := maToken(t, st.admin, testAppID); got != tok {
+		t.Errorf("after the reload the token is %q, want the stored %q", got, tok)
+	}
+	fake.Advance(time.Minute)
+	if code, m := maJSON(t, "POST", admin+"/v1/apps/"+testAppID+"/token/refresh", fmt.Sprintf(`{"stale":%q}`, tok)); code != 200 || m["access_token"] == tok {
+		t.Fatalf("passive refresh after the reload: %d %v", code, m)
+	}
+	if c, s := fetches(); c != 1 || s != 1 {
+		t.Errorf("after the passive refresh: %d classic, %d stable fetches; want 1, 1", c, s)
+	}
+}

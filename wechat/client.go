@@ -34,7 +34,17 @@ type Client struct {
 	// HTTPClient makes the calls (a copy that refuses redirects is used).
 	// Default http.DefaultClient; bound calls with ctx.
 	HTTPClient *http.Client
+
+	// Upstream, if set, is where the calls go, with its failover (see
+	// Upstream); APIBase and HTTPClient are then unused. Default, when
+	// APIBase and HTTPClient are unset too: the source's, when it has a
+	// method Upstream() *Upstream (the keeper has).
+	Upstream *Upstream
 }
+
+// upstreamer is a TokenSource that knows where its calls go; *Wechat is
+// one.
+type upstreamer interface{ Upstream() *Upstream }
 
 // apiBaser is a TokenSource that knows the WeChat API base its tokens
 // belong to; *Wechat is one.
@@ -72,19 +82,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#") {
 		return gjson.Result{}, fmt.Errorf("wechat: API path %q must start with / and carry no query (pass it separately)", path)
 	}
-	base := c.APIBase
-	if b, ok := c.Source.(apiBaser); ok && base == "" {
-		base = b.APIBase()
+	up, err := c.upstream()
+	if err != nil {
+		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", path, err)
 	}
-	base = strings.TrimRight(base, "/")
-	if base == "" {
-		base = DefaultAPIBase
-	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	hc = upstreamClient(hc)
 	tok, err := c.Source.AccessToken(ctx)
 	if err != nil {
 		return gjson.Result{}, fmt.Errorf("wechat: %s: getting a token: %w", path, err)
@@ -95,7 +96,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			q[k] = v
 		}
 		q.Set("access_token", tok)
-		res, err := call(ctx, hc, method, base+path+"?"+q.Encode(), path, body)
+		res, err := call(ctx, up, method, path+"?"+q.Encode(), path, body, method == http.MethodGet)
 		var apiErr *APIError
 		if attempt == 0 && errors.As(err, &apiErr) && isTokenError(apiErr.Code) {
 			if tok, err = c.Source.Refresh(ctx, tok); err != nil {
@@ -110,4 +111,26 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 		return res, err
 	}
+}
+
+// upstream returns where c's calls go.
+func (c *Client) upstream() (*Upstream, error) {
+	if c.Upstream != nil {
+		return c.Upstream, nil
+	}
+	if u, ok := c.Source.(upstreamer); ok && c.APIBase == "" && c.HTTPClient == nil {
+		return u.Upstream(), nil
+	}
+	base := c.APIBase
+	if b, ok := c.Source.(apiBaser); ok && base == "" {
+		base = b.APIBase()
+	}
+	if base == "" {
+		base = DefaultAPIBase
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return NewUpstream([]string{base}, UpstreamOptions{HTTPClient: hc})
 }

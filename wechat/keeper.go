@@ -86,6 +86,7 @@ import (
 // characters; an expires_in above WeChat's 7200 s is clamped to it.
 type Wechat struct {
 	opts   Options
+	up     *Upstream // where calls to WeChat go
 	store  Store
 	clock  Clock
 	log    *slog.Logger
@@ -148,7 +149,11 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Wechat{opts: o, store: o.Store, clock: o.Clock, log: o.Logger,
+	up, err := upstreamOf(o)
+	if err != nil {
+		return nil, err
+	}
+	w := &Wechat{opts: o, up: up, store: o.Store, clock: o.Clock, log: o.Logger,
 		guards: newGuards(o.Store, o.Logger, o.CredentialCooldown),
 		sleep:  sleepCtx, lockWarnAfter: lockWarnAfter, repeats: map[string]repeat{}}
 	w.life, w.stop = context.WithCancel(context.Background())
@@ -209,10 +214,15 @@ func (w *Wechat) EndCooldown(ctx context.Context) bool {
 // AppID returns the AppID the keeper was built with.
 func (w *Wechat) AppID() string { return w.opts.AppID }
 
-// APIBase returns the WeChat API base the keeper fetches from
-// (Options.APIBase, without a trailing slash). A Client whose Source is the
+// APIBase returns the WeChat API base the keeper fetches from now
+// (Options.APIBase, without a trailing slash, or the Upstream's base in
+// use). A Client whose Source is the
 // keeper calls the same base unless told otherwise.
-func (w *Wechat) APIBase() string { return w.opts.APIBase }
+func (w *Wechat) APIBase() string { return w.up.Base() }
+
+// Upstream returns where the keeper's calls go (Options.Upstream, or one
+// of Options.APIBase alone).
+func (w *Wechat) Upstream() *Upstream { return w.up }
 
 // AccessToken returns a valid access token. A fresh token comes from memory
 // without I/O or allocation; a stale one is returned at once while one
@@ -359,7 +369,9 @@ func (w *Wechat) newTokenRefresher() *refresher {
 // fetchToken calls the configured token endpoint once (see tokenRequest).
 func (w *Wechat) fetchToken(ctx context.Context, req request) (gjson.Result, string, error) {
 	method, u, path, body := w.tokenRequest(req.force)
-	res, err := call(ctx, w.opts.HTTPClient, method, u, path, body)
+	// Never repeated at another base once it may have reached WeChat: a
+	// second fetch would kill the first one's token (see fetchGuarded).
+	res, err := call(ctx, w.up, method, u, path, body, false)
 	return res, path, err
 }
 

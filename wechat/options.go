@@ -50,6 +50,12 @@ type Options struct {
 	// given is not changed.
 	HTTPClient *http.Client
 
+	// Upstream, if set, is where the keeper's calls go instead of APIBase
+	// and HTTPClient: a list of API bases with failover (see Upstream),
+	// shared by the keepers and the gateway of a server. APIBase then
+	// defaults to its primary.
+	Upstream *Upstream
+
 	// TokenAPI selects the token endpoint. Default TokenAPIClassic.
 	TokenAPI TokenAPI
 
@@ -155,6 +161,9 @@ func (o Options) withDefaults() (Options, error) {
 		bad("AppSecret is empty: set it to the account's AppSecret")
 	} else if strings.ContainsAny(o.AppSecret, " \t\r\n") {
 		bad("AppSecret contains white space (check for a stray newline)")
+	}
+	if o.APIBase == "" && o.Upstream != nil {
+		o.APIBase = o.Upstream.bases[0]
 	}
 	if o.APIBase == "" {
 		o.APIBase = DefaultAPIBase

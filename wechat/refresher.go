@@ -286,7 +286,12 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 		return r.adopt(req.trig, stored), nil
 	}
 
-	c, err := r.fetchGuarded(ctx, req, stored, rejected)
+	c, meanwhile, err := r.fetchGuarded(ctx, req, stored, rejected)
+	if meanwhile {
+		w.log.Info("wechat: a "+r.what+" fetch may have reached WeChat and failed; adopting the one saved meanwhile",
+			"kind", string(r.kind), "trigger", req.trig.String())
+		return r.adopt(req.trig, c), nil
+	}
 	if err != nil {
 		r.note(req.trig, outcomeFailed)
 		var apiErr *APIError
@@ -399,7 +404,14 @@ func (r *refresher) holdsValid(stored Credential, now time.Time, rejected string
 // attempt (rejected is the credential WeChat rejected, if that is why it
 // fetches) and waiting the failure back-off before every attempt. The
 // caller holds the Store's lock.
-func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Credential, rejected string) (Credential, error) {
+//
+// A token fetch that failed after its request may have reached WeChat (a
+// timeout, an HTTP 5xx) is not simply repeated: WeChat may have issued a
+// token, and another process may hold and have saved it (a lock whose
+// lease ran out). The store is read again first, and a valid token there
+// that is not the one held or rejected is returned with meanwhile true, to
+// be adopted rather than killed by a second fetch.
+func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Credential, rejected string) (_ Credential, meanwhile bool, _ error) {
 	w := r.w
 	g := w.guards
 	stableForce := r.primary && w.stableForce(req.force)
@@ -408,24 +420,33 @@ func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Creden
 		if d := r.retry.wait(w.clock.Now()); d > 0 {
 			if err := w.sleep(ctx, d); err != nil {
 				if lastErr != nil {
-					return Credential{}, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)
+					return Credential{}, false, fmt.Errorf("%w (gave up retrying: %w)", lastErr, err)
 				}
-				return Credential{}, fmt.Errorf("wechat: waiting to retry a failed %s fetch: %w", r.what, err)
+				return Credential{}, false, fmt.Errorf("wechat: waiting to retry a failed %s fetch: %w", r.what, err)
 			}
 			r.retry.waited()
+		}
+		if r.primary && lastErr != nil && maySent(lastErr) {
+			now := w.clock.Now()
+			switch again, err := w.store.Load(ctx, r.kind); {
+			case err != nil:
+				return Credential{}, false, fmt.Errorf("%w (and re-reading the store before a retry: %w)", lastErr, err)
+			case again.ValidAt(now) && again.Value != stored.Value && again.Value != rejected:
+				return again, true, nil
+			}
 		}
 		now := w.clock.Now()
 		a := check{Stored: stored, HoldsValid: r.holdsValid(stored, now, rejected), StableForce: stableForce, Retry: &r.retry}
 		day, err := g.check(ctx, r.lim, a, now)
 		if err != nil {
 			if lastErr != nil {
-				return Credential{}, fmt.Errorf("%w (and no retry: %w)", lastErr, err)
+				return Credential{}, false, fmt.Errorf("%w (and no retry: %w)", lastErr, err)
 			}
-			return Credential{}, err
+			return Credential{}, false, err
 		}
 		used, err := g.count(ctx, r.lim, now, stableForce)
 		if err != nil {
-			return Credential{}, fmt.Errorf("wechat: counting the %s fetch: %w", r.what, err)
+			return Credential{}, false, fmt.Errorf("wechat: counting the %s fetch: %w", r.what, err)
 		}
 		res, path, err := r.fetch(ctx, req)
 		if err == nil {
@@ -433,13 +454,13 @@ func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Creden
 			if perr != nil {
 				r.fetches[fetchError].Add(1)
 				r.retry.fail(w.clock.Now())
-				return Credential{}, perr
+				return Credential{}, false, perr
 			}
 			r.fetches[fetchOK].Add(1)
 			r.retry.succeed()
 			g.issued(ctx, r.lim, now)
 			w.noteLife(path, c, clamped)
-			return c, nil
+			return c, false, nil
 		}
 		lastErr = err
 		var apiErr *APIError
@@ -449,17 +470,17 @@ func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Creden
 			// Tell every process: the budget is spent for today.
 			g.exhausted(ctx, r.lim, now, used)
 			w.log.Error("wechat: WeChat says the daily "+r.what+" quota is exhausted; no more fetches today", "api", r.lim.API, "day", day)
-			return Credential{}, fmt.Errorf("%w: %w", ErrQuotaExhausted, apiErr)
+			return Credential{}, false, fmt.Errorf("%w: %w", ErrQuotaExhausted, apiErr)
 		case r.lim.Cooldown && errors.As(err, &apiErr) && isCredentialError(apiErr.Code):
 			r.fetches[fetchRejected].Add(1)
 			until := g.startCooldown(ctx, now, apiErr)
 			w.log.Error("wechat: WeChat rejected the credentials; pausing fetches", "errcode", apiErr.Code,
 				"hint", apiErr.Hint(), "until", until.UTC().Format(time.RFC3339))
-			return Credential{}, err
+			return Credential{}, false, err
 		case r.needsToken && errors.As(err, &apiErr) && isTokenError(apiErr.Code):
 			// Not a failure of this endpoint: run refreshes the token.
 			r.fetches[fetchError].Add(1)
-			return Credential{}, err
+			return Credential{}, false, err
 		case isTransient(err) && attempt+1 < w.opts.MaxAttempts:
 			r.fetches[fetchRetry].Add(1)
 			r.retry.fail(w.clock.Now())
@@ -469,9 +490,9 @@ func (r *refresher) fetchGuarded(ctx context.Context, req request, stored Creden
 			r.fetches[fetchError].Add(1)
 			r.retry.fail(w.clock.Now())
 			if isTransient(err) {
-				return Credential{}, fmt.Errorf("wechat: %s fetch failed %d times, last: %w", r.what, attempt+1, err)
+				return Credential{}, false, fmt.Errorf("wechat: %s fetch failed %d times, last: %w", r.what, attempt+1, err)
 			}
-			return Credential{}, err
+			return Credential{}, false, err
 		}
 	}
 }

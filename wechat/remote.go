@@ -229,7 +229,7 @@ func (r *Remote) call(ctx context.Context, method, path string, body []byte) (Cr
 		req.Header.Set("Authorization", r.auth)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := doUpstream(r.hc, req, path)
+	resp, err := doHTTP(r.hc, req, path)
 	if err != nil {
 		var re *RedirectError
 		if errors.As(err, &re) {

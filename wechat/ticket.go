@@ -62,7 +62,7 @@ func (w *Wechat) newTicketRefresher(i int) *refresher {
 		fetch: func(ctx context.Context, req request) (gjson.Result, string, error) {
 			const path = "/cgi-bin/ticket/getticket"
 			q := url.Values{"access_token": {req.token}, "type": {typ}}
-			res, err := call(ctx, w.opts.HTTPClient, http.MethodGet, w.opts.APIBase+path+"?"+q.Encode(), path, nil)
+			res, err := call(ctx, w.up, http.MethodGet, path+"?"+q.Encode(), path, nil, true)
 			return res, path, err
 		},
 		needsToken: true, fetches: &w.stats.tickets,

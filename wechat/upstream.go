@@ -29,6 +29,9 @@ const maxBody = 1 << 20
 // upstream call in this package passes through it. errors.Is and errors.As
 // keep working on the result (timeouts stay timeouts).
 func redactError(err error) error {
+	if se, ok := err.(*sentError); ok {
+		return &sentError{redactError(se.err)}
+	}
 	var ue *url.Error
 	if err == nil || !errors.As(err, &ue) {
 		return err
@@ -164,11 +167,23 @@ var defaultHTTPClient = sync.OnceValue(func() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: t}
 })
 
-// doUpstream sends req with hc (an upstreamClient). A refused redirect is
-// its *RedirectError, naming api; any other error is redacted, for the
-// caller to name the call.
-func doUpstream(hc *http.Client, req *http.Request, api string) (*http.Response, error) {
+// doUpstream sends req through up. A refused redirect is its
+// *RedirectError, naming api; any other error is redacted, for the caller
+// to name the call.
+func doUpstream(up *Upstream, req *http.Request, api string, idempotent bool) (*http.Response, error) {
+	resp, err := up.Do(req, idempotent)
+	return named(resp, err, api)
+}
+
+// doHTTP sends req with hc (an upstreamClient), as doUpstream does.
+func doHTTP(hc *http.Client, req *http.Request, api string) (*http.Response, error) {
 	resp, err := hc.Do(req)
+	return named(resp, err, api)
+}
+
+// named returns what sending a request gave, a refused redirect naming
+// api, any other error redacted.
+func named(resp *http.Response, err error, api string) (*http.Response, error) {
 	if err == nil {
 		return resp, nil
 	}
@@ -212,24 +227,27 @@ func describeBody(data []byte) string {
 	}
 }
 
-// call makes one HTTP request and returns the JSON body. api is the path
-// (for messages, never with the query). A non-nil error is redacted and
-// never quotes the body; it is transient (worth a retry) for network
-// errors, timeouts, HTTP 5xx and errcode -1/-1000, a *RedirectError for a
-// redirect, and an *APIError for any other errcode ≠ 0.
-func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body []byte) (gjson.Result, error) {
+// call makes one HTTP request through up (pathQuery is the path and
+// query; idempotent as Upstream.Do takes it) and returns the JSON body.
+// api is the path (for messages, never with the query). A non-nil error
+// is redacted and never quotes the body; it is transient (worth a retry)
+// for network errors, timeouts, HTTP 5xx and errcode -1/-1000, a
+// *RedirectError for a redirect, and an *APIError for any other errcode
+// ≠ 0. A failure after the request was written (it may have reached
+// WeChat) also matches maySent.
+func call(ctx context.Context, up *Upstream, method, pathQuery, api string, body []byte, idempotent bool) (gjson.Result, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
+	req, err := http.NewRequestWithContext(ctx, method, pathQuery, rd)
 	if err != nil {
 		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", api, redactError(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := doUpstream(hc, req, api)
+	resp, err := doUpstream(up, req, api, idempotent)
 	if err != nil {
 		var re *RedirectError
 		if errors.As(err, &re) {
@@ -250,7 +268,7 @@ func call(ctx context.Context, hc *http.Client, method, rawURL, api string, body
 		return gjson.Result{}, fmt.Errorf("wechat: %s: %w", api, err)
 	}
 	if resp.StatusCode >= 500 {
-		return gjson.Result{}, transient(fmt.Errorf("wechat: %s: HTTP %s from WeChat", api, resp.Status))
+		return gjson.Result{}, transient(&sentError{fmt.Errorf("wechat: %s: HTTP %s from WeChat", api, resp.Status)})
 	}
 	if resp.StatusCode != http.StatusOK {
 		return gjson.Result{}, fmt.Errorf("wechat: %s: unexpected HTTP %s (is APIBase right?)", api, resp.Status)
@@ -330,10 +348,10 @@ func (w *Wechat) tokenRequest(force bool) (method, rawURL, api string, body []by
 			Secret       string `json:"secret"`
 			ForceRefresh bool   `json:"force_refresh"`
 		}{"client_credential", w.opts.AppID, w.opts.AppSecret, force})
-		return http.MethodPost, w.opts.APIBase + "/cgi-bin/stable_token", "/cgi-bin/stable_token", body
+		return http.MethodPost, "/cgi-bin/stable_token", "/cgi-bin/stable_token", body
 	}
 	q := url.Values{"grant_type": {"client_credential"}, "appid": {w.opts.AppID}, "secret": {w.opts.AppSecret}}
-	return http.MethodGet, w.opts.APIBase + "/cgi-bin/token?" + q.Encode(), "/cgi-bin/token", nil
+	return http.MethodGet, "/cgi-bin/token?" + q.Encode(), "/cgi-bin/token", nil
 }
 
 // maxExpiresIn is the longest lifetime WeChat documents for a token or a

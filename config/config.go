@@ -121,8 +121,13 @@ type Config struct {
 	TimestampWindow time.Duration
 
 	// APIBase is the WeChat API's scheme and host (WECHAT_API_BASE,
-	// -api-base). Default https://api.weixin.qq.com.
+	// -api-base), or several, comma-separated, in order of preference:
+	// calls fail over to the next when one cannot be reached (see
+	// APIBases). Default https://api.weixin.qq.com.
 	APIBase string
+	// GatewayOff turns off the gateway, WeChat's own API on the admin
+	// listener (WECHAT_GATEWAY=off, -gateway off). Default: on.
+	GatewayOff bool
 	// Store is where the token is kept: a file path, a Redis URL
 	// (redis://, rediss://, redis+sentinel://, redis+cluster:// and their
 	// rediss+ forms), or a database URL (mysql://, mariadb://,
@@ -262,8 +267,20 @@ func settings() []setting {
 			sec(func(c *Config) *Secret { return &c.PreviousEncodingAESKey })},
 		{"WECHAT_TIMESTAMP_WINDOW", "timestamp-window", "how far a callback's timestamp may be from the clock; 0 disables the check (default 5m)", false,
 			dur(func(c *Config) *time.Duration { return &c.TimestampWindow })},
-		{"WECHAT_API_BASE", "api-base", "the WeChat API's base URL (default " + DefaultAPIBase + ")", false,
+		{"WECHAT_API_BASE", "api-base", "the WeChat API's base URL, or several comma-separated to fail over in order (default " + DefaultAPIBase + ")", false,
 			str(func(c *Config) *string { return &c.APIBase })},
+		{"WECHAT_GATEWAY", "gateway", "on or off: WeChat's own API (/cgi-bin/…) on the admin listener, for any SDK (default on)", false,
+			func(c *Config, v string) error {
+				switch strings.ToLower(strings.TrimSpace(v)) {
+				case "on", "true", "1", "yes":
+					c.GatewayOff = false
+				case "off", "false", "0", "no":
+					c.GatewayOff = true
+				default:
+					return fmt.Errorf("%q is neither on nor off", v)
+				}
+				return nil
+			}},
 		{"WECHAT_STORE", "store", "the token store: a file path, a redis:// URL, or a mysql:// or postgres:// URL (default " + DefaultStore + ")", false,
 			str(func(c *Config) *string { return &c.Store })},
 		{"WECHAT_TOKEN_API", "token-api", "the token endpoint: token or stable (default " + DefaultTokenAPI + ")", false,
@@ -576,8 +593,10 @@ func (c Config) Validate(needs Need) error {
 	if c.TimestampWindow < 0 {
 		bad("WECHAT_TIMESTAMP_WINDOW", "timestamp-window", "%v is negative: use 0 to turn the check off", c.TimestampWindow)
 	}
-	if err := checkAPIBase(c.APIBase); err != nil {
-		bad("WECHAT_API_BASE", "api-base", "%v", err)
+	for _, b := range strings.Split(c.APIBase, ",") {
+		if err := checkAPIBase(strings.TrimSpace(b)); err != nil {
+			bad("WECHAT_API_BASE", "api-base", "%v", err)
+		}
 	}
 	if err := checkStore(c.Store); err != nil {
 		bad("WECHAT_STORE", "store", "%v", err)
@@ -676,6 +695,17 @@ func checkAESKey(k string) error {
 		}
 	}
 	return nil
+}
+
+// APIBases returns the API bases of APIBase, in order of preference.
+func (c Config) APIBases() []string {
+	var bases []string
+	for _, b := range strings.Split(c.APIBase, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			bases = append(bases, b)
+		}
+	}
+	return bases
 }
 
 func checkAPIBase(v string) error {

@@ -55,7 +55,11 @@ type Upstream struct {
 	clock  util.Clock
 	sticky time.Duration
 	log    *slog.Logger
+	state  *switchState // shared with the Upstreams of WithClient
+}
 
+// switchState is which base an Upstream uses.
+type switchState struct {
 	mu    sync.Mutex
 	cur   int       // index of the base in use
 	since time.Time // when cur was chosen, if cur != 0
@@ -85,7 +89,7 @@ func NewUpstream(bases []string, o UpstreamOptions) (*Upstream, error) {
 	if len(bases) == 0 {
 		bases = []string{DefaultAPIBase}
 	}
-	u := &Upstream{hc: upstreamClient(o.HTTPClient), clock: o.Clock, sticky: o.StickyFor, log: o.Logger}
+	u := &Upstream{hc: upstreamClient(o.HTTPClient), clock: o.Clock, sticky: o.StickyFor, log: o.Logger, state: &switchState{}}
 	var errs []error
 	seen := map[string]bool{}
 	for _, b := range bases {
@@ -126,18 +130,29 @@ func (u *Upstream) Base() string { return u.bases[u.start()] }
 // redirects).
 func (u *Upstream) HTTPClient() *http.Client { return u.hc }
 
+// WithClient returns an Upstream of the same bases that sends with hc (a
+// copy that refuses redirects) and shares u's switch: a failover seen by
+// either moves both. The gateway streams large downloads with a client
+// that has no overall timeout, on the keepers' switch.
+func (u *Upstream) WithClient(hc *http.Client) *Upstream {
+	v := *u
+	v.hc = upstreamClient(hc)
+	return &v
+}
+
 // start returns the index of the base to try first: the one in use, or
 // the primary once the fallback has been in use for the sticky time.
 func (u *Upstream) start() int {
 	if len(u.bases) == 1 {
 		return 0
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cur != 0 && u.clock.Now().Sub(u.since) >= u.sticky {
+	st := u.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cur != 0 && u.clock.Now().Sub(st.since) >= u.sticky {
 		return 0 // probe the primary
 	}
-	return u.cur
+	return st.cur
 }
 
 // settle records that base i answered (or, with failed, that it failed
@@ -146,16 +161,17 @@ func (u *Upstream) settle(i int) {
 	if len(u.bases) == 1 {
 		return
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cur == i {
-		if i != 0 && u.clock.Now().Sub(u.since) >= u.sticky {
-			u.since = u.clock.Now() // the primary was probed and failed again
+	st := u.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cur == i {
+		if i != 0 && u.clock.Now().Sub(st.since) >= u.sticky {
+			st.since = u.clock.Now() // the primary was probed and failed again
 		}
 		return
 	}
-	from := u.bases[u.cur]
-	u.cur, u.since = i, u.clock.Now()
+	from := u.bases[st.cur]
+	st.cur, st.since = i, u.clock.Now()
 	if i == 0 {
 		u.log.Info("wechat: upstream: back on the primary API base", "base", u.bases[0], "from", from)
 	} else {

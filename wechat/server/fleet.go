@@ -18,6 +18,7 @@ import (
 	"github.com/wxcentral/wxcentral/middleware"
 	"github.com/wxcentral/wxcentral/wechat"
 	"github.com/wxcentral/wxcentral/wechat/central"
+	"github.com/wxcentral/wxcentral/wechat/gateway"
 	"github.com/wxcentral/wxcentral/wechat/redisstore"
 	"github.com/wxcentral/wxcentral/wechat/sqlstore"
 )
@@ -31,6 +32,12 @@ type fleet struct {
 	o     Options
 	log   *slog.Logger
 	admin *central.Admin
+	// up is where every call to WeChat goes, with failover: the keepers'
+	// and the gateway's.
+	up *wechat.Upstream
+	// gw is the gateway (WeChat's API on the admin listener), nil when it
+	// is off.
+	gw *gateway.Gateway
 	// h is the public listener's handler, rebuilt at each reload: every
 	// app's callback path behind the callback middleware.
 	h atomic.Pointer[http.Handler]
@@ -83,6 +90,19 @@ func callbackSettingsOf(cfg config.Config, app config.App) callbackSettings {
 // options) fails it all, with every app's problem.
 func newFleet(ctx context.Context, cfg config.Config, o Options, log *slog.Logger, admin *central.Admin) (*fleet, error) {
 	f := &fleet{o: o, log: log, admin: admin, runCtx: ctx, cfg: cfg, apps: map[string]*runningApp{}}
+	up, err := wechat.NewUpstream(cfg.APIBases(), wechat.UpstreamOptions{HTTPClient: o.HTTPClient, Clock: o.Clock, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("server: WECHAT_API_BASE: %w", err)
+	}
+	f.up = up
+	if !cfg.GatewayOff {
+		gw, err := gateway.New(gateway.Options{Upstream: up, HTTPClient: o.HTTPClient, Registerer: admin.Registry(),
+			Logger: log, Clock: o.Clock})
+		if err != nil {
+			return nil, fmt.Errorf("server: gateway: %w", err)
+		}
+		f.gw = gw
+	}
 	if config.IsRedisStore(cfg.Store) {
 		c, err := redisstore.NewClient(cfg.Store)
 		if err != nil {
@@ -166,8 +186,7 @@ func (f *fleet) keeperOptions(cfg config.Config, app config.App, store wechat.St
 		AppID:         app.AppID,
 		AppSecret:     string(app.Secret),
 		Store:         store,
-		APIBase:       cfg.APIBase,
-		HTTPClient:    f.o.HTTPClient,
+		Upstream:      f.up,
 		TokenAPI:      wechat.TokenAPI(app.TokenAPI),
 		RefreshBefore: app.RefreshBefore,
 		// The apps of a config file spread their refreshes; the single
@@ -217,11 +236,15 @@ func (ra *runningApp) halt() {
 // publish makes cfg's apps the ones the admin API and the public
 // listener serve. Called with f.mu held, or before the fleet is shared.
 func (f *fleet) publish(cfg config.Config) error {
-	var apps []central.App
+	var (
+		apps []central.App
+		gws  []gateway.App
+	)
 	router := mux.NewRouter()
 	for _, app := range cfg.AppList() {
 		ra := f.apps[app.AppID]
 		apps = append(apps, central.App{ID: app.AppID, Name: app.Name, Kind: app.Kind, Keeper: ra.keeper, Store: ra.store})
+		gws = append(gws, gateway.App{ID: app.AppID, Kind: app.Kind, Secret: string(app.Secret), Keeper: ra.keeper})
 		if app.CallbackPath == "" {
 			continue
 		}
@@ -236,6 +259,11 @@ func (f *fleet) publish(cfg config.Config) error {
 	}
 	if err := f.admin.SetApps(apps); err != nil {
 		return fmt.Errorf("server: %w", err)
+	}
+	if f.gw != nil {
+		if err := f.gw.SetApps(gws); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
 	}
 	var h http.Handler = router
 	f.h.Store(&h)
@@ -429,6 +457,7 @@ func (f *fleet) warnRestart(cfg config.Config) {
 		{"WECHAT_ADMIN_LISTEN", f.cfg.AdminListen, cfg.AdminListen},
 		{"WECHAT_STORE", f.cfg.RedactedStore(), cfg.RedactedStore()},
 		{"WECHAT_API_BASE", f.cfg.APIBase, cfg.APIBase},
+		{"WECHAT_GATEWAY", onOff(!f.cfg.GatewayOff), onOff(!cfg.GatewayOff)},
 		{"WECHAT_ADMIN_KEY", string(f.cfg.AdminKey), string(cfg.AdminKey)},
 		{"WECHAT_ADMIN_HOSTS", f.cfg.AdminHosts, cfg.AdminHosts},
 	} {
@@ -455,4 +484,11 @@ func (f *fleet) close() {
 	if f.db != nil {
 		f.db.Close()
 	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -241,7 +242,11 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	servers := []listening{{"public", newServer(public, reqCtx, log, publicWriteTimeout, publicMaxHeaderBytes), pub}}
 	if admin != nil {
-		servers = append(servers, listening{"admin", newServer(admin, reqCtx, log, adminWriteTimeout, adminMaxHeaderBytes), adm})
+		var gw http.Handler
+		if fl.gw != nil {
+			gw = fl.gw
+		}
+		servers = append(servers, listening{"admin", newServer(adminHandler(admin, gw), reqCtx, log, adminWriteTimeout, adminMaxHeaderBytes), adm})
 	}
 
 	var adminAddr net.Addr
@@ -318,6 +323,33 @@ func Serve(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("server: stopped")
 	return nil
+}
+
+// adminHandler is the admin listener's handler: the admin API, and the
+// gateway (when on) for every path that is not the admin API's. The
+// gateway's paths are WeChat's own and are authenticated by WeChat's
+// credentials (the AppSecret, a token it issued), never by the admin key:
+// SDKs cannot send a bearer header.
+func adminHandler(admin *central.Admin, gw http.Handler) http.Handler {
+	if gw == nil {
+		return admin
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isAdminPath(r.URL.Path) {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		gw.ServeHTTP(w, r)
+	})
+}
+
+// isAdminPath reports whether path is the admin API's, not the gateway's.
+func isAdminPath(path string) bool {
+	switch path {
+	case "/", "/healthz", "/metrics", "/status", "/v1":
+		return true
+	}
+	return strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/status/")
 }
 
 // newServer returns an HTTP server of h with the given write timeout and

@@ -272,7 +272,7 @@ func settings() []setting {
 		{"WECHAT_GATEWAY", "gateway", "on or off: WeChat's own API (/cgi-bin/…) on the admin listener, for any SDK (default on)", false,
 			func(c *Config, v string) error {
 				switch strings.ToLower(strings.TrimSpace(v)) {
-				case "on", "true", "1", "yes":
+				case "", "on", "true", "1", "yes":
 					c.GatewayOff = false
 				case "off", "false", "0", "no":
 					c.GatewayOff = true

@@ -452,3 +452,29 @@ func TestIsRedisStore(t *testing.T) {
 		}
 	}
 }
+
+func TestGatewaySetting(t *testing.T) {
+	for v, off := range map[string]bool{"off": true, "OFF": true, "false": true, "on": false, "true": false, "": false} {
+		c, err := config.Load(env{"WECHAT_GATEWAY": v}.lookup, nil)
+		if err != nil || c.GatewayOff != off {
+			t.Errorf("WECHAT_GATEWAY=%q: GatewayOff %v, err %v; want %v", v, c.GatewayOff, err, off)
+		}
+	}
+	if _, err := config.Load(env{"WECHAT_GATEWAY": "maybe"}.lookup, nil); err == nil || !strings.Contains(err.Error(), "neither on nor off") {
+		t.Errorf("WECHAT_GATEWAY=maybe: err %v; want it refused", err)
+	}
+}
+
+func TestAPIBases(t *testing.T) {
+	c, err := config.Load(env{"WECHAT_API_BASE": "https://api.weixin.qq.com, https://api2.weixin.qq.com"}.lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.APIBases(); len(got) != 2 || got[1] != "https://api2.weixin.qq.com" {
+		t.Errorf("APIBases() = %q", got)
+	}
+	c.APIBase = "https://api.weixin.qq.com,ftp://x"
+	if err := c.Validate(config.NeedKeeper); err == nil || !strings.Contains(err.Error(), "ftp://x") {
+		t.Errorf("Validate with a bad second base: %v", err)
+	}
+}

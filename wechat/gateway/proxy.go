@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -290,22 +291,21 @@ func withToken(rawQuery string, at int, tok string) string {
 
 // hopHeaders are the hop-by-hop headers (RFC 9110 §7.6.1), never
 // forwarded either way.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+var hopHeaders = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true}
 
-// copyHeader copies src's end-to-end headers into dst.
+// copyHeader copies src's end-to-end headers into dst: neither the
+// hop-by-hop ones nor those its Connection header names.
 func copyHeader(dst, src http.Header) {
-	drop := map[string]bool{}
-	for _, h := range hopHeaders {
-		drop[h] = true
-	}
-	for _, v := range src.Values("Connection") {
+	var named []string
+	for _, v := range src["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
-			drop[http.CanonicalHeaderKey(strings.TrimSpace(name))] = true
+			named = append(named, http.CanonicalHeaderKey(strings.TrimSpace(name)))
 		}
 	}
 	for k, vs := range src {
-		if !drop[k] {
+		if !hopHeaders[k] && !slices.Contains(named, k) {
 			dst[k] = append(dst[k][:0:0], vs...)
 		}
 	}

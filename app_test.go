@@ -783,9 +783,10 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	// For the three apps: the list, five lines of the first, the token of
-	// each other, health, metrics, reload; a simulate line each.
-	if len(lines) != 13 {
-		t.Errorf("%d lines to paste, want 13:\n%s", len(lines), p.stdout.String())
+	// each other, health, metrics, reload, two through the gateway; a
+	// simulate line each.
+	if len(lines) != 15 {
+		t.Errorf("%d lines to paste, want 15:\n%s", len(lines), p.stdout.String())
 	}
 	for _, l := range lines {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -802,6 +803,11 @@ func TestDemo(t *testing.T) {
 		case strings.Contains(l, "/metrics"):
 			if n := strings.Count(text, "\n"); n == 0 || n > 15 || !strings.Contains(text, `wxcentral_token_fetches_total{app_id=`) {
 				t.Errorf("%s: %d lines, want a few useful series:\n%s", l, n, out)
+			}
+		case strings.Contains(l, "/cgi-bin/"):
+			var m map[string]any
+			if json.Unmarshal(out, &m) != nil || m["errcode"] != nil || (m["access_token"] == nil && m["ip_list"] == nil) {
+				t.Errorf("%s: %s, want a token or the callback IPs through the gateway", l, out)
 			}
 		case strings.Contains(l, "/v1/token/refresh"):
 			var m map[string]any

@@ -162,7 +162,13 @@ func (o Options) withDefaults() (Options, error) {
 	} else if strings.ContainsAny(o.AppSecret, " \t\r\n") {
 		bad("AppSecret contains white space (check for a stray newline)")
 	}
-	if o.APIBase == "" && o.Upstream != nil {
+	if o.Upstream != nil {
+		if o.APIBase != "" && strings.TrimRight(o.APIBase, "/") != o.Upstream.bases[0] {
+			bad("APIBase %q and Upstream (primary %q) are both set: set one", redactURL(o.APIBase), o.Upstream.bases[0])
+		}
+		if o.HTTPClient != nil {
+			bad("HTTPClient and Upstream are both set: the Upstream's client sends the calls")
+		}
 		o.APIBase = o.Upstream.bases[0]
 	}
 	if o.APIBase == "" {

@@ -43,6 +43,24 @@ type refresher struct {
 	busy       atomic.Bool        // a background refresh runs
 	bgFailedAt atomic.Int64       // clock UnixNano of the last failed background refresh
 	retry      retryState         // the failure back-off, carried over between refreshes
+	// replaced is the credential held before cur's, and when it was
+	// replaced (see Wechat.Replaced).
+	replaced atomic.Pointer[replacedCred]
+}
+
+// A replacedCred is a credential a refresher held, and when it stopped.
+type replacedCred struct {
+	Credential
+	at time.Time
+}
+
+// hold makes c the credential served from memory, remembering the one it
+// replaces.
+func (r *refresher) hold(c Credential) {
+	if old := r.cur.Load(); old != nil && old.Value != c.Value {
+		r.replaced.Store(&replacedCred{old.Credential, r.w.clock.Now()})
+	}
+	r.cur.Store(c)
 }
 
 // A fetchFunc makes one upstream call for a credential, for req; it
@@ -309,7 +327,7 @@ func (r *refresher) locked(ctx context.Context, req request) (Credential, error)
 		// The credential is good; other processes will not see it, though.
 		w.log.Error("wechat: cannot save the new "+r.what+"; other processes will fetch their own", "kind", string(r.kind), "err", err)
 	}
-	r.cur.Store(c)
+	r.hold(c)
 	r.note(req.trig, outcomeFetched)
 	w.log.Info("wechat: fetched a new "+r.name, "trigger", req.trig.String(),
 		"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
@@ -382,7 +400,7 @@ func (r *refresher) adopt(trig trigger, c Credential) Credential {
 		r.w.log.Debug("wechat: adopted the stored "+r.name, "trigger", trig.String(),
 			"expires_at", c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	r.cur.Store(c)
+	r.hold(c)
 	r.note(trig, outcomeAdopted)
 	return c
 }

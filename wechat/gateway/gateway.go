@@ -78,6 +78,8 @@ type Keeper interface {
 	Token(ctx context.Context) (wechat.Credential, error)
 	// Held returns the valid token in memory, without waiting.
 	Held() (wechat.Credential, bool)
+	// Replaced returns the token held before, and when it was replaced.
+	Replaced() (wechat.Credential, time.Time, bool)
 	// Refresh is the passive refresh of the rejected token stale.
 	Refresh(ctx context.Context, stale string) (string, error)
 	// Ticket returns a valid ticket of kind (jsapi_ticket, wx_card).
@@ -469,14 +471,23 @@ func (g *Gateway) recognise(tok string) (a *App, retired string) {
 	is, ok := g.issued[tok]
 	g.mu.Unlock()
 	if !ok {
-		// Not seen yet: one of the tokens held now? (An SDK may have
-		// it from /v1/token, or from before the gateway restarted.)
+		// Not seen yet: one of the tokens held now, or just replaced?
+		// (A caller may have it from /v1/token, or from before the
+		// gateway restarted.)
 		for _, app := range *g.apps.Load() {
 			if cur, ok := app.Keeper.Held(); ok {
 				g.note(app.ID, cur)
 				if cur.Value == tok {
 					return app, ""
 				}
+			}
+			if prev, at, ok := app.Keeper.Replaced(); ok && prev.Value == tok && now.Sub(at) < g.grace {
+				g.mu.Lock()
+				if _, seen := g.issued[tok]; !seen {
+					g.issued[tok] = issue{app: app.ID, retired: at}
+				}
+				g.mu.Unlock()
+				return app, ""
 			}
 		}
 		return nil, ""

@@ -356,6 +356,28 @@ func TestProxyRetiredToken(t *testing.T) {
 	}
 }
 
+// TestProxyTokenFromElsewhere: a token the gateway never saw (a business
+// server got it from /v1/token) that the keeper has since replaced is
+// still accepted for the grace: the keeper says what it replaced.
+func TestProxyTokenFromElsewhere(t *testing.T) {
+	e := newEnv(t, nil)
+	old, err := e.oa.AccessToken(t.Context()) // as the admin API hands it out
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fake.Advance(2 * time.Second)
+	if _, err := e.oa.ForceRefresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.get(t, "/cgi-bin/getcallbackip?access_token="+old); errcode(m) != 0 {
+		t.Errorf("a token replaced before the gateway saw it answered %v; want it served in the grace", m)
+	}
+	e.fake.Advance(6 * time.Minute)
+	if m := e.get(t, "/cgi-bin/getcallbackip?access_token="+old); errcode(m) != 40001 {
+		t.Errorf("the same token past the grace answered %v; want 40001", m)
+	}
+}
+
 // TestProxyTokenKilledBehindTheSDK: WeChat stops accepting the token (it
 // was refreshed elsewhere); the gateway refreshes once and retries, and
 // the caller sees success — for a GET, and a POST it could keep, but not

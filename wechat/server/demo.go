@@ -191,7 +191,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		}
 		r := strings.NewReplacer("FAKE", fake.URL, "MAIN", primary.id, "TEST", demoApps[1].id, "SHOP", demoApps[2].id,
 			"STORE", storeDir, "CONFIG", file, "ADMIN", adminURL, "PAGE", url.QueryEscape("https://example.com/page?id=7"),
-			"ACCESS", token, "APPS", apps.String(), "SIMULATE", simulate.String())
+			"ACCESS", token, "SECRETMAIN", url.QueryEscape(primary.secret), "APPS", apps.String(), "SIMULATE", simulate.String())
 		r.WriteString(out, `
 wxcentral demo: three made-up accounts, no WeChat account needed
   fake WeChat API:  FAKE
@@ -213,6 +213,10 @@ Try, in another terminal:
   curl -s ADMIN/healthz
   curl -s ADMIN/metrics | grep -E '^wxcentral_(token_fetches_total|token_expiry_seconds|keeper_up)' | grep -v ' 0$'
   curl -s -X POST ADMIN/v1/reload
+Any WeChat SDK, by its API base URL alone: the gateway answers WeChat's own API
+with these tokens (the demo's secrets are made up):
+  curl -s 'ADMIN/cgi-bin/token?grant_type=client_credential&appid=MAIN&secret=SECRETMAIN'
+  curl -s 'ADMIN/cgi-bin/getcallbackip?access_token=ACCESS'
 SIMULATE
 A passive refresh (POST .../token/refresh) fetches only when "stale" is the
 token the store still holds, and at most once per 10 s; any other token gets

@@ -330,6 +330,7 @@ func (w *Wechat) noteResult(err error) {
 	now := w.clock.Now()
 	if err != nil {
 		w.lastErr, w.lastErrAt = err, now
+		w.stats.history.failed(now, err)
 		return
 	}
 	w.lastErr = nil

@@ -39,6 +39,7 @@ var (
 	statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 		"dur":      humanDuration,
 		"pct":      percent,
+		"quotaBar": quotaBar,
 		"clock":    clockTime,
 		"kindName": kindName,
 		"plural":   plural,
@@ -81,7 +82,7 @@ const gatewayFamily = "wxcentral_gateway_calls_total"
 // It never holds a credential.
 type statusJSON struct {
 	Now     string          `json:"now"`     // the server's clock
-	Since   string          `json:"since"`   // the start of the timelines: Now less 24 h
+	Since   string          `json:"since"`   // the start of the timelines, 24 h before the end of Now's slot
 	Gateway bool            `json:"gateway"` // the gateway's counter exists
 	Summary statusSummary   `json:"summary"` //
 	Apps    []appStatusJSON `json:"apps"`
@@ -165,7 +166,9 @@ type historian interface {
 func (a *Admin) statusData(ctx context.Context) statusJSON {
 	set := a.apps.Load()
 	now := a.clock.Now()
-	out := statusJSON{Now: rfc3339(now), Since: rfc3339(now.Add(-24 * time.Hour)), Apps: make([]appStatusJSON, len(set.list))}
+	// The timelines end with the slot of now, drawn whole.
+	end := now.Truncate(wechat.HistorySlot).Add(wechat.HistorySlot)
+	out := statusJSON{Now: rfc3339(now), Since: rfc3339(end.Add(-24 * time.Hour)), Apps: make([]appStatusJSON, len(set.list))}
 	gw, hasGW := a.gatewayCounts()
 	out.Gateway = hasGW
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
@@ -432,6 +435,17 @@ func percent(part, whole any) string {
 	}
 	v := min(max(p/q*100, 0), 100)
 	return strconv.FormatFloat(v, 'f', 1, 64)
+}
+
+// quotaBar is the width in percent of a quota bar: the part used, but
+// never too thin to see when any is used. status.js's quotaBar is the
+// same.
+func quotaBar(q quotaJSON) string {
+	p := percent(q.Used, q.Budget)
+	if v, _ := strconv.ParseFloat(p, 64); q.Used > 0 && v < 0.8 {
+		return "0.8"
+	}
+	return p
 }
 
 func toFloat(v any) float64 {

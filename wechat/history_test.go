@@ -73,3 +73,17 @@ func TestRefreshHistoryNoAlloc(t *testing.T) {
 		t.Fatalf("history.add allocates %v times", n)
 	}
 }
+
+// A keeper that adopts a stored token at Open shows it in its history.
+func TestRefreshHistoryAdoptedAtOpen(t *testing.T) {
+	srv := newFake(t)
+	e := newEnv(t, srv)
+	first := openKeeper(t, e)
+	if _, err := first.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	second := openKeeper(t, e)
+	if h := second.RefreshHistory(); len(h.Slots) != 1 || h.Slots[0].Adopted != 1 || h.Slots[0].Fetched != 0 {
+		t.Fatalf("a keeper that adopted at Open: %+v", h.Slots)
+	}
+}

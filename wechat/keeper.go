@@ -163,6 +163,7 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 	if err == nil && c.ValidAt(w.clock.Now()) {
 		w.token.cur.Store(c)
 		w.stats.refresh(triggerStartup, outcomeAdopted)
+		w.stats.history.add(w.clock.Now(), outcomeAdopted)
 	}
 	return w, nil
 }

@@ -289,6 +289,7 @@ func (a *Admin) gatewayCounts() (map[string]map[string]int64, bool) {
 
 // serveStatusJSON answers GET /v1/status.
 func (a *Admin) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	writeJSON(w, http.StatusOK, a.statusData(r.Context()))
 }
 

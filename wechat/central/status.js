@@ -11,6 +11,7 @@
   src.password = "";
   var conn = document.getElementById("conn");
   var connText = document.getElementById("conn-text");
+  var connTime = document.getElementById("conn-time");
   var pause = document.getElementById("pause");
   var apps = document.getElementById("apps");
   var paused = false, inflight = false, timer = 0, lastNow = document.getElementById("now").getAttribute("datetime");
@@ -127,17 +128,25 @@
     body.dataset.updated = data.now;
   }
 
+  // live and stale set the connection's state. Only the state is in the
+  // live region, and it is rewritten only when it changes, so that a
+  // screen reader announces a change, not every update.
+  function say(text) {
+    if (connText.textContent !== text) connText.textContent = text;
+  }
+
   function live() {
     conn.dataset.stale = "false";
     body.classList.remove("is-stale");
-    connText.innerHTML = 'Live · server time <time id="now" datetime="' + esc(lastNow) + '">' + esc(clock(lastNow)) + "</time>";
+    say("Live");
+    connTime.innerHTML = 'server time <time id="now" datetime="' + esc(lastNow) + '">' + esc(clock(lastNow)) + "</time>";
   }
 
   function stale(why) {
     conn.dataset.stale = "true";
     body.classList.add("is-stale");
-    connText.textContent = "Stale: the server is not answering (" + why + "); showing the data of " + clock(lastNow) +
-      ", last tried " + new Date().toLocaleTimeString();
+    say("Stale: the server is not answering (" + why + "); showing the data of " + clock(lastNow));
+    connTime.textContent = "last tried " + new Date().toLocaleTimeString();
   }
 
   function poll() {

@@ -87,3 +87,13 @@ func TestRefreshHistoryAdoptedAtOpen(t *testing.T) {
 		t.Fatalf("a keeper that adopted at Open: %+v", h.Slots)
 	}
 }
+
+// BenchmarkHistoryAdd measures noting one refresh in the history.
+func BenchmarkHistoryAdd(b *testing.B) {
+	var h history
+	now := epoch
+	b.ReportAllocs()
+	for b.Loop() {
+		h.add(now, outcomeFetched)
+	}
+}

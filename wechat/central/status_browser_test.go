@@ -76,6 +76,9 @@ const domExpr = `(() => {
 // stale. It is reachable by keyboard. Screenshots go to the test's
 // artifact directory: run with -artifacts (and -outputdir) to keep them.
 func TestStatusBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the status page's browser test starts chromium")
+	}
 	chrome := browserPath(t)
 	e, apps := newFleetEnv(t, AdminOptions{})
 	for _, app := range apps {

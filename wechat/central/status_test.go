@@ -325,3 +325,20 @@ func TestStatusNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStatusData measures one answer of GET /v1/status for three
+// apps on file stores (each app's Status reads its store).
+func BenchmarkStatusData(b *testing.B) {
+	e, apps := newFleetEnv(b, AdminOptions{})
+	for _, app := range apps {
+		if _, err := app.Keeper.Token(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := e.admin.statusData(b.Context()); len(st.Apps) != 3 {
+			b.Fatal(len(st.Apps))
+		}
+	}
+}

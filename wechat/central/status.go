@@ -39,7 +39,7 @@ var (
 	statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 		"dur":      humanDuration,
 		"pct":      percent,
-		"quotaBar": quotaBar,
+		"barWidth": barWidth,
 		"clock":    clockTime,
 		"kindName": kindName,
 		"plural":   plural,
@@ -438,12 +438,11 @@ func percent(part, whole any) string {
 	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
-// quotaBar is the width in percent of a quota bar: the part used, but
-// never too thin to see when any is used. status.js's quotaBar is the
-// same.
-func quotaBar(q quotaJSON) string {
-	p := percent(q.Used, q.Budget)
-	if v, _ := strconv.ParseFloat(p, 64); q.Used > 0 && v < 0.8 {
+// barWidth is the width in percent of a bar of used of whole, never
+// too thin to see when any is used. status.js's barWidth is the same.
+func barWidth(used, whole int) string {
+	p := percent(used, whole)
+	if v, _ := strconv.ParseFloat(p, 64); used > 0 && v < 0.8 {
 		return "0.8"
 	}
 	return p

@@ -29,7 +29,7 @@
     return s + "s";
   };
   var pct = function (p, q) { return q > 0 ? Math.min(Math.max(p / q * 100, 0), 100).toFixed(1) : "0"; };
-  var quotaBar = function (q) { var p = pct(q.used, q.budget); return q.used > 0 && +p < 0.8 ? "0.8" : p; };
+  var barWidth = function (used, whole) { var p = pct(used, whole); return used > 0 && +p < 0.8 ? "0.8" : p; };
   var clock = function (t) { return t ? new Date(t).toISOString().slice(11, 16) + " UTC" : ""; };
   var kinds = { official_account: "Official Account", mini_program: "Mini Program", mini_game: "Mini Game" };
   var kindName = function (k) { return kinds[k] || k; };
@@ -78,7 +78,13 @@
     h += '<div class="fact"><dt>Quota today</dt><dd>\n';
     h += '<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none" role="meter" aria-valuemin="0" aria-valuemax="' + q.budget +
       '" aria-valuenow="' + q.used + '" aria-label="Quota: ' + q.used + " of " + q.budget + ' fetches used today"><rect class="track" width="100" height="8"></rect>' +
-      '<rect class="fill quota" width="' + quotaBar(q) + '" height="8"></rect></svg>\n';
+      '<rect class="fill quota" width="' + barWidth(q.used, q.budget) + '" height="8"></rect></svg>';
+    if (q.hourly_cap && q.hour_used >= 0) {
+      h += '\n<svg class="bar thin" viewBox="0 0 100 8" preserveAspectRatio="none" role="meter" aria-valuemin="0" aria-valuemax="' + q.hourly_cap +
+        '" aria-valuenow="' + q.hour_used + '" aria-label="This hour: ' + q.hour_used + " of " + q.hourly_cap + ' tokens issued">' +
+        '<rect class="track" width="100" height="8"></rect><rect class="fill hour" width="' + barWidth(q.hour_used, q.hourly_cap) + '" height="8"></rect></svg>';
+    }
+    h += "\n";
     h += '<span class="quota-text"><span class="q-used">' + q.used + '</span> of <span class="q-budget">' + q.budget + '</span> used · <span class="q-left">' +
       q.left + "</span> left" + (q.hourly_cap ? " · " + (q.hour_used >= 0 ? '<span class="q-hour">' + q.hour_used + "</span> of " + q.hourly_cap +
       " this hour" : "hourly cap " + q.hourly_cap) : "") + "</span>\n</dd></div>\n";

@@ -173,12 +173,10 @@ func TestStatusBrowser(t *testing.T) {
 		}
 	}
 
-	run("loading /status", chromedp.Navigate(e.srv.URL+"/status?every=100ms"),
-		chromedp.WaitVisible(chromedp.CSS("article.app")),
-		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-			_, err := chromedp.Evaluate[chromedp.Void](`window.__loaded = 1`)(ctx, t)
-			return err
-		}))
+	// First as the server draws it: with updates every 10 min, the page
+	// is the server's until the pause button is pressed twice (resuming
+	// updates at once).
+	run("loading /status", chromedp.Navigate(e.srv.URL+"/status?every=10m"), chromedp.WaitVisible(chromedp.CSS("article.app")))
 	s := dom()
 	if s.Stale != "false" || !strings.HasPrefix(s.Conn, "Live") || !strings.HasPrefix(s.Summary, "3 apps: 3 fresh") {
 		t.Errorf("the loaded page: connection %s %q, summary %q", s.Stale, s.Conn, s.Summary)
@@ -193,11 +191,39 @@ func TestStatusBrowser(t *testing.T) {
 		t.Errorf("the first app's gateway calls: %q", g)
 	}
 	sameAsJSON(s)
-	// The script's first update draws what the server drew.
-	waitFor("the first update", `document.body.dataset.updated !== undefined`)
+	// The script's update draws exactly what the server drew.
+	cards := func() []string {
+		t.Helper()
+		html, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("article.app"), el =>
+		  el.outerHTML.replace(/>\s+</g, "><").trim())`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return html
+	}
+	served := cards()
+	if updated, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.body.dataset.updated !== undefined`)); updated {
+		t.Fatal("the script updated the page before its 10 min were up")
+	}
+	run("pausing and resuming", chromedp.Click(chromedp.CSS("#pause")), chromedp.Click(chromedp.CSS("#pause")))
+	waitFor("the update on resuming", `document.body.dataset.updated !== undefined`)
 	if again := dom(); again.String() != s.String() {
 		t.Errorf("the script draws the page otherwise than the server:\nserver %s\nscript %s", s, again)
 	}
+	for i, card := range cards() {
+		if card != served[i] {
+			t.Errorf("the script draws app %d otherwise than the server:\nserver %s\nscript %s", i, served[i], card)
+		}
+	}
+
+	// Then updating itself every 100 ms.
+	run("loading /status", chromedp.Navigate(e.srv.URL+"/status?every=100ms"),
+		chromedp.WaitVisible(chromedp.CSS("article.app")),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[chromedp.Void](`window.__loaded = 1`)(ctx, t)
+			return err
+		}))
+	waitFor("the first update", `document.body.dataset.updated !== undefined`)
 
 	// Past the tokens' expiry every app turns invalid, without a reload.
 	e.fake.Advance(2*time.Hour + time.Minute)

@@ -49,7 +49,7 @@ var (
 	// and requests to its own origin; nothing else (no external assets,
 	// no framing).
 	statusCSP = "default-src 'none'; style-src '" + cspHash(statusCSS) + "'; script-src '" + cspHash(statusJS) +
-		"'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+		"'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
 // cspHash is the Content-Security-Policy source of an inline element

@@ -92,10 +92,10 @@ func TestStatusBrowser(t *testing.T) {
 	gw.WithLabelValues(apps[0].ID, "menu", "token_retried").Add(1)
 	gw.WithLabelValues(apps[1].ID, "message", "ok").Add(12)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.WindowSize(1100, 900))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium refuses its sandbox as root (a CI container)
-	}
+	// Without Chromium's sandbox, which refuses to start as root and in
+	// containers without user namespaces (CI); the browser loads only the
+	// test's own page.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.WindowSize(1100, 900), chromedp.NoSandbox)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
 	ctx, cancelTab := chromedp.NewContext(actx)

@@ -225,6 +225,28 @@ func TestStatusBrowser(t *testing.T) {
 		}))
 	waitFor("the first update", `document.body.dataset.updated !== undefined`)
 
+	// A browser given the key once, as the password of the page's URL,
+	// sends it with the page's own requests too.
+	{
+		tab, cancel := chromedp.NewContext(ctx) // a tab without the test's header
+		u := strings.Replace(e.srv.URL, "http://", "http://operator:"+testKey+"@", 1) + "/status?every=100ms"
+		tctx, cancelT := context.WithTimeout(tab, 20*time.Second)
+		err := chromedp.Do(tctx, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS("article.app")),
+			chromedp.Poll[chromedp.Void](`document.body.dataset.updated !== undefined`, chromedp.WithPollingTimeout(15*time.Second)))
+		if err == nil {
+			var stale string
+			stale, err = chromedp.Run(tctx, chromedp.Evaluate[string](`document.getElementById("conn").dataset.stale`))
+			if err == nil && stale != "false" {
+				err = fmt.Errorf("the page is stale: its own requests were refused")
+			}
+		}
+		cancelT()
+		cancel()
+		if err != nil {
+			t.Errorf("the page opened with the key in its URL: %v", err)
+		}
+	}
+
 	// Past the tokens' expiry every app turns invalid, without a reload.
 	e.fake.Advance(2*time.Hour + time.Minute)
 	waitFor("every app invalid", `Array.from(document.querySelectorAll("article.app")).every(el => el.dataset.state === "invalid")`)

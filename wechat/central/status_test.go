@@ -295,8 +295,9 @@ func TestStatusNoSecrets(t *testing.T) {
 			secrets = append(secrets, tk.Value)
 		}
 	}
-	// A passive refresh with the current token, a failure, and a refused
-	// fetch leave their marks in the last error and the timeline.
+	// A passive refresh naming the current token and failed ones (forced;
+	// passive, against an error page quoting a token) leave their marks in
+	// the last error and the timeline.
 	e.fake.Advance(time.Minute)
 	if _, err := apps[0].Keeper.Refresh(t.Context(), secrets[len(fleetApps)+1]); err != nil {
 		t.Fatal(err)
@@ -307,6 +308,11 @@ func TestStatusNoSecrets(t *testing.T) {
 	e.fake.Fail("/cgi-bin/token", wechattest.Fault{Errcode: 40001})
 	if k, ok := apps[1].Keeper.(*wechat.Wechat); ok {
 		_, _ = k.ForceRefresh(t.Context())
+	}
+	e.fake.Advance(time.Minute)
+	e.fake.Fail("/cgi-bin/token", wechattest.Fault{Status: 502, Body: "<html>bad gateway " + secrets[len(secrets)-1] + "</html>"})
+	if _, err := apps[2].Keeper.Refresh(t.Context(), secrets[len(secrets)-2]); err == nil {
+		t.Fatal("a passive refresh against a failing WeChat succeeded")
 	}
 	_, _, page := e.get(t, "/status", basic("ops", testKey))
 	_, _, data := e.get(t, "/v1/status", "Bearer "+testKey)

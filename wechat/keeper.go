@@ -168,6 +168,7 @@ func Open(ctx context.Context, opts Options) (*Wechat, error) {
 	if err == nil && c.ValidAt(w.clock.Now()) {
 		w.token.cur.Store(c)
 		w.stats.refresh(triggerStartup, outcomeAdopted)
+		w.stats.history.add(w.clock.Now(), outcomeAdopted)
 	}
 	return w, nil
 }
@@ -340,6 +341,7 @@ func (w *Wechat) noteResult(err error) {
 	now := w.clock.Now()
 	if err != nil {
 		w.lastErr, w.lastErrAt = err, now
+		w.stats.history.failed(now, err)
 		return
 	}
 	w.lastErr = nil

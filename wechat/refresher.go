@@ -228,6 +228,7 @@ func (r *refresher) succeeded() {
 func (r *refresher) note(trig trigger, o outcome) {
 	if r.primary {
 		r.w.stats.refresh(trig, o)
+		r.w.stats.history.add(r.w.clock.Now(), o)
 	}
 }
 

@@ -66,6 +66,7 @@ type counters struct {
 	fetches   [numFetchResults]atomic.Int64
 	refusals  [numRefusals]atomic.Int64
 	tickets   [numFetchResults]atomic.Int64
+	history   history // the access token's refreshes over 24 h, for RefreshHistory
 }
 
 func (c *counters) refresh(t trigger, o outcome) { c.refreshes[t][o].Add(1) }

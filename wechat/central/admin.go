@@ -97,6 +97,8 @@ type AdminOptions struct {
 //	GET  /v1/token, POST /v1/token/refresh, GET /v1/ticket/jsapi, GET /v1/jssdk/config
 //	                                        the same for the one app of a single-app server
 //	POST /v1/reload                         re-read the configuration (AdminOptions.Reload)
+//	GET  /status                            the status page, HTML (see below)
+//	GET  /v1/status                         its data: every app's state, quota, refreshes; never a credential
 //	GET  /healthz[?app_id=…]                200 while a valid token is held, else 503
 //	GET  /metrics                           Prometheus text format, per-app series labelled app_id
 //
@@ -137,6 +139,9 @@ type AdminOptions struct {
 //	                 another WeChat error or a store failure
 //	upstream         502 WeChat answered an error or could not be reached
 //	internal         502 anything else (the store failed, …)
+//
+// /status and /v1/status also accept HTTP Basic with the key as the
+// password (any user name), which a browser can send.
 //
 // No answer and no log line holds a secret.
 //
@@ -204,6 +209,8 @@ func NewAdmin(k Keeper, o AdminOptions) *Admin {
 	a.appRoute(r, "/token/refresh", http.MethodPost, a.refresh)
 	a.appRoute(r, "/ticket/jsapi", http.MethodGet, a.ticket)
 	a.appRoute(r, "/jssdk/config", http.MethodGet, a.jssdk)
+	a.route(r, "/status", http.MethodGet, false, a.authorizePage(a.serveStatusPage))
+	a.route(r, "/v1/status", http.MethodGet, false, a.authorizePage(a.serveStatusJSON))
 	a.route(r, "/healthz", http.MethodGet, false, a.healthz)
 	a.route(r, "/metrics", http.MethodGet, false, a.metrics.handler.ServeHTTP)
 	a.router = r

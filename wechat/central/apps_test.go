@@ -31,7 +31,7 @@ var fleetApps = []fleetApp{
 
 // newFleetEnv is an Admin serving the three fleetApps, each with its own
 // keeper and file store, on one fake WeChat.
-func newFleetEnv(t *testing.T, o AdminOptions) (*adminEnv, []App) {
+func newFleetEnv(t testing.TB, o AdminOptions) (*adminEnv, []App) {
 	t.Helper()
 	opts := []wechattest.Option{wechattest.WithClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))}
 	for _, a := range fleetApps {

@@ -15,6 +15,13 @@
 // (see Admin); StatusOf and ErrorReason give the status and the reason of
 // a keeper error.
 //
+// GET /status is a status page for people, one self-contained HTML page
+// (no external assets) that shows every app's token state, life, quota,
+// 24-hour refresh timeline, last error, store and gateway calls, and
+// updates itself from GET /v1/status, the same data as JSON; neither
+// ever holds a credential. A browser opens it with HTTP Basic, the admin
+// key as the password.
+//
 // The server around it (listeners, stores from URLs, the callback
 // middleware, the demo) is package wechat/server. Business servers in
 // other processes or hosts use wechat.NewRemote, a wechat.TokenSource

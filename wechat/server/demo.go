@@ -198,6 +198,7 @@ wxcentral demo: three made-up accounts, no WeChat account needed
   config file:      CONFIG
   token store:      STORE
   admin API:        ADMIN
+  status page:      ADMIN/status (open it in a browser)
 
 APPS
   current token of MAIN: ACCESS

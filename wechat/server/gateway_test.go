@@ -47,11 +47,29 @@ func TestServeGateway(t *testing.T) {
 	if n := fake.Stats().Fetches[wechattest.PathToken]; n != 1 {
 		t.Errorf("WeChat issued %d tokens; want 1", n)
 	}
+	// The status data counts the gateway's calls of the app.
+	req, _ := http.NewRequest(http.MethodGet, admin+"/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sd struct {
+		Gateway bool `json:"gateway"`
+		Apps    []struct {
+			Gateway map[string]int64 `json:"gateway"`
+		} `json:"apps"`
+	}
+	json.NewDecoder(resp.Body).Decode(&sd)
+	resp.Body.Close()
+	if !sd.Gateway || len(sd.Apps) != 1 || sd.Apps[0].Gateway["ok"] != 2 {
+		t.Errorf("/v1/status: gateway %v, apps %+v; want the app's 2 calls counted ok", sd.Gateway, sd.Apps)
+	}
 
 	off := serveConfig(t, fake.URL)
 	off.GatewayOff = true
 	st = startServe(t, off, Options{HTTPClient: fake.Client()})
-	resp, err := http.Get("http://" + st.admin + "/cgi-bin/token?grant_type=client_credential&appid=" + testAppID + "&secret=" + testSecret)
+	resp, err = http.Get("http://" + st.admin + "/cgi-bin/token?grant_type=client_credential&appid=" + testAppID + "&secret=" + testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
